@@ -1,0 +1,1 @@
+"""Rate–distortion analysis and bit allocation among transmitted streams (``cilight.allocation``)."""
