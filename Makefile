@@ -1,0 +1,31 @@
+# Two commands for a fresh machine with Python 3.11:
+#   make train   create .venv if needed, install, train on the embedded data, print test metrics
+#   make test    same install, then the test suite
+# ARGS passes options through: make train ARGS="--trainer.max_epochs 3 --model.compressibility_weight 0"
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cilight-installed
+
+.PHONY: train test install benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP)
+	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) -m pytest $(ARGS)
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/train_step.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,169 @@
+"""Training throughput of MultiTaskCI under Lightning against a plain PyTorch loop.
+
+Both loops train the same model (same initial weights), with the same Adam + polynomial
+decay, on the same pre-generated SyntheticStreets batches; they alternate ``--repeats`` times
+and the ratio is taken per pair, so both see the same machine state. Also measured: the share
+of a training step spent in the compressibility loss L_r (forward + backward, eq 1–5).
+
+    python benchmarks/train_step.py [--steps 30] [--warmup 5] [--repeats 3] [--out FILE]
+
+Writes JSON (default ``benchmarks/results/train_step.json``) naming the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+import cilight
+from cilight.ci_models import MultiTaskCI, compressibility_loss
+from cilight.ci_models.multitask import normalized_stream
+from cilight.datamodules import SyntheticStreets
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "cilight": cilight.__version__,
+        "platform": platform.platform(),
+    }
+
+
+class _Timer(pl.Callback):
+    """Wall time from the start of batch ``warmup`` to the end of the last batch."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.start = self.end = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.end = time.perf_counter()
+
+
+def plain_loop(model: MultiTaskCI, batches: list[dict], warmup: int) -> float:
+    """Seconds for ``len(batches) - warmup`` steps of a hand-written loop."""
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.hparams.lr)
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=len(batches), power=0.9)
+    start = 0.0
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            start = time.perf_counter()
+        losses, _ = model._losses(batch)
+        loss = model.loss_weighting(losses)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return time.perf_counter() - start
+
+
+def lightning_loop(model: MultiTaskCI, batches: list[dict], warmup: int) -> float:
+    timer = _Timer(warmup)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=len(batches), logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
+        num_sanity_val_steps=0,
+    )
+    loader = DataLoader(batches, batch_size=None, shuffle=False)
+    trainer.fit(model, train_dataloaders=loader)
+    return timer.end - timer.start
+
+
+def compressibility_share(model: MultiTaskCI, batches: list[dict], reps: int = 10) -> dict:
+    """Time of L_r forward+backward on real stream tensors against a whole training step."""
+    model.train()
+    with torch.no_grad():
+        feats = model.features(batches[0]["image"])
+    def lr_step():
+        fs = [f.clone().requires_grad_(True) for f in feats]
+        sum(compressibility_loss(normalized_stream(f)) for f in fs).backward()
+    def full_step():
+        losses, _ = model._losses(batches[0])
+        model.zero_grad(set_to_none=True)
+        model.loss_weighting(losses).backward()
+    for fn in (lr_step, full_step):
+        fn()
+    t_lr = min(_timeit(lr_step) for _ in range(reps))
+    t_step = min(_timeit(full_step) for _ in range(3))
+    return {"compressibility_ms": 1e3 * t_lr, "train_step_ms": 1e3 * t_step, "share": t_lr / t_step}
+
+
+def _timeit(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the datamodule's")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_step.json")
+    args = parser.parse_args()
+
+    data = SyntheticStreets(num_train=args.steps * 64, num_val=8, num_test=8)
+    batch_size = args.batch_size or data.batch_size
+    data = SyntheticStreets(num_train=args.steps * batch_size, num_val=8, num_test=8, batch_size=batch_size)
+    data.setup("fit")
+    batches = [b for _, b in zip(range(args.steps), DataLoader(data.train_dataset, batch_size=batch_size))]
+    pl.seed_everything(0, verbose=False)
+    reference = MultiTaskCI(num_classes=data.num_classes)
+    steps = args.steps - args.warmup
+    pairs = []
+    for r in range(args.repeats):
+        t_plain = plain_loop(copy.deepcopy(reference), batches, args.warmup)
+        t_light = lightning_loop(copy.deepcopy(reference), batches, args.warmup)
+        pairs.append({"plain_images_per_s": steps * batch_size / t_plain,
+                      "lightning_images_per_s": steps * batch_size / t_light,
+                      "ratio_plain_over_lightning": t_light / t_plain})
+        print(f"repeat {r + 1}/{args.repeats}: plain {pairs[-1]['plain_images_per_s']:.1f} img/s, "
+              f"lightning {pairs[-1]['lightning_images_per_s']:.1f} img/s, "
+              f"overhead ratio {pairs[-1]['ratio_plain_over_lightning']:.3f}")
+    share = compressibility_share(copy.deepcopy(reference), batches)
+    result = {
+        "benchmark": "train_step",
+        "machine": machine(),
+        "config": {"steps": args.steps, "warmup": args.warmup, "batch_size": batch_size,
+                   "height": data.height, "width": data.width, "model": dict(reference.hparams)},
+        "repeats": pairs,
+        "lightning_overhead_ratio": statistics.median(p["ratio_plain_over_lightning"] for p in pairs),
+        "compressibility": share,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Lightning/plain time ratio (median): {result['lightning_overhead_ratio']:.3f}")
+    print(f"compressibility loss: {share['compressibility_ms']:.2f} ms of a {share['train_step_ms']:.1f} ms step "
+          f"({100 * share['share']:.1f}%)")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

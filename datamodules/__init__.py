@@ -1,0 +1,1 @@
+"""LightningDataModules of cilight: the embedded synthetic street scenes and Cityscapes."""

@@ -1,0 +1,92 @@
+"""``python train.py`` end to end: a short fit, the run folder, resume, clear errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cilight.ci_models import MultiTaskCI
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--data.height", "64", "--data.width", "128",
+    "--data.num_train", "8", "--data.num_val", "4", "--data.num_test", "4", "--data.batch_size", "4",
+    "--model.decoder_width", "16",
+    "--trainer.max_epochs", "1", "--trainer.enable_model_summary", "false",
+]
+
+
+def train(args: list[str], tmp_path: Path, timeout: float = 240, extra_env: dict | None = None):
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(extra_env or {})}
+    env.pop("CILIGHT_RUN_DIR", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_fit_test_and_resume(tmp_path):
+    root = tmp_path / "runs"
+    proc = train([*TINY, "--trainer.default_root_dir", str(root), "--run_name", "tiny"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = root / "tiny"
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "checkpoints").glob("best-*.ckpt"))
+    assert list((run / "samples").glob("epoch_*.png"))
+    metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
+    assert {"test/segmentation_miou", "test/disparity_rmse", "test/disparity_irmse", "test/reconstruction_psnr"} <= set(metrics)
+    assert "test/segmentation_miou" in proc.stdout
+    # nothing lands in the working directory except the run root
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+    model = MultiTaskCI.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert model.hparams.decoder_width == 16 and model.hparams.num_classes >= 8
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+    proc = train([*TINY, "--trainer.default_root_dir", str(root), "--trainer.max_epochs", "2",
+                  "--ckpt_path", str(run / "checkpoints" / "last.ckpt")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in root.iterdir()) == ["tiny"]  # resumed into its own folder
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--model.compresibility_weight", "0"], "compresibility_weight"),
+        (["--trainer.max_epochs", "three"], "max_epochs"),
+        (["--model.split_points", "[layer9]"], "layer9"),
+        (["--data.height", "100"], "100"),
+        (["--data", "Cityscapes", "--data.root", "/nonexistent/cityscapes"], "/nonexistent/cityscapes"),
+        (["--ckpt_path", "/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, args, needle):
+    proc = train([*args, "--trainer.default_root_dir", str(tmp_path / "runs")], tmp_path, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) <= 3, proc.stderr
+    assert needle in proc.stderr
+    assert "error" in lines[-1].lower()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(tmp_path):
+    root = tmp_path / "runs"
+    args = [*TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    proc = train(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = root / "ddp"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "test_metrics.json").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["ddp"]  # every rank agreed on the run folder
