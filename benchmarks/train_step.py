@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import platform
 import statistics
@@ -129,11 +130,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_step.json")
     args = parser.parse_args()
 
-    data = SyntheticStreets(num_train=args.steps * 64, num_val=8, num_test=8)
-    batch_size = args.batch_size or data.batch_size
+    batch_size = args.batch_size or inspect.signature(SyntheticStreets).parameters["batch_size"].default
     data = SyntheticStreets(num_train=args.steps * batch_size, num_val=8, num_test=8, batch_size=batch_size)
-    data.setup("fit")
-    batches = [b for _, b in zip(range(args.steps), DataLoader(data.train_dataset, batch_size=batch_size))]
+    batches = list(DataLoader(data.dataset("train"), batch_size=batch_size))
     pl.seed_everything(0, verbose=False)
     reference = MultiTaskCI(num_classes=data.num_classes)
     steps = args.steps - args.warmup

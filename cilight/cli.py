@@ -18,12 +18,21 @@ the folder is chosen once, by the launching process, and handed to the workers t
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 import json
+import logging
 import os
+import re
 import sys
 import time
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from argparse import ArgumentError
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -36,6 +45,19 @@ from cilight.errors import CilightError, ConfigError
 
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
 DEFAULT_ROOT = "runs"
+
+
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip" advertisements, which say nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
+
+
+def _quiet_known_noise() -> None:
+    # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 
 
 class ConfigToRun(SaveConfigCallback):
@@ -67,6 +89,68 @@ def resolve_run_dir(root: str | os.PathLike, run_name: str | None, ckpt_path: st
     return run_dir
 
 
+_STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
+
+
+def summarize_config_error(message: str, known_options: Iterable[str] = ()) -> str:
+    """One line out of a jsonargparse error: the key, the given value and what was expected.
+
+    jsonargparse explains a failed union (``int | None``, a datamodule or ``None``) as a
+    nested, bulleted list with one entry per alternative; what the user needs is the key path,
+    the value and the innermost explanation that is not about ``None``. An unknown option
+    gets the closest known ones.
+    """
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = re.search(r"NestedArg\(key='([^']+)', val='([^']*)'\)", message)
+    unknown = re.search(r"unrecognized arguments: (\S+)", message)
+    refused = re.search(r"Option '([^']+)' is not accepted", message)
+    if unknown or refused:
+        if unknown:
+            option = unknown.group(1)
+        else:
+            option = "--" + ".".join([*keys[:1], refused.group(1)])
+            known_options = [f"--{keys[0]}.{name}" for name in _init_parameters(message)] if keys else []
+        close = difflib.get_close_matches(option, list(known_options), n=2, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; see python train.py --help"
+        return f"unknown option {option}{hint}"
+
+    details = []
+    for line in message.splitlines():
+        line = line.strip().removeprefix("- ").strip()
+        if line and not line.startswith(_STRUCTURE) and "NoneType" not in line:
+            line = re.sub(r"<class '([\w.]+)'>", r"\1", line)
+            details.append(re.sub(r"\b[Ee]xpected a (int|float|bool|str)\b", r"expected \1", line))
+    details = list(dict.fromkeys(details)) or [" ".join(message.split())]
+    value = nested.group(2) if nested else None
+    got = re.search(r"\. Got value: (.*)$", details[0])
+    if got:
+        value, details[0] = got.group(1), details[0][: got.start()]
+    elif value is None and (given := re.search(r"Given value: (.*)", message)):
+        value = given.group(1).strip()
+        value = None if value.startswith(("Namespace(", "NestedArg(")) else value
+    if not keys:
+        return "; ".join(details)
+    key = ".".join(keys)
+    if nested and len(keys) == 1:
+        key = f"{keys[0]}.{nested.group(1)}"
+    text = "; ".join(details)
+    shown = f"={value!r}" if value is not None else ""
+    return f"{key}{shown}: {text[0].lower()}{text[1:]}"
+
+
+def _init_parameters(message: str) -> list[str]:
+    """``__init__`` parameter names of the class a jsonargparse message names by class path."""
+    found = re.search(r"class_path '([\w.]+)'", message)
+    if not found:
+        return []
+    module, _, name = found.group(1).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return []
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+
+
 class CilightCLI(LightningCLI):
     """LightningCLI for :class:`MultiTaskCI` with any LightningDataModule (default: SyntheticStreets)."""
 
@@ -79,7 +163,9 @@ class CilightCLI(LightningCLI):
             save_config_callback=ConfigToRun,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT},
+            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "log_every_n_steps": 10},
+            # errors come back as exceptions, which main() turns into one line
+            parser_kwargs={"exit_on_error": False},
             **kwargs,
         )
 
@@ -91,6 +177,24 @@ class CilightCLI(LightningCLI):
         parser.set_defaults({"data": {"class_path": "cilight.datamodules.SyntheticStreets"}})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.ignore_index", "model.ignore_index", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            options = [opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")]
+            raise ConfigError(summarize_config_error(str(err), options)) from None
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except CilightError:
+            raise
+        except (ArgumentError, ValueError, TypeError) as err:
+            # a datamodule's ConfigError reaches us wrapped in jsonargparse's union explanation
+            if os.environ.get("CILIGHT_DEBUG"):
+                raise
+            raise ConfigError(summarize_config_error(str(err))) from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config
@@ -114,7 +218,7 @@ class CilightCLI(LightningCLI):
         # offline unless the user chose a mode; WANDB_MODE (e.g. "disabled", "online") is honoured
         options: dict[str, Any] = {} if os.environ.get("WANDB_MODE") else {"offline": True}
         run_id = run_dir.name.replace("/", "-")
-        return WandbLogger(
+        logger = WandbLogger(
             project=os.environ.get("WANDB_PROJECT", "cilight"),
             name=run_dir.name,
             id=run_id,
@@ -122,6 +226,9 @@ class CilightCLI(LightningCLI):
             save_dir=str(run_dir),
             **options,
         )
+        # WandbLogger always passes `anonymous`, which wandb 0.31 warns about on every run.
+        logger._wandb_init.pop("anonymous", None)
+        return logger
 
     def fit_and_test(self) -> dict[str, float]:
         """Fit (resuming from ``--ckpt_path``), then test the best checkpoint and report."""
@@ -141,6 +248,7 @@ class CilightCLI(LightningCLI):
 
 def main(args: Any = None) -> int:
     """Entry point of ``train.py``: a user error prints one line and exits with status 2."""
+    _quiet_known_noise()
     try:
         cli = CilightCLI(args=args)
         cli.fit_and_test()

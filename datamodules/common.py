@@ -153,15 +153,6 @@ class StreetSceneDataModule(pl.LightningDataModule):
         return self._loader("test")
 
 
-def colorize_segmentation(labels: np.ndarray | torch.Tensor, class_colors, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """``[H, W]`` class ids → ``[H, W, 3]`` uint8 RGB with ``class_colors``; ignored pixels black."""
-    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    palette = np.zeros((256, 3), np.uint8)
-    palette[: len(class_colors)] = np.asarray(class_colors, np.uint8)
-    palette[ignore_index] = 0
-    return palette[labels.astype(np.int64).clip(0, 255)]
-
-
 def _sequential_batches(dataset: Dataset, batch_size: int):
     # Baselines must see every sample exactly once, unlike the shuffled, drop_last train loader.
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -232,6 +223,5 @@ __all__ = [
     "check_fraction",
     "check_image_size",
     "check_int",
-    "colorize_segmentation",
     "trivial_baselines",
 ]

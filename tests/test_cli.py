@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cilight.ci_models import MultiTaskCI
+from cilight.cli import summarize_config_error
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -61,10 +62,12 @@ def test_fit_test_and_resume(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--model.compresibility_weight", "0"], "compresibility_weight"),
-        (["--trainer.max_epochs", "three"], "max_epochs"),
+        (["--model.compresibility_weight", "0"], "did you mean --model.compressibility_weight?"),
+        (["--data.heigth", "96"], "did you mean --data.height"),
+        (["--trainer.max_epochs", "three"], "trainer.max_epochs='three': expected int"),
+        (["--data.height", "true"], "data.height='True': expected int"),
         (["--model.split_points", "[layer9]"], "layer9"),
-        (["--data.height", "100"], "100"),
+        (["--data.height", "100"], "height=100: expected an integer >= 32 and a multiple of 32"),
         (["--data", "Cityscapes", "--data.root", "/nonexistent/cityscapes"], "/nonexistent/cityscapes"),
         (["--ckpt_path", "/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
     ],
@@ -77,6 +80,23 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, needle):
     assert len(lines) <= 3, proc.stderr
     assert needle in proc.stderr
     assert "error" in lines[-1].lower()
+
+
+def test_summarize_config_error_keeps_the_informative_alternative():
+    message = (
+        'Parser key "data":\n  Does not validate against any of the Union subtypes\n'
+        "  Subtypes: [<class 'LightningDataModule'>, <class 'NoneType'>]\n  Errors:\n"
+        "    - Problem with given class_path 'cilight.datamodules.SyntheticStreets':\n"
+        '        Parser key "num_val":\n          Expected a <class \'int\'>. Got value: 2.5\n'
+        "    - Expected a <class 'NoneType'>\n  Given value type: <class 'NestedArg'>\n"
+        "  Given value: NestedArg(key='num_val', val='2.5')"
+    )
+    assert summarize_config_error(message) == "data.num_val='2.5': expected int"
+    refused = message.replace('Parser key "num_val":', "Option 'num_vall' is not accepted")
+    assert summarize_config_error(refused).startswith("unknown option --data.num_vall; did you mean --data.num_val")
+    assert summarize_config_error("unrecognized arguments: --fooo 1", ["--foo", "--bar"]) == (
+        "unknown option --fooo; did you mean --foo?"
+    )
 
 
 @pytest.mark.slow
