@@ -5,7 +5,7 @@ decay, on the same pre-generated SyntheticStreets batches; they alternate ``--re
 and the ratio is taken per pair, so both see the same machine state. Also measured: the share
 of a training step spent in the compressibility loss L_r (forward + backward, eq 1–5).
 
-    python benchmarks/train_step.py [--steps 30] [--warmup 5] [--repeats 3] [--out FILE]
+    python benchmarks/train_step.py [--steps 30] [--warmup 5] [--repeats 5] [--out FILE]
 
 Writes JSON (default ``benchmarks/results/train_step.json``) naming the machine.
 """
@@ -16,6 +16,7 @@ import argparse
 import copy
 import inspect
 import json
+import logging
 import platform
 import statistics
 import time
@@ -125,10 +126,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the datamodule's")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_step.json")
     args = parser.parse_args()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per repeat, not per Trainer
 
     batch_size = args.batch_size or inspect.signature(SyntheticStreets).parameters["batch_size"].default
     data = SyntheticStreets(num_train=args.steps * batch_size, num_val=8, num_test=8, batch_size=batch_size)

@@ -105,7 +105,8 @@ class PredictionGrid(pl.Callback):
         palette = np.asarray(getattr(datamodule, "class_colors", _default_palette(pl_module.hparams.num_classes)))
         grid = sample_grid(self._batch, self._outputs, palette.astype(np.uint8), pl_module.hparams.ignore_index)
         self._batch = self._outputs = None
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        # not trainer.log_dir: under DDP it is a broadcast, and only rank 0 gets here
+        folder = Path(trainer.default_root_dir) / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(folder / f"epoch_{trainer.current_epoch:03d}.png")
         for logger in trainer.loggers:

@@ -41,6 +41,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.callbacks import PredictionGrid
+from cilight.datamodules import StreetSceneDataModule, trivial_baselines
 from cilight.errors import CilightError, ConfigError
 
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
@@ -163,7 +164,7 @@ class CilightCLI(LightningCLI):
             save_config_callback=ConfigToRun,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "log_every_n_steps": 10},
+            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "log_every_n_steps": 10, "max_epochs": 8},
             # errors come back as exceptions, which main() turns into one line
             parser_kwargs={"exit_on_error": False},
             **kwargs,
@@ -173,6 +174,10 @@ class CilightCLI(LightningCLI):
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="Checkpoint to resume training from.")
         parser.add_argument("--run_name", type=str | None, default=None, help="Run folder name (default: timestamp).")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="Test the best checkpoint after fit.")
+        parser.add_argument(
+            "--baselines", type=bool, default=True,
+            help="After testing, also score trivial predictors (majority class, mean disparity, mean image).",
+        )
         parser.add_lightning_class_args(PredictionGrid, "grid")
         parser.set_defaults({"data": {"class_path": "cilight.datamodules.SyntheticStreets"}})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -239,11 +244,31 @@ class CilightCLI(LightningCLI):
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         if self.trainer.is_global_zero:
-            (self.run_dir / "test_metrics.json").write_text(
-                json.dumps({"checkpoint": best, "metrics": metrics}, indent=2) + "\n"
-            )
+            report: dict[str, Any] = {"checkpoint": best, "metrics": metrics}
+            if self.config.baselines and isinstance(self.datamodule, StreetSceneDataModule):
+                report["trivial_baselines"] = trivial_baselines(self.datamodule)
+                print("\n" + format_comparison(metrics, report["trivial_baselines"]))
+            (self.run_dir / "test_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
             print(f"\nrun folder: {self.run_dir}\nbest checkpoint: {best or '(none)'}")
         return metrics
+
+
+_COMPARED = (
+    # (metric key, task, what is measured, the trivial predictor)
+    ("segmentation_miou", "segmentation", "mIoU, higher is better", "majority class"),
+    ("disparity_rmse", "disparity", "RMSE px, lower is better", "mean disparity"),
+    ("reconstruction_psnr", "reconstruction", "PSNR dB, higher is better", "mean image"),
+)
+
+
+def format_comparison(metrics: dict[str, float], baselines: dict[str, float], stage: str = "test") -> str:
+    """A small table of the model's metrics next to those of the trivial predictors."""
+    rows = [("task", "metric", "model", "trivial", "trivial predictor")]
+    for key, task, measure, predictor in _COMPARED:
+        model = metrics.get(f"{stage}/{key}", float("nan"))
+        rows.append((task, measure, f"{model:.3f}", f"{baselines[key]:.3f}", predictor))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def main(args: Any = None) -> int:

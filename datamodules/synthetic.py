@@ -1020,8 +1020,8 @@ class SyntheticStreets(StreetSceneDataModule):
 
     def __init__(
         self,
-        height: int = 128,
-        width: int = 256,
+        height: int = 64,
+        width: int = 128,
         num_train: int = 1024,
         num_val: int = 128,
         num_test: int = 128,
@@ -1032,7 +1032,9 @@ class SyntheticStreets(StreetSceneDataModule):
         """Configure the synthetic dataset; nothing is rendered until ``setup``.
 
         Args:
-            height: image height in pixels, a positive multiple of 32.
+            height: image height in pixels, a positive multiple of 32. The default (64x128)
+                trains to far above the trivial baselines in a few CPU minutes; the scenes
+                are geometry, so any larger size renders the same streets, sharper.
             width: image width in pixels, a positive multiple of 32.
             num_train: number of training samples.
             num_val: number of validation samples.

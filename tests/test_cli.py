@@ -42,7 +42,10 @@ def test_fit_test_and_resume(tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "checkpoints").glob("best-*.ckpt"))
     assert list((run / "samples").glob("epoch_*.png"))
-    metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
+    report = json.loads((run / "test_metrics.json").read_text())
+    metrics = report["metrics"]
+    assert set(report["trivial_baselines"]) == {"segmentation_miou", "disparity_rmse", "reconstruction_psnr"}
+    assert "majority class" in proc.stdout and "mean disparity" in proc.stdout
     assert {"test/segmentation_miou", "test/disparity_rmse", "test/disparity_irmse", "test/reconstruction_psnr"} <= set(metrics)
     assert "test/segmentation_miou" in proc.stdout
     # nothing lands in the working directory except the run root
