@@ -25,7 +25,8 @@ test: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) -m pytest $(ARGS)
 
 benchmark: $(STAMP)
-	$(PY) benchmarks/train_step.py $(ARGS)
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/default_run.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
-import json
 import logging
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,30 +24,10 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-import cilight
 from cilight.ci_models import MultiTaskCI, compressibility_loss
 from cilight.ci_models.multitask import normalized_stream
 from cilight.datamodules import SyntheticStreets
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": pl.__version__,
-        "cilight": cilight.__version__,
-        "platform": platform.platform(),
-    }
+from report import RESULTS, write_result
 
 
 class _Timer(pl.Callback):
@@ -128,7 +106,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the datamodule's")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_step.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "train_step.json")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per repeat, not per Trainer
 
@@ -151,19 +129,16 @@ def main() -> None:
     share = compressibility_share(copy.deepcopy(reference), batches)
     result = {
         "benchmark": "train_step",
-        "machine": machine(),
         "config": {"steps": args.steps, "warmup": args.warmup, "batch_size": batch_size,
                    "height": data.height, "width": data.width, "model": dict(reference.hparams)},
         "repeats": pairs,
         "lightning_overhead_ratio": statistics.median(p["ratio_plain_over_lightning"] for p in pairs),
         "compressibility": share,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(f"Lightning/plain time ratio (median): {result['lightning_overhead_ratio']:.3f}")
     print(f"compressibility loss: {share['compressibility_ms']:.2f} ms of a {share['train_step_ms']:.1f} ms step "
           f"({100 * share['share']:.1f}%)")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,21 @@ TINY = [
 
 
 def train(args: list[str], tmp_path: Path, timeout: float = 240, extra_env: dict | None = None):
+    """Run ``train.py`` in its own process group, so a hang kills every DDP worker too."""
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(extra_env or {})}
     env.pop("CILIGHT_RUN_DIR", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )
+    command = [sys.executable, str(ROOT / "train.py"), *args]
+    with subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"train.py ran past {timeout} s and was killed; stderr tail:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.slow
@@ -100,6 +110,15 @@ def test_summarize_config_error_keeps_the_informative_alternative():
     assert summarize_config_error("unrecognized arguments: --fooo 1", ["--foo", "--bar"]) == (
         "unknown option --fooo; did you mean --foo?"
     )
+
+
+def test_default_config_file_is_the_default(tmp_path):
+    def resolved(*args):
+        proc = train([*args, "--print_config"], tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return [line for line in proc.stdout.splitlines() if not line.startswith("config:")]
+
+    assert resolved("--config", str(ROOT / "configs" / "default.yaml")) == resolved()
 
 
 @pytest.mark.slow
