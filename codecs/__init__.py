@@ -1,14 +1,36 @@
-"""Feature codecs: what turns a quantized feature tensor into bytes and back.
+"""Feature codecs: what turns a feature tensor into bytes and back.
 
 Imported as ``cilight.codecs`` (never as ``codecs``: that is the standard-library module).
 This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation``.
 """
 
-from cilight.errors import CilightError
+from cilight.codecs.errors import CodecError
+from cilight.codecs.quantizers import (
+    QUANTIZERS,
+    ChannelQuantizer,
+    ClipQuantizer,
+    MinMaxQuantizer,
+    Quantized,
+    Quantizer,
+    get_quantizer,
+    uniform_codes,
+    uniform_values,
+)
+from cilight.codecs.tiling import TILINGS, TileLayout, tile, untile
 
-
-class CodecError(CilightError, ValueError):
-    """Bytes that cannot be decoded (bad, truncated or foreign), or an impossible rate request."""
-
-
-__all__ = ["CodecError"]
+__all__ = [
+    "QUANTIZERS",
+    "TILINGS",
+    "ChannelQuantizer",
+    "ClipQuantizer",
+    "CodecError",
+    "MinMaxQuantizer",
+    "Quantized",
+    "Quantizer",
+    "TileLayout",
+    "get_quantizer",
+    "tile",
+    "uniform_codes",
+    "uniform_values",
+    "untile",
+]

@@ -1,0 +1,230 @@
+"""Scalar quantizers that turn a feature tensor into integer codes plus side information.
+
+Three ways of choosing the quantization interval, all uniform with ``L = 2ⁿ − 1`` steps:
+
+* ``minmax`` — one interval ``[min, max]`` over the whole tensor
+  (``pareto-optimal-bit-allocation-ci.md`` §VI-A; ``multitask-compressible-features-ci.md`` §2.1).
+  Side information: ``min`` and ``max`` as float32 (8 bytes).
+* ``channel`` — one interval per channel, ``round((Z − m)/(M − m)·(2ⁿ − 1))``
+  (``back-and-forth-prediction.md`` §3.2, eq 4) with ``m`` and ``M`` stored as float16
+  (``C·32`` bits of side information, as in that paper). The float16 bounds are rounded
+  *outwards* (``m`` down, ``M`` up) so every element stays inside its interval; the paper
+  only says "rounded to 16-bit", and rounding to nearest would clip the extremes.
+* ``clip`` — the interval ``[μ − wσ, μ + wσ]`` centred on the tensor mean
+  (``mobile-cloud-inference-ci-thesis.md`` §2.1.2) with ``N = 2ⁿ`` bins reconstructed at their
+  midpoints, as in the thesis; values outside are clipped. Side information: ``μ`` and ``wσ``
+  as float32.
+
+Every quantizer maps ``[..., C, H, W]`` float tensors to codes of the same shape
+(``uint8`` for ``n ≤ 8``, ``int32`` otherwise) and back. The arithmetic lives in
+:func:`uniform_codes` and :func:`uniform_values`, which the Q-layer of ``cilight.ci_models``
+and the differentiable proxy share, so there is one definition of "8-bit min–max".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cilight.codecs.errors import CodecError
+from cilight.errors import ConfigError
+
+# A constant tensor has max == min; a tiny step keeps the division finite and decodes to min.
+MIN_STEP = 1e-12
+
+
+def uniform_codes(x: Tensor, low: Tensor, step: Tensor, levels: int) -> Tensor:
+    """``clamp(round((x − low) / step), 0, levels)`` as floats; ``low``/``step`` broadcast."""
+    return torch.round((x - low) / step).clamp_(0, levels)
+
+
+def uniform_values(codes: Tensor, low: Tensor, step: Tensor) -> Tensor:
+    """``low + codes·step``: the dequantized values of :func:`uniform_codes`."""
+    return low + codes * step
+
+
+def code_dtype(bits: int) -> torch.dtype:
+    return torch.uint8 if bits <= 8 else torch.int32
+
+
+def _check_bits(bits: object) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise ConfigError(f"quantizer bits={bits!r}: expected an integer from 1 to 16")
+    return bits
+
+
+def _check_features(x: object) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise CodecError(f"features must be a torch.Tensor of shape [C, H, W], got {type(x).__name__}")
+    if x.dim() != 3 or x.numel() == 0:
+        raise CodecError(f"features must have shape [C, H, W] with no empty axis, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise CodecError(f"features must be floating point, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise CodecError("features contain NaN or infinite values; only finite tensors can be quantized")
+    return x
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """Integer codes of a ``[C, H, W]`` tensor and the side information that dequantizes them."""
+
+    codes: Tensor  # [C, H, W], uint8 or int32
+    side: np.ndarray  # 1-D, dtype = the quantizer's side_dtype
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """Base of the uniform quantizers; subclasses choose the interval and the side information."""
+
+    bits: int = 8
+
+    kind: ClassVar[str]
+    side_dtype: ClassVar[np.dtype]
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits)
+
+    @property
+    def levels(self) -> int:
+        return 2**self.bits - 1
+
+    def side_numel(self, channels: int) -> int:
+        """Number of side-information values sent for a tensor with ``channels`` channels."""
+        raise NotImplementedError
+
+    def side_bytes(self, channels: int) -> int:
+        return self.side_numel(channels) * np.dtype(self.side_dtype).itemsize
+
+    def quantize(self, features: Tensor) -> Quantized:
+        x = _check_features(features).detach().to(torch.float32)
+        low, step, side = self._interval(x)
+        codes = uniform_codes(x, low, step, self.levels).to(code_dtype(self.bits))
+        return Quantized(codes, side.astype(self.side_dtype))
+
+    def dequantize(self, codes: Tensor, side: np.ndarray) -> Tensor:
+        if codes.dim() != 3:
+            raise CodecError(f"codes must have shape [C, H, W], got {tuple(codes.shape)}")
+        expected = self.side_numel(codes.shape[0])
+        if side.shape != (expected,):
+            raise CodecError(f"{self.kind} side information must hold {expected} values, got {side.shape}")
+        side = side.astype(np.float64)
+        if not np.isfinite(side).all():
+            raise CodecError(f"{self.kind} side information is not finite: {side.tolist()[:4]}")
+        low, step = self._dequantization(side, codes.shape[0])
+        return uniform_values(codes.to(torch.float32), low, step)
+
+    def _interval(self, x: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
+        """(low, step) broadcastable to ``x``, and the side information that reproduces them."""
+        raise NotImplementedError
+
+    def _dequantization(self, side: np.ndarray, channels: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+def _step(low: Tensor, high: Tensor, levels: int) -> Tensor:
+    return ((high - low) / levels).clamp_min(MIN_STEP)
+
+
+@dataclass(frozen=True)
+class MinMaxQuantizer(Quantizer):
+    """One ``[min, max]`` interval for the whole tensor; side information 2 × float32."""
+
+    kind: ClassVar[str] = "minmax"
+    side_dtype: ClassVar[np.dtype] = np.dtype("<f4")
+
+    def side_numel(self, channels: int) -> int:
+        return 2
+
+    def _interval(self, x):
+        low, high = x.min(), x.max()
+        return low, _step(low, high, self.levels), np.array([low.item(), high.item()])
+
+    def _dequantization(self, side, channels):
+        low, high = (torch.tensor(v, dtype=torch.float32) for v in side)
+        return low, _step(low, high, self.levels)
+
+
+def _float16_outwards(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Round ``low`` down and ``high`` up to float16 so the interval still covers the data."""
+    low16, high16 = low.astype(np.float16), high.astype(np.float16)
+    low16 = np.where(low16.astype(np.float64) > low, np.nextafter(low16, np.float16(-np.inf)), low16)
+    high16 = np.where(high16.astype(np.float64) < high, np.nextafter(high16, np.float16(np.inf)), high16)
+    if not (np.isfinite(low16).all() and np.isfinite(high16).all()):
+        raise CodecError(
+            f"per-channel range [{low.min():.4g}, {high.max():.4g}] does not fit in float16 "
+            "(|value| ≤ 65504); use the 'minmax' quantizer for such tensors"
+        )
+    return low16, high16
+
+
+@dataclass(frozen=True)
+class ChannelQuantizer(Quantizer):
+    """One ``[m, M]`` interval per channel (BaF eq 4); side information ``2C`` × float16."""
+
+    kind: ClassVar[str] = "channel"
+    side_dtype: ClassVar[np.dtype] = np.dtype("<f2")
+
+    def side_numel(self, channels: int) -> int:
+        return 2 * channels
+
+    def _interval(self, x):
+        flat = x.flatten(1).double()
+        low, high = _float16_outwards(flat.min(1).values.numpy(), flat.max(1).values.numpy())
+        low_t, step = self._dequantization(np.concatenate([low, high]).astype(np.float64), x.shape[0])
+        return low_t, step, np.concatenate([low, high])
+
+    def _dequantization(self, side, channels):
+        low = torch.from_numpy(side[:channels]).float().view(-1, 1, 1)
+        high = torch.from_numpy(side[channels:]).float().view(-1, 1, 1)
+        return low, _step(low, high, self.levels)
+
+
+@dataclass(frozen=True)
+class ClipQuantizer(Quantizer):
+    """``N = 2ⁿ`` bins over ``[μ − wσ, μ + wσ]``, midpoint reconstruction (thesis §2.1.2)."""
+
+    width: float = 3.0
+
+    kind: ClassVar[str] = "clip"
+    side_dtype: ClassVar[np.dtype] = np.dtype("<f4")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.width, (int, float)) or not math.isfinite(self.width) or self.width <= 0:
+            raise ConfigError(f"clip quantizer width={self.width!r}: expected a positive number (units of σ)")
+
+    def side_numel(self, channels: int) -> int:
+        return 2
+
+    def _interval(self, x):
+        mean, half_width = x.double().mean(), x.double().std(correction=0) * self.width
+        side = np.array([mean.item(), half_width.item()]).astype(self.side_dtype).astype(np.float64)
+        low, step = self._dequantization(side, x.shape[0])
+        return low, step, side
+
+    def _dequantization(self, side, channels):
+        mean, half_width = (torch.tensor(v, dtype=torch.float32) for v in side)
+        bins = self.levels + 1
+        step = (2 * half_width / bins).clamp_min(MIN_STEP)
+        # Codes k = floor((x − low)/step) are reconstructed at bin midpoints low + (k + ½)·step;
+        # that is uniform rounding with its origin shifted by half a step.
+        return mean - half_width + step / 2, step
+
+
+QUANTIZERS: dict[str, type[Quantizer]] = {q.kind: q for q in (MinMaxQuantizer, ChannelQuantizer, ClipQuantizer)}
+
+
+def get_quantizer(kind: str = "minmax", **options) -> Quantizer:
+    """The quantizer named ``kind`` (``minmax``, ``channel`` or ``clip``) with its options."""
+    if kind not in QUANTIZERS:
+        raise ConfigError(f"quantizer={kind!r}: expected one of {', '.join(QUANTIZERS)}")
+    try:
+        return QUANTIZERS[kind](**options)
+    except TypeError as err:
+        raise ConfigError(f"quantizer {kind!r}: {err}") from None
