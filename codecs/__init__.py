@@ -4,7 +4,9 @@ Imported as ``cilight.codecs`` (never as ``codecs``: that is the standard-librar
 This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation``.
 """
 
+from cilight.codecs.container import HEADER_BYTES
 from cilight.codecs.errors import CodecError
+from cilight.codecs.image import CODECS, FeatureCodec, Jpeg2000Codec, JpegCodec, PngCodec, decode, get_codec, register_codec
 from cilight.codecs.quantizers import (
     QUANTIZERS,
     ChannelQuantizer,
@@ -19,6 +21,15 @@ from cilight.codecs.quantizers import (
 from cilight.codecs.tiling import TILINGS, TileLayout, tile, untile
 
 __all__ = [
+    "CODECS",
+    "HEADER_BYTES",
+    "FeatureCodec",
+    "Jpeg2000Codec",
+    "JpegCodec",
+    "PngCodec",
+    "decode",
+    "get_codec",
+    "register_codec",
     "QUANTIZERS",
     "TILINGS",
     "ChannelQuantizer",

@@ -152,7 +152,8 @@ class MinMaxQuantizer(Quantizer):
 
 def _float16_outwards(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Round ``low`` down and ``high`` up to float16 so the interval still covers the data."""
-    low16, high16 = low.astype(np.float16), high.astype(np.float16)
+    with np.errstate(over="ignore"):  # overflow to ±inf is reported below
+        low16, high16 = low.astype(np.float16), high.astype(np.float16)
     low16 = np.where(low16.astype(np.float64) > low, np.nextafter(low16, np.float16(-np.inf)), low16)
     high16 = np.where(high16.astype(np.float64) < high, np.nextafter(high16, np.float16(np.inf)), high16)
     if not (np.isfinite(low16).all() and np.isfinite(high16).all()):
