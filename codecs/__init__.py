@@ -4,6 +4,8 @@ Imported as ``cilight.codecs`` (never as ``codecs``: that is the standard-librar
 This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation``.
 """
 
+from cilight.codecs.concealment import METHODS as CONCEALMENT_METHODS
+from cilight.codecs.concealment import DatasetMean, channel_means, conceal, loss_mask
 from cilight.codecs.container import HEADER_BYTES
 from cilight.codecs.errors import CodecError
 from cilight.codecs.image import CODECS, FeatureCodec, Jpeg2000Codec, JpegCodec, PngCodec, decode, get_codec, register_codec
@@ -21,6 +23,11 @@ from cilight.codecs.quantizers import (
 from cilight.codecs.tiling import TILINGS, TileLayout, tile, untile
 
 __all__ = [
+    "CONCEALMENT_METHODS",
+    "DatasetMean",
+    "channel_means",
+    "conceal",
+    "loss_mask",
     "CODECS",
     "HEADER_BYTES",
     "FeatureCodec",
