@@ -18,10 +18,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from cilight.codecs.quantizers import MIN_STEP, code_dtype, uniform_codes, uniform_values
 from cilight.errors import ConfigError
-
-# A constant stream has max == min; a tiny step keeps the division finite and decodes to min.
-_MIN_STEP = 1e-12
 
 
 class QuantizedStream(NamedTuple):
@@ -57,7 +55,7 @@ class QuantizationLayer(nn.Module):
 
     def step(self, minimum: Tensor, maximum: Tensor) -> Tensor:
         """Quantization step Δ for each sample's range."""
-        return ((maximum - minimum) / self.levels).clamp_min(_MIN_STEP)
+        return ((maximum - minimum) / self.levels).clamp_min(MIN_STEP)
 
     def forward(self, x: Tensor) -> Tensor:
         """Noisy (training) or rounded (evaluation) version of ``x`` in the feature domain."""
@@ -66,22 +64,21 @@ class QuantizationLayer(nn.Module):
         if self.training:
             return x + (torch.rand_like(x) - 0.5) * delta
         lo = _expand(minimum, x)
-        rounded = lo + torch.round((x - lo) / delta).clamp(0, self.levels) * delta
+        rounded = uniform_values(uniform_codes(x, lo, delta, self.levels), lo, delta)
         return x + (rounded - x).detach()
 
     def encode(self, x: Tensor) -> QuantizedStream:
         """Integer codes and per-sample range of ``x`` (the edge side of the Q-layer)."""
         minimum, maximum = _per_sample_range(x)
         delta = _expand(self.step(minimum, maximum), x)
-        codes = torch.round((x - _expand(minimum, x)) / delta).clamp(0, self.levels)
-        dtype = torch.uint8 if self.bits <= 8 else torch.int32
-        return QuantizedStream(codes.to(dtype), minimum.float(), maximum.float())
+        codes = uniform_codes(x, _expand(minimum, x), delta, self.levels)
+        return QuantizedStream(codes.to(code_dtype(self.bits)), minimum.float(), maximum.float())
 
     def decode(self, stream: QuantizedStream) -> Tensor:
         """Feature tensor reconstructed from codes and range (the cloud side of the Q-layer)."""
         codes = stream.codes.float()
         delta = _expand(self.step(stream.minimum, stream.maximum), codes)
-        return _expand(stream.minimum, codes) + codes * delta
+        return uniform_values(codes, _expand(stream.minimum, codes), delta)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}"

@@ -40,7 +40,7 @@ MIN_STEP = 1e-12
 
 def uniform_codes(x: Tensor, low: Tensor, step: Tensor, levels: int) -> Tensor:
     """``clamp(round((x − low) / step), 0, levels)`` as floats; ``low``/``step`` broadcast."""
-    return torch.round((x - low) / step).clamp_(0, levels)
+    return torch.round((x - low) / step).clamp(0, levels)
 
 
 def uniform_values(codes: Tensor, low: Tensor, step: Tensor) -> Tensor:
