@@ -64,6 +64,8 @@ def _sum_exactly(rates: list[float], total: float) -> np.ndarray:
     """
     if total == 0.0:
         return np.zeros(len(rates))
+    if len(rates) == 2 and rates[0] + rates[1] == total:
+        return np.array(rates)  # one addition, already exact in any order: skip the rounding
     q = math.ulp(total)
     rates = [rate - math.fmod(rate, q) for rate in rates]
     k = rates.index(max(rates))

@@ -18,11 +18,12 @@ and distortions internally, so its result does not depend on the unit either.
 Fitting is non-linear least squares (the Pareto paper used Levenberg–Marquardt, the
 bit-allocation paper trust-region reflective). For fixed ``β`` the model is linear in
 ``(γ, α)``, so the fit first scans a grid of ``β`` and solves the linear part exactly
-(non-negative least squares, ``α ≥ 0``) at every grid point; the best few grid points start
-scipy's trust-region reflective solver (bounds ``α, β ≥ 0``) on all ``2N + 1`` parameters.
-The β grid makes the starting points global rather than guessed, so a bad local optimum
-cannot be returned silently: the result is never worse than the best grid point, and the
-report says how many starts agreed.
+(non-negative least squares, ``α ≥ 0``) at every grid point; the best local minima of the
+grid (one per basin) start scipy's trust-region reflective solver (bounds ``α, β ≥ 0``) on
+all ``2N + 1`` parameters, and the best result is kept. The β grid makes the starting points
+global rather than guessed, so a bad local optimum cannot be returned silently: the result
+is never worse than the best grid point, and the report says how many starts were made and
+how many agreed.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ class FitReport:
             distortions are constant and matched exactly).
         residuals: ``(M,)`` measured minus fitted distortion, in the order of the points.
         method: ``"trf"`` or ``"lm"``.
-        starts: number of local solves started from the β grid.
-        agreeing: how many of them reached the best cost (within 1e-6 relative); 1 means the
-            optimum was found from a single basin, which the grid makes reliable but is worth
-            knowing.
+        starts: number of local solves, one from each of the best local minima of the β grid.
+        agreeing: how many of them reached the best cost (within 1e-6 relative). Several
+            starts that end in different optima are normal (the grid minima lie in different
+            basins); the best is kept.
     """
 
     r2: float
@@ -201,38 +202,54 @@ def _check_points(rates, distortions) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _grid_starts(x: np.ndarray, y: np.ndarray, count: int) -> list[tuple[float, np.ndarray]]:
-    """The ``count`` best points of the β grid, each with its exact (γ, α ≥ 0) and cost.
+    """Starting points from the β grid: its local minima, best first, at most ``count``.
 
-    For fixed β, minimising over a free ``γ`` is the same as centring ``y`` and every column
-    (``γ`` absorbs the means), which leaves an ordinary non-negative least-squares problem.
+    At every grid point the linear part is solved exactly: for fixed β, minimising over a free
+    ``γ`` is the same as centring ``y`` and every column (``γ`` absorbs the means), which
+    leaves an ordinary non-negative least-squares problem for ``α``. A grid point no worse
+    than its neighbours marks a basin of the full problem; one local solve per basin is
+    enough, and the best basins are tried first. Returns ``(cost, [γ, α…, β…])`` pairs in
+    normalised units.
     """
     m, n = x.shape
     terms = np.exp2(-_BETA_GRID[:, None, None] * x[None])  # (grid, M, N)
     centred = terms - terms.mean(axis=1, keepdims=True)
     yc = y - y.mean()
     size = len(_BETA_GRID)
-    if size**n <= _MAX_GRID_POINTS:
+    full = size**n <= _MAX_GRID_POINTS
+    if full:
         combos = list(itertools.product(range(size), repeat=n))
     else:  # many streams: the diagonal plus a fixed random sample of the grid
         rng = np.random.default_rng(0)
         combos = [(i,) * n for i in range(size)]
         combos += [tuple(c) for c in rng.integers(0, size, size=(_MAX_GRID_POINTS - size, n))]
-    scored = []
     cols = np.arange(n)
-    for combo in combos:
-        design = centred[list(combo), :, cols].T  # (M, N)
-        a, norm = nnls(design, yc)
-        scored.append((norm * norm, combo, a))
-    scored.sort(key=lambda item: item[0])
+    costs, alphas = np.empty(len(combos)), []
+    for i, combo in enumerate(combos):
+        a, norm = nnls(centred[list(combo), :, cols].T, yc)
+        costs[i] = norm * norm
+        alphas.append(a)
+    if full:
+        grid = np.pad(costs.reshape((size,) * n), 1, constant_values=np.inf)
+        inner = tuple(slice(1, -1) for _ in range(n))
+        local = np.ones((size,) * n, dtype=bool)
+        for axis in range(n):
+            for shift in (-1, 1):
+                neighbour = list(inner)
+                neighbour[axis] = slice(1 + shift, size + 1 + shift)
+                local &= grid[inner] <= grid[tuple(neighbour)]
+        candidates = np.flatnonzero(local.ravel())
+    else:
+        candidates = np.arange(len(combos))
     starts = []
-    for cost, combo, a in scored[:count]:
-        b = _BETA_GRID[list(combo)]
-        gamma = y.mean() - (terms[list(combo), :, cols].T @ a).mean()
-        starts.append((cost, np.concatenate([[gamma], a, b])))
+    for i in candidates[np.argsort(costs[candidates], kind="stable")][:count]:
+        combo = list(combos[i])
+        gamma = y.mean() - (terms[combo, :, cols].T @ alphas[i]).mean()
+        starts.append((float(costs[i]), np.concatenate([[gamma], alphas[i], _BETA_GRID[combo]])))
     return starts
 
 
-def fit_surface(rates, distortions, *, method: str = "trf", starts: int = 8) -> DistortionSurface:
+def fit_surface(rates, distortions, *, method: str = "trf", starts: int = 4) -> DistortionSurface:
     """Fit eq 2 to measured distortions by non-linear least squares.
 
     Args:
@@ -241,7 +258,8 @@ def fit_surface(rates, distortions, *, method: str = "trf", starts: int = 8) -> 
         method: ``"trf"`` — trust-region reflective with bounds ``α, β ≥ 0`` (default);
             ``"lm"`` — Levenberg–Marquardt as in the Pareto paper (unbounded; solutions with
             a negative parameter are discarded).
-        starts: how many of the best β-grid points start a local solve.
+        starts: at most this many local solves, one from each of the best local minima of
+            the β grid.
 
     Returns:
         A :class:`DistortionSurface` whose ``fit`` holds R², residuals and the restart count.
@@ -289,13 +307,14 @@ def fit_surface(rates, distortions, *, method: str = "trf", starts: int = 8) -> 
     for grid_cost, p0 in grid:
         if method == "trf":
             p0 = np.clip(p0, lower, upper)
-        sol = least_squares(residual, p0, jac=jacobian, ftol=1e-12, xtol=1e-12, gtol=1e-12,
-                            max_nfev=2000, **options)
+        with np.errstate(over="ignore", invalid="ignore"):  # LM may try β < 0; such steps are rejected
+            sol = least_squares(residual, p0, jac=jacobian, ftol=1e-12, xtol=1e-12, gtol=1e-12,
+                                max_nfev=2000, **options)
         p = sol.x
         if method == "lm" and np.any(p[1:] < 0):
             continue  # LM is unbounded: a negative α or β is not an eq 2 surface
         cost = float(np.sum(residual(p) ** 2))
-        if cost > grid_cost:  # never leave the grid point's basin for something worse
+        if cost > grid_cost:  # never return something worse than the grid point it started from
             p, cost = p0, grid_cost
         candidates.append((cost, p))
     if not candidates:

@@ -255,6 +255,7 @@ def test_fit_of_flat_distortion():
         (-np.arange(20.0).reshape(10, 2), np.arange(10.0), {}),
         (np.arange(20.0).reshape(10, 2), np.r_[np.arange(9.0), np.nan], {}),
         (np.arange(20.0).reshape(10, 2), np.arange(10.0), {"method": "nelder-mead"}),
+        (np.arange(20.0).reshape(10, 2), np.arange(10.0), {"starts": 0}),
     ],
 )
 def test_fit_refuses_impossible_input(rates, d, kwargs):
