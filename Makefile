@@ -27,6 +27,7 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/default_run.py
+	$(PY) benchmarks/codec_rate.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
