@@ -8,7 +8,7 @@ from cilight.codecs.concealment import METHODS as CONCEALMENT_METHODS
 from cilight.codecs.concealment import DatasetMean, channel_means, conceal, loss_mask
 from cilight.codecs.container import HEADER_BYTES
 from cilight.codecs.errors import CodecError
-from cilight.codecs.image import CODECS, FeatureCodec, Jpeg2000Codec, JpegCodec, PngCodec, decode, get_codec, register_codec
+from cilight.codecs.image import CODECS, FeatureCodec, Jpeg2000Codec, JpegCodec, PngCodec, codec_of, decode, get_codec, register_codec
 from cilight.codecs.quantizers import (
     QUANTIZERS,
     ChannelQuantizer,
@@ -34,6 +34,7 @@ __all__ = [
     "Jpeg2000Codec",
     "JpegCodec",
     "PngCodec",
+    "codec_of",
     "decode",
     "get_codec",
     "register_codec",

@@ -150,3 +150,25 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
     if crc != actual:
         raise CodecError(f"CRC-32 mismatch (stored {crc:08x}, computed {actual:08x}): the stream is corrupt")
     return header, data[HEADER_BYTES : HEADER_BYTES + n_side], data[HEADER_BYTES + n_side :]
+
+
+def split_streams(data: bytes) -> list[bytes]:
+    """Cut a concatenation of containers (one per transmitted stream) into validated containers."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"expected bytes, got {type(data).__name__}")
+    data, pieces, offset = bytes(data), [], 0
+    while offset < len(data):
+        if len(data) - offset < HEADER_BYTES:
+            raise CodecError(f"{len(data) - offset} trailing bytes at offset {offset} are shorter than a header")
+        magic, *_, quantizer_id, bits, _, c, _, _, payload_len = _HEADER.unpack_from(data, offset)
+        if magic != MAGIC:
+            raise CodecError(f"not a cilight feature stream at offset {offset}: magic {magic!r}, expected {MAGIC!r}")
+        if quantizer_id >= len(QUANTIZER_KINDS) or not 1 <= bits <= 16:
+            raise CodecError(f"unreadable quantizer fields in the header at offset {offset}")
+        end = offset + HEADER_BYTES + QUANTIZERS[QUANTIZER_KINDS[quantizer_id]](bits=bits).side_bytes(c) + payload_len
+        parse(data[offset:end])  # everything else, CRC included
+        pieces.append(data[offset:end])
+        offset = end
+    if not pieces:
+        raise CodecError("no stream in 0 bytes")
+    return pieces

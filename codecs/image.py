@@ -30,7 +30,7 @@ from torch import Tensor
 from cilight.codecs import container, jpeg2000
 from cilight.codecs.errors import CodecError
 from cilight.codecs.pillow import pillow_decode
-from cilight.codecs.quantizers import Quantizer, get_quantizer
+from cilight.codecs.quantizers import Quantized, Quantizer, get_quantizer
 from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
 
@@ -67,20 +67,45 @@ class FeatureCodec:
     # -- the contract -------------------------------------------------------------------
     def encode(self, features: Tensor, **rate) -> bytes:
         """Bytes of ``features`` (``[C, H, W]``, floating point): the container, all included."""
-        quantizer = self.quantizer_
-        quantized = quantizer.quantize(features)
-        header = container.Header(self.name, features.dtype, quantizer.kind, self.bits, self.tiling, tuple(features.shape))
-        image = tile(quantized.codes, header.layout).numpy()
-        overhead = container.HEADER_BYTES + quantized.side.nbytes
-        payload = self._encode_image(image, overhead=overhead, **self._rate(**rate))
-        return container.pack(header, quantized.side, payload)
+        return self.encode_quantized(self.quantizer_.quantize(features), features.dtype, **rate)
 
     def decode(self, data: bytes) -> Tensor:
         """The tensor coded in ``data``, in its original shape and dtype."""
+        header, quantized = self.decode_quantized(data)
+        return header.dequantizer().dequantize(quantized.codes, quantized.side).to(header.dtype)
+
+    def encode_quantized(self, quantized: Quantized, dtype: torch.dtype = torch.float32, **rate) -> bytes:
+        """Bytes of codes that are already quantized (e.g. by an exported edge model).
+
+        ``quantized.side`` must be this codec's quantizer's side information; ``dtype`` is the
+        dtype :meth:`decode` will restore.
+        """
+        quantizer = self.quantizer_
+        codes, side = quantized.codes, np.asarray(quantized.side, dtype=quantizer.side_dtype)
+        if codes.dim() != 3 or side.shape != (quantizer.side_numel(codes.shape[0]),):
+            raise CodecError(f"quantized codes [C, H, W] with {quantizer.kind} side information expected, got codes "
+                             f"{tuple(codes.shape)} and side {side.shape}")
+        if codes.is_floating_point() or int(codes.min()) < 0 or int(codes.max()) > quantizer.levels:
+            raise CodecError(f"codes must be integers from 0 to {quantizer.levels} for {self.bits}-bit quantization")
+        header = container.Header(self.name, dtype, quantizer.kind, self.bits, self.tiling, tuple(codes.shape))
+        image = tile(codes, header.layout).numpy()
+        payload = self._encode_image(image, overhead=container.HEADER_BYTES + side.nbytes, **self._rate(**rate))
+        return container.pack(header, side, payload)
+
+    def decode_quantized(self, data: bytes) -> tuple[container.Header, Quantized]:
+        """The header and the integer codes + side information in ``data`` (no dequantization)."""
         header, side, payload = container.parse(data)
         if header.codec != self.name:
             raise CodecError(f"stream was written by the {header.codec!r} codec, not {self.name!r}")
-        return _dequantize(header, side, self._decode_image(payload, header.layout.image_shape, header.bits))
+        quantizer = header.dequantizer()
+        image = self._decode_image(payload, header.layout.image_shape, header.bits)
+        codes = untile(torch.from_numpy(image.astype(np.int32)), header.layout)
+        if int(codes.max()) > quantizer.levels:
+            raise CodecError(f"decoded code {int(codes.max())} exceeds the {header.bits}-bit range")
+        side_values = np.frombuffer(side, dtype=quantizer.side_dtype)
+        if not np.isfinite(side_values).all():
+            raise CodecError(f"{quantizer.kind} side information is not finite: {side_values.tolist()[:4]}")
+        return header, Quantized(codes.to(torch.uint8 if header.bits <= 8 else torch.int32), side_values)
 
     # -- what a codec supplies ----------------------------------------------------------
     def _rate(self, **rate) -> dict:
@@ -94,15 +119,6 @@ class FeatureCodec:
 
     def _decode_image(self, payload: bytes, shape: tuple[int, int], bits: int) -> np.ndarray:
         raise NotImplementedError
-
-
-def _dequantize(header: container.Header, side: bytes, image: np.ndarray) -> Tensor:
-    quantizer = header.dequantizer()
-    side_values = np.frombuffer(side, dtype=quantizer.side_dtype)
-    codes = untile(torch.from_numpy(image.astype(np.int32)), header.layout)
-    if int(codes.max()) > quantizer.levels:
-        raise CodecError(f"decoded code {int(codes.max())} exceeds the {header.bits}-bit range")
-    return quantizer.dequantize(codes, side_values).to(header.dtype)
 
 
 CODECS: dict[str, type[FeatureCodec]] = {}
@@ -126,10 +142,15 @@ def get_codec(name: str, **options) -> FeatureCodec:
         raise ConfigError(f"codec {name!r}: {err}") from None
 
 
+def codec_of(data: bytes) -> FeatureCodec:
+    """The codec that reads ``data``, as its header names it (quantizer, bits and tiling included)."""
+    header, _, _ = container.parse(data)
+    return CODECS[header.codec](quantizer=header.quantizer, bits=header.bits, tiling=header.tiling)
+
+
 def decode(data: bytes) -> Tensor:
     """Decode a stream of any registered codec (the codec is named in its header)."""
-    header, _, _ = container.parse(data)
-    return CODECS[header.codec](quantizer=header.quantizer, bits=header.bits, tiling=header.tiling).decode(data)
+    return codec_of(data).decode(data)
 
 
 @register_codec

@@ -1,0 +1,201 @@
+"""Export a trained :class:`MultiTaskCI` as two ONNX files, and check them against PyTorch.
+
+``mobile-cloud-inference-ci-thesis.md`` §4.1.2 (Fig. 4.3): the device runs the client model
+with its quantizer (``edge.onnx``), the server the dequantizer and the rest
+(``cloud.onnx``); :mod:`cilight.deploy` runs them with ONNX Runtime around the byte codecs.
+
+* Static image size (``height × width``, the size the model is deployed at: phones and
+  accelerators want static shapes), dynamic batch axis ``batch``.
+* Single self-contained files (no external-data sidecar), ``onnx.checker`` full check.
+* ``metadata_props`` (:func:`metadata`): everything a runtime needs — split points, stream
+  shapes, tensor names, quantizer, codec defaults, model and cilight versions.
+* :func:`verify_halves` runs both files on real samples and compares with the PyTorch model in
+  eval mode; :func:`export_halves` refuses to leave files behind that fail it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import cilight
+from cilight.ci_models.halves import IMAGE, CloudHalf, EdgeHalf, stream_tensor_names
+from cilight.ci_models.heads import TASKS
+from cilight.errors import CilightError, ConfigError
+
+DEFAULT_OPSET = 18
+# Codes may differ by one level where float rounding of ONNX Runtime and PyTorch kernels puts
+# a value on the other side of a rounding boundary; anything else is a bug.
+MIN_CODE_AGREEMENT = 0.999
+# Cloud half on identical inputs: max |ONNX − PyTorch| ≤ CLOUD_TOLERANCE · (1 + max |PyTorch|).
+CLOUD_TOLERANCE = 1e-4
+# Chained edge → cloud against the PyTorch model: segmentation labels agree on ≥ 99% of pixels.
+MIN_LABEL_AGREEMENT = 0.99
+
+
+class ParityError(CilightError, RuntimeError):
+    """The exported halves do not reproduce the PyTorch model within the stated tolerances."""
+
+
+def model_version(model: torch.nn.Module) -> str:
+    """``sha256:<12 hex>`` of the parameters and buffers: names the exact weights exported."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return "sha256:" + digest.hexdigest()[:12]
+
+
+def metadata(model, height: int, width: int, codec: dict | None = None) -> dict[str, str]:
+    """The ``metadata_props`` both files carry (values are strings; structures as JSON)."""
+    shapes = {layout.split_point: list(layout.shape(height, width)) for layout in model.layouts}
+    return {
+        "cilight_version": cilight.__version__,
+        "model_version": model_version(model),
+        "backbone": model.hparams.backbone,
+        "split_points": json.dumps(list(model.split_points)),
+        "stream_shapes": json.dumps(shapes),
+        "stream_tensors": json.dumps(stream_tensor_names(model.split_points)),
+        "input": json.dumps({"name": IMAGE, "shape": ["batch", 3, height, width], "dtype": "float32", "range": [0, 1]}),
+        "outputs": json.dumps(list(TASKS)),
+        "num_classes": str(model.hparams.num_classes),
+        "quantizer": json.dumps({"kind": "minmax", "bits": model.hparams.quantization_bits, "range": "per sample"}),
+        "codec": json.dumps(codec or {"name": "png"}),
+    }
+
+
+def check_image_size(model, height: int, width: int) -> None:
+    stride = model.layouts[-1].stride
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % stride:
+            raise ConfigError(f"{name}={value!r}: expected a positive multiple of {stride} (the stride of "
+                              f"split point {model.split_points[-1]!r})")
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names, opset: int, meta: dict) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    # CloudHalf.forward(*tensors) is one variadic argument for torch.export: nest its shapes.
+    per_tensor = tuple({0: batch} for _ in args)
+    dynamic = per_tensor if len(args) == 1 else (per_tensor,)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        program = torch.onnx.export(
+            module.eval(), args, None, dynamo=True, input_names=list(input_names), output_names=list(output_names),
+            dynamic_shapes=dynamic, opset_version=opset, verbose=False,
+        )
+    import onnx
+
+    proto = program.model_proto
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+@dataclass
+class ParityReport:
+    """What :func:`verify_halves` measured; :meth:`table` prints it."""
+
+    samples: int
+    code_agreement: dict[str, float] = field(default_factory=dict)
+    max_code_difference: dict[str, int] = field(default_factory=dict)
+    cloud_max_error: dict[str, float] = field(default_factory=dict)  # relative to 1 + max |ref|
+    chained_label_agreement: float = 1.0
+    chained_mean_abs_difference: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[str]:
+        out = [f"codes of {s}: {a:.4%} identical < {MIN_CODE_AGREEMENT:.1%}"
+               for s, a in self.code_agreement.items() if a < MIN_CODE_AGREEMENT]
+        out += [f"codes of {s} differ by {d} levels" for s, d in self.max_code_difference.items() if d > 1]
+        out += [f"cloud {t}: max error {e:.2e} > {CLOUD_TOLERANCE:.0e}" for t, e in self.cloud_max_error.items()
+                if not e <= CLOUD_TOLERANCE]
+        if self.chained_label_agreement < MIN_LABEL_AGREEMENT:
+            out.append(f"chained segmentation labels agree on {self.chained_label_agreement:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
+        return out
+
+    def table(self) -> str:
+        lines = [f"parity of the ONNX halves with PyTorch (eval mode), {self.samples} samples:"]
+        for s, a in self.code_agreement.items():
+            lines.append(f"  edge  codes {s:<10} identical {a:9.4%}   max |Δ| {self.max_code_difference[s]} level(s)"
+                         f"   (need ≥ {MIN_CODE_AGREEMENT:.1%}, ≤ 1)")
+        for t, e in self.cloud_max_error.items():
+            lines.append(f"  cloud {t:<16} max |Δ|/(1+max|ref|) {e:.2e}   (need ≤ {CLOUD_TOLERANCE:.0e})")
+        lines.append(f"  edge→cloud segmentation labels agree {self.chained_label_agreement:.3%}"
+                     f"   (need ≥ {MIN_LABEL_AGREEMENT:.0%})")
+        for t, d in self.chained_mean_abs_difference.items():
+            lines.append(f"  edge→cloud {t:<14} mean |Δ| {d:.2e}")
+        lines.append("  PASSED" if not self.failures else "  FAILED: " + "; ".join(self.failures))
+        return "\n".join(lines)
+
+
+def _sessions(edge_path: Path, cloud_path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return (ort.InferenceSession(str(edge_path), options, providers=["CPUExecutionProvider"]),
+            ort.InferenceSession(str(cloud_path), options, providers=["CPUExecutionProvider"]))
+
+
+@torch.no_grad()
+def verify_halves(model, edge_path: Path, cloud_path: Path, images: torch.Tensor) -> ParityReport:
+    """Run both files on ``images`` with ONNX Runtime and compare with ``model`` in eval mode."""
+    model = model.eval()
+    edge, cloud = _sessions(edge_path, cloud_path)
+    names = stream_tensor_names(model.split_points)
+    onnx_streams = dict(zip(names, edge.run(names, {IMAGE: images.numpy()})))
+    torch_streams = dict(zip(names, (t.numpy() for t in EdgeHalf(model)(images))))
+    report = ParityReport(samples=len(images))
+    for split in model.split_points:
+        a, b = onnx_streams[f"codes_{split}"].astype(int), torch_streams[f"codes_{split}"].astype(int)
+        report.code_agreement[split] = float(np.mean(a == b))
+        report.max_code_difference[split] = int(np.abs(a - b).max())
+    # The cloud half on identical inputs isolates the cloud graph from edge rounding.
+    cloud_onnx = dict(zip(TASKS, cloud.run(list(TASKS), torch_streams)))
+    cloud_torch = dict(zip(TASKS, (t.numpy() for t in CloudHalf(model)(*(torch.from_numpy(torch_streams[n]) for n in names)))))
+    for task in TASKS:
+        ref = cloud_torch[task]
+        report.cloud_max_error[task] = float(np.abs(cloud_onnx[task] - ref).max() / (1 + np.abs(ref).max()))
+    chained = dict(zip(TASKS, cloud.run(list(TASKS), onnx_streams)))
+    reference = {k: v.numpy() for k, v in model(images).items()}
+    report.chained_label_agreement = float(np.mean(chained["segmentation"].argmax(1) == reference["segmentation"].argmax(1)))
+    for task in ("disparity", "reconstruction"):
+        report.chained_mean_abs_difference[task] = float(np.abs(chained[task] - reference[task]).mean())
+    return report
+
+
+def export_halves(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int = DEFAULT_OPSET,
+                  codec: dict | None = None) -> ParityReport:
+    """Write ``out/edge.onnx`` and ``out/cloud.onnx``, then verify them on ``images``.
+
+    Raises :class:`ParityError` (and removes both files) if the check fails.
+    """
+    check_image_size(model, height, width)
+    if not isinstance(opset, int) or opset < DEFAULT_OPSET:
+        raise ConfigError(f"opset={opset!r}: expected an integer ≥ {DEFAULT_OPSET} (the torch.export-based exporter's minimum)")
+    if images.shape[1:] != (3, height, width):
+        raise ConfigError(f"verification images have shape {tuple(images.shape)}, expected [N, 3, {height}, {width}]")
+    model = model.eval().cpu()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = metadata(model, height, width, codec)
+    names = stream_tensor_names(model.split_points)
+    example = images[:2]
+    edge_path, cloud_path = out / "edge.onnx", out / "cloud.onnx"
+    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, {**meta, "half": "edge"})
+    streams = EdgeHalf(model)(example)
+    _export(CloudHalf(model), tuple(streams), cloud_path, names, TASKS, opset, {**meta, "half": "cloud"})
+    report = verify_halves(model, edge_path, cloud_path, images)
+    if report.failures:
+        edge_path.unlink()
+        cloud_path.unlink()
+        raise ParityError(report.table())
+    return report
