@@ -25,6 +25,7 @@ Writes JSON (default ``benchmarks/results/allocation_speed.json``) naming the ma
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -144,6 +145,7 @@ def main() -> None:
         "surface": {"gamma": PAPER_SURFACE.gamma, "alpha": PAPER_SURFACE.alpha.tolist(),
                     "beta": PAPER_SURFACE.beta.tolist(), "rate_unit": "kbit"},
         "repeats": args.repeats,
+        "load_average_1_5_15_min": list(os.getloadavg()),  # other work on the machine while timing
         "timings": timings,
         "optimality": {"cases": len(cases), "cases_with_zero_rate_streams": zero_streams,
                        "worst_relative_gap_over_slsqp": worst_gap, "sums_exact": exact,
