@@ -11,8 +11,10 @@ All rates are in the unit of the surfaces.
 
 Zero rates in Theorem 4. Eq 31–33 are derived from the KKT system (21) assuming every rate is
 positive, and the paper then clips them to ``[0, R_t]``. With some stream at zero rate that
-clipping is not enough: a Pareto point can lie below every ``R_j^ext``. The derivation extends
-exactly, though. Write ``ℓ_{p,j} = log2(α_{p,j} β_{p,j})`` and, for a stream ``k`` against
+clipping is not enough: when a stream gets no rate anywhere on the Pareto set, its ``R^ext``
+are negative and those of the other two exceed what they actually share, so the clipped box can
+miss the Pareto set entirely (an example is in the tests). The derivation extends exactly,
+though. Write ``ℓ_{p,j} = log2(α_{p,j} β_{p,j})`` and, for a stream ``k`` against
 stream ``j``, the line where task ``p`` has equal marginal returns (the equations of (21)
 equated pairwise)::
 
@@ -32,8 +34,8 @@ linear functions, and the roots are closed-form:
 then both are clipped to ``[0, R_t]``. The same argument with ``R_j = 0`` shows the lower bound
 is then ≤ 0. When the lines are non-negative at the ``R^ext`` points (all rates positive, the
 paper's setting) this reduces to eq 31–33 exactly; otherwise it is the bound that still holds.
-The tests check both: equality with the printed eq 31 when rates are positive, and containment
-of numerically sampled Pareto points when they are not.
+The tests check both: equality with the printed eq 31–33 when rates are positive, and
+containment of numerically sampled Pareto points when they are not.
 """
 
 from __future__ import annotations
