@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +10,8 @@ import torch
 
 from cilight.ci_models import MultiTaskCI
 from cilight.cli import summarize_config_error
+from conftest import ROOT, run_entry_point
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--data.height", "64", "--data.width", "128",
     "--data.num_train", "8", "--data.num_val", "4", "--data.num_test", "4", "--data.batch_size", "4",
@@ -25,21 +21,7 @@ TINY = [
 
 
 def train(args: list[str], tmp_path: Path, timeout: float = 240, extra_env: dict | None = None):
-    """Run ``train.py`` in its own process group, so a hang kills every DDP worker too."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(extra_env or {})}
-    env.pop("CILIGHT_RUN_DIR", None)
-    command = [sys.executable, str(ROOT / "train.py"), *args]
-    with subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    ) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            pytest.fail(f"train.py ran past {timeout} s and was killed; stderr tail:\n{stderr[-3000:]}")
-    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+    return run_entry_point("train.py", args, tmp_path, timeout, extra_env)
 
 
 @pytest.mark.slow

@@ -1,0 +1,191 @@
+"""Deployment: ONNX export of both halves, parity, metadata, the runtimes over bytes, the latency model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cilight.ci_models import MultiTaskCI
+from cilight.ci_models.halves import CloudHalf, EdgeHalf, stream_tensor_names
+from cilight.ci_models.onnx_export import export_halves, model_version
+from cilight.codecs import CodecError
+from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
+from cilight.errors import ConfigError
+from conftest import run_entry_point
+
+HEIGHT, WIDTH = 64, 96
+
+
+def tiny_model(split_points) -> MultiTaskCI:
+    torch.manual_seed(0)
+    return MultiTaskCI(backbone="resnet18", split_points=split_points, num_classes=5, decoder_width=8).eval()
+
+
+def scenes(n: int, seed: int = 0) -> torch.Tensor:
+    # smooth images, so codes span the range like real features do
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, HEIGHT // 8, WIDTH // 8, generator=g)
+    return torch.nn.functional.interpolate(low, size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)
+
+
+@pytest.fixture(scope="module", params=[["layer3"], ["layer2", "layer3"]], ids=["single", "multi"])
+def exported(request, tmp_path_factory):
+    model = tiny_model(request.param)
+    out = tmp_path_factory.mktemp("onnx")
+    report = export_halves(model, out, HEIGHT, WIDTH, scenes(3), codec={"name": "png"})
+    return model, out, report
+
+
+def test_files_are_single_checked_and_carry_metadata(exported):
+    model, out, report = exported
+    assert sorted(p.name for p in out.iterdir()) == ["cloud.onnx", "edge.onnx"]  # no external-data sidecar
+    for half in ("edge", "cloud"):
+        proto = onnx.load(out / f"{half}.onnx")
+        onnx.checker.check_model(proto, full_check=True)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert meta["half"] == half
+        assert json.loads(meta["split_points"]) == list(model.split_points)
+        assert json.loads(meta["stream_shapes"]) == {
+            lay.split_point: list(lay.shape(HEIGHT, WIDTH)) for lay in model.layouts}
+        assert json.loads(meta["quantizer"])["bits"] == 8
+        assert meta["model_version"] == model_version(model)
+    edge = onnx.load(out / "edge.onnx")
+    assert [o.name for o in edge.graph.output] == stream_tensor_names(model.split_points)
+    assert edge.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert not report.failures
+
+
+def test_parity_and_dynamic_batch(exported):
+    model, out, _ = exported
+    edge, cloud = EdgeRuntime(out / "edge.onnx"), CloudRuntime(out / "cloud.onnx")
+    for batch in (1, 4):
+        images = scenes(batch, seed=batch)
+        onnx_streams = edge.features(images.numpy())
+        torch_streams = [t.detach().numpy() for t in EdgeHalf(model)(images)]
+        for name, ref in zip(stream_tensor_names(model.split_points), torch_streams):
+            if name.startswith("codes"):
+                diff = np.abs(onnx_streams[name].astype(int) - ref.astype(int))
+                assert diff.max() <= 1 and np.mean(diff == 0) >= 0.999
+            else:
+                np.testing.assert_allclose(onnx_streams[name], ref, rtol=1e-5, atol=1e-6)
+        outputs = cloud.session.run(None, onnx_streams)
+        reference = CloudHalf(model)(*(torch.from_numpy(onnx_streams[n]) for n in stream_tensor_names(model.split_points)))
+        for got, ref in zip(outputs, reference):
+            np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("codec,options", [("png", {}), ("jpeg2000", {"target_bits": 6000})])
+def test_runtime_end_to_end_over_bytes(exported, codec, options):
+    model, out, _ = exported
+    edge, cloud = EdgeRuntime(out / "edge.onnx", codec, **options), CloudRuntime(out / "cloud.onnx")
+    images = scenes(2, seed=7)
+    frames = edge.encode(images.numpy())
+    assert len(frames) == 2 and all(isinstance(f, bytes) for f in frames)
+    outputs = cloud.infer(frames)
+    assert outputs["segmentation"].shape == (2, 5, HEIGHT, WIDTH)
+    assert outputs["disparity"].shape == (2, HEIGHT, WIDTH) and outputs["reconstruction"].shape == (2, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        reference = model(images)
+    if codec == "png":  # lossless after the 8-bit Q-layer: the runtime reproduces the model
+        labels = outputs["segmentation"].argmax(1) == reference["segmentation"].argmax(1).numpy()
+        assert labels.mean() > 0.99
+        np.testing.assert_allclose(outputs["disparity"], reference["disparity"].numpy(), atol=1e-3)
+    else:
+        for s in model.split_points:  # every stream at its target (±1%, or the closest pass)
+            assert len(frames[0]) <= len(model.split_points) * 6000 / 8 * 1.05
+
+
+def test_runtime_rejects_bad_bytes_and_sizes(exported):
+    model, out, _ = exported
+    edge, cloud = EdgeRuntime(out / "edge.onnx"), CloudRuntime(out / "cloud.onnx")
+    (frame,) = edge.encode(scenes(1).numpy())
+    corrupt = bytearray(frame)
+    corrupt[len(frame) // 2] ^= 0xFF
+    with pytest.raises(CodecError, match="CRC-32 mismatch"):
+        cloud.infer(bytes(corrupt))
+    with pytest.raises(CodecError):
+        cloud.infer(frame[:-5])
+    with pytest.raises(CodecError, match="not a cilight feature stream"):
+        cloud.infer(b"GIF89a" + bytes(40))
+    with pytest.raises(CodecError, match=r"frame holds \d stream"):
+        cloud.infer(frame + frame)
+    with pytest.raises(ConfigError, match=rf"\[batch, 3, {HEIGHT}, {WIDTH}\].*got \[1, 3, 32, 32\]"):
+        edge.encode(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(ConfigError, match="rates for unknown streams"):
+        edge.encode(scenes(1).numpy(), rates={"layer9": {}})
+    with pytest.raises(ConfigError, match="is the edge half, expected the cloud half"):
+        CloudRuntime(out / "edge.onnx")
+    with pytest.raises(ConfigError, match="does not exist"):
+        EdgeRuntime(out / "missing.onnx")
+
+
+def test_export_validates_its_arguments(tmp_path):
+    model = tiny_model(["layer3"])
+    with pytest.raises(ConfigError, match="height=50: expected a positive multiple of 16"):
+        export_halves(model, tmp_path, 50, WIDTH, scenes(1))
+    with pytest.raises(ConfigError, match="opset=11"):
+        export_halves(model, tmp_path, HEIGHT, WIDTH, scenes(1), opset=11)
+
+
+# -- latency model (thesis eq 4.1–4.6) -----------------------------------------------------------
+
+
+def test_latency_matches_a_hand_computation():
+    split = Strategy("split", client_inference=0.030, client_encode=0.005, server_decode=0.004, server_inference=0.002,
+                     data_bytes=20_000)
+    server = Strategy("server", client_encode=0.003, server_decode=0.002, server_inference=0.008, data_bytes=150_000)
+    client = Strategy("client", client_inference=0.120)
+    model = LatencyModel((split, server, client), rtt=0.010)
+    # eq 4.2: 0.030+0.005+0.004+0.002+0.010 + 20000/1e6 = 0.071; eq 4.3: 0.003+0.002+0.008+0.010+0.15 = 0.173
+    np.testing.assert_allclose(model.totals([1e6])[:, 0], [0.071, 0.173, 0.120])
+    # crossings by hand: client = split at 0.12 = 0.051 + 2e4/B → B = 2e4/0.069;
+    # split = server at 0.051 + 2e4/B = 0.023 + 1.5e5/B → B = 1.3e5/0.028
+    ranges = model.winning_ranges(1e3, 1e9)
+    assert [r[0] for r in ranges] == ["client", "split", "server"]
+    np.testing.assert_allclose(ranges[0][2], 2e4 / 0.069, rtol=1e-12)
+    np.testing.assert_allclose(ranges[1][2], 1.3e5 / 0.028, rtol=1e-12)
+    assert ranges[0][1] == 1e3 and ranges[-1][2] == pytest.approx(1e9)
+    assert model.best([1e4, 1e6, 1e8]) == ["client", "split", "server"]
+
+
+def test_latency_scaling_and_errors(tmp_path):
+    slow = Strategy("split", client_inference=0.01, server_inference=0.01, data_bytes=1).scaled(client_slowdown=8, server_speedup=2)
+    assert slow.client_inference == pytest.approx(0.08) and slow.server_inference == pytest.approx(0.005)
+    with pytest.raises(ConfigError, match="client_inference=-1"):
+        Strategy("x", client_inference=-1)
+    with pytest.raises(ConfigError, match="unique"):
+        LatencyModel((Strategy("a"), Strategy("a")))
+    with pytest.raises(ConfigError, match="bandwidth range"):
+        LatencyModel((Strategy("a"),)).winning_ranges(10, 1)
+    LatencyModel((slow, Strategy("client", client_inference=0.05))).plot(tmp_path / "latency.png", 1e3, 1e8)
+    assert (tmp_path / "latency.png").stat().st_size > 1000
+
+
+# -- export.py end to end ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_export_cli_on_a_trained_checkpoint(tmp_path):
+    from test_cli import TINY
+
+    proc = run_entry_point("train.py", [*TINY, "--trainer.default_root_dir", tmp_path / "runs", "--run_name", "t"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
+    demo = tmp_path / "street.png"
+    from PIL import Image
+
+    Image.fromarray((scenes(1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(demo)
+    out = tmp_path / "onnx"
+    proc = run_entry_point("export.py", ["--ckpt", ckpt, "--out", out, "--samples", "2", "--demo", demo,
+                                         "--codec", "jpeg2000", "--bits-per-element", "2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PASSED" in proc.stdout and "bytes (jpeg2000)" in proc.stdout
+    for name in ("edge.onnx", "cloud.onnx", "demo_segmentation.png", "demo_disparity.png", "demo_reconstruction.png"):
+        assert (out / name).stat().st_size > 0
+    assert Image.open(out / "demo_segmentation.png").size == (128, 64)  # the training size of TINY
+    proc = run_entry_point("export.py", ["--ckpt", tmp_path / "nope.ckpt", "--out", out], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: --ckpt {tmp_path / 'nope.ckpt'}: no such checkpoint file"
