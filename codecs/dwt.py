@@ -1,0 +1,234 @@
+"""The irreversible CDF 9/7 discrete wavelet transform of JPEG2000, in differentiable torch.
+
+Implements ISO/IEC 15444-1 (JPEG2000 Part 1) Annex F for the 9-7 irreversible filter:
+
+* F.3.8.2 / F.4.8.2 — the lifting steps (four lifting steps, then scaling by ``K``)::
+
+      step 1   Y(2n+1) = X(2n+1) + α·[X(2n)   + X(2n+2)]
+      step 2   Y(2n)   = X(2n)   + β·[Y(2n−1) + Y(2n+1)]
+      step 3   Y(2n+1) = Y(2n+1) + γ·[Y(2n)   + Y(2n+2)]
+      step 4   Y(2n)   = Y(2n)   + δ·[Y(2n−1) + Y(2n+1)]
+      step 5   Y(2n+1) = K · Y(2n+1)          (high pass, odd samples)
+      step 6   Y(2n)   = Y(2n) / K            (low pass, even samples)
+
+  and the inverse runs them backwards with the signs flipped;
+* F.3.7 / F.4.7 (``1D_EXTR``) — *whole-sample symmetric* extension at both ends of a
+  signal: ``X(−i) = X(i)`` and ``X(n−1+i) = X(n−1−i)`` (the edge sample is not repeated);
+  with symmetric lifting filters this is the same as mirroring the neighbours inside every
+  lifting step, which is how it is done here (no padding);
+* F.4.2 (``2D_SD``) — one level splits a 2-D array into the four subbands ``LL``, ``HL``
+  (horizontal high pass), ``LH`` (vertical high pass) and ``HH``; levels recurse on ``LL``.
+
+Every signal starts at an even index (one tile, origin 0), so a signal of ``n`` samples has
+``⌈n/2⌉`` low-pass and ``⌊n/2⌋`` high-pass samples, as in JPEG2000. A signal of a single
+sample passes through unchanged (F.3.7).
+
+Scaling: with steps 5–6 as above the analysis low pass has DC gain 1 and the high pass has
+gain 2 at Nyquist — the normalization of the filter taps in the standard's Table F.4.
+OpenJPEG scales its subbands differently, but a codec that allocates rate by MSE works with
+coefficients weighted by the L2 norm of their synthesis basis functions
+(:func:`synthesis_norms`), which makes the choice irrelevant.
+
+All functions take ``[..., H, W]`` tensors (any leading batch dims), work in the input's
+dtype, and are built from slicing, concatenation and arithmetic only, so autograd flows
+through the forward and the inverse transform.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from cilight.codecs.errors import CodecError
+
+# Lifting coefficients of the 9-7 irreversible filter (Annex F, Table F.4 / eq F-?).
+ALPHA = -1.586134342059924
+BETA = -0.052980118572961
+GAMMA = 0.882911075530934
+DELTA = 0.443506852043971
+K = 1.230174104914001
+
+SUBBANDS = ("HL", "LH", "HH")
+
+
+# --------------------------------------------------------------------------- 1-D lifting
+def _split(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Even (``⌈n/2⌉``) and odd (``⌊n/2⌋``) samples along the last axis."""
+    return x[..., 0::2], x[..., 1::2]
+
+
+def _right_even(even: Tensor, n_odd: int) -> Tensor:
+    """``X(2n+2)`` for every odd sample ``2n+1``; past the end, the mirror ``X(N−2)``."""
+    right = even[..., 1:]
+    if right.shape[-1] < n_odd:  # even length: X(N) mirrors to X(N−2), the last even sample
+        right = torch.cat([right, even[..., -1:]], dim=-1)
+    return right
+
+
+def _neighbour_odds(odd: Tensor, n_even: int) -> tuple[Tensor, Tensor]:
+    """``X(2n−1)`` and ``X(2n+1)`` for every even sample ``2n``, mirrored at both ends."""
+    left = torch.cat([odd[..., :1], odd[..., : n_even - 1]], dim=-1)  # X(−1) = X(1)
+    right = odd
+    if odd.shape[-1] < n_even:  # odd length: X(N) mirrors to X(N−2), the last odd sample
+        right = torch.cat([odd, odd[..., -1:]], dim=-1)
+    return left, right
+
+
+def _predict(odd: Tensor, even: Tensor, coefficient: float) -> Tensor:
+    """Odd samples += coefficient · (left even + right even)  (steps 1 and 3)."""
+    return odd + coefficient * (even[..., : odd.shape[-1]] + _right_even(even, odd.shape[-1]))
+
+
+def _update(even: Tensor, odd: Tensor, coefficient: float) -> Tensor:
+    """Even samples += coefficient · (left odd + right odd)  (steps 2 and 4)."""
+    left, right = _neighbour_odds(odd, even.shape[-1])
+    return even + coefficient * (left + right)
+
+
+def analyze(x: Tensor) -> tuple[Tensor, Tensor]:
+    """One level of the 1-D forward 9/7 transform along the last axis: ``(low, high)``."""
+    if x.shape[-1] < 2:
+        return x, x[..., :0]
+    even, odd = _split(x)
+    odd = _predict(odd, even, ALPHA)
+    even = _update(even, odd, BETA)
+    odd = _predict(odd, even, GAMMA)
+    even = _update(even, odd, DELTA)
+    return even / K, odd * K
+
+
+def synthesize(low: Tensor, high: Tensor) -> Tensor:
+    """Inverse of :func:`analyze`: interleave ``low`` (even) and ``high`` (odd) samples."""
+    if high.shape[-1] == 0:
+        return low
+    if low.shape[-1] - high.shape[-1] not in (0, 1):
+        raise CodecError(f"9/7 synthesis needs ⌈n/2⌉ low and ⌊n/2⌋ high samples, got {low.shape[-1]} and {high.shape[-1]}")
+    even, odd = low * K, high / K
+    even = _update(even, odd, -DELTA)
+    odd = _predict(odd, even, -GAMMA)
+    even = _update(even, odd, -BETA)
+    odd = _predict(odd, even, -ALPHA)
+    n_odd = odd.shape[-1]
+    pairs = torch.stack([even[..., :n_odd], odd], dim=-1).flatten(-2)
+    return torch.cat([pairs, even[..., n_odd:]], dim=-1)
+
+
+# --------------------------------------------------------------------------- 2-D, multi-level
+def _rows(fn, *xs: Tensor):
+    """Apply a last-axis 1-D transform to the columns (axis −2) instead."""
+    out = fn(*(x.transpose(-1, -2) for x in xs))
+    return tuple(o.transpose(-1, -2) for o in out) if isinstance(out, tuple) else out.transpose(-1, -2)
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """Subbands of a multi-level 2-D DWT.
+
+    ``details[0]`` is the finest level (1) and ``details[-1]`` the coarsest; each entry is
+    ``(HL, LH, HH)``: horizontal high pass, vertical high pass, both. ``ll`` is the low-pass
+    residue of the coarsest level. ``shape`` is the ``(H, W)`` of the transformed image.
+    """
+
+    ll: Tensor
+    details: tuple[tuple[Tensor, Tensor, Tensor], ...]
+    shape: tuple[int, int]
+
+    @property
+    def levels(self) -> int:
+        return len(self.details)
+
+    def bands(self) -> list[tuple[str, int, Tensor]]:
+        """``(name, level, tensor)`` for every subband, coarsest first (LL, then HL/LH/HH)."""
+        out = [("LL", self.levels, self.ll)]
+        for level in range(self.levels, 0, -1):
+            out += [(name, level, t) for name, t in zip(SUBBANDS, self.details[level - 1])]
+        return out
+
+    def map(self, fn) -> Pyramid:
+        """A pyramid of the same layout with ``fn(name, level, tensor)`` applied to each band."""
+        ll = fn("LL", self.levels, self.ll)
+        details = tuple(
+            tuple(fn(name, level + 1, t) for name, t in zip(SUBBANDS, bands)) for level, bands in enumerate(self.details)
+        )
+        return Pyramid(ll, details, self.shape)
+
+
+def _check_image(x: object, levels: int) -> Tensor:
+    if not isinstance(x, Tensor) or x.dim() < 2 or not x.is_floating_point():
+        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise CodecError(f"the DWT takes a floating-point tensor [..., H, W], got {got}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
+        raise CodecError(f"DWT levels={levels!r}: expected a non-negative integer")
+    height, width = x.shape[-2:]
+    if min(height, width) < 1:
+        raise CodecError(f"the DWT needs a non-empty image, got {height}×{width}")
+    return x
+
+
+def dwt2(x: Tensor, levels: int) -> Pyramid:
+    """``levels`` levels of the 2-D 9/7 analysis of ``x`` ``[..., H, W]`` (Annex F.4, ``FDWT``)."""
+    ll = _check_image(x, levels)
+    details = []
+    for _ in range(levels):
+        low, high = analyze(ll)  # horizontal: along W
+        ll, lh = _rows(analyze, low)  # vertical on the horizontal low pass
+        hl, hh = _rows(analyze, high)
+        details.append((hl, lh, hh))
+    return Pyramid(ll, tuple(details), (x.shape[-2], x.shape[-1]))
+
+
+def idwt2(pyramid: Pyramid) -> Tensor:
+    """The 2-D 9/7 synthesis of a :class:`Pyramid` (Annex F.3, ``IDWT``)."""
+    ll = pyramid.ll
+    for hl, lh, hh in reversed(pyramid.details):
+        low = _rows(synthesize, ll, lh)
+        high = _rows(synthesize, hl, hh)
+        ll = synthesize(low, high)
+    if tuple(ll.shape[-2:]) != tuple(pyramid.shape):
+        raise CodecError(f"inverse DWT produced {tuple(ll.shape[-2:])}, expected {pyramid.shape}")
+    return ll
+
+
+# --------------------------------------------------------------------------- norms
+@functools.lru_cache(maxsize=None)
+def _norms_1d(levels: int) -> tuple[tuple[float, float], ...]:
+    """L2 norms of the 1-D synthesis basis functions, ``(low, high)`` for levels 1…``levels``.
+
+    Computed by synthesizing a unit impulse in the middle of a long signal (so the boundary
+    does not touch it), the same infinite-length norms as OpenJPEG's ``opj_dwt_norms_real``
+    up to the subband scaling.
+    """
+    n = 2 ** (levels + 6)
+    out = []
+    for level in range(1, levels + 1):
+        norms = []
+        for band in ("low", "high"):
+            size = n >> level
+            coeffs = torch.zeros(2, size, dtype=torch.float64)
+            coeffs[0 if band == "low" else 1, size // 2] = 1.0
+            x = synthesize(coeffs[0], coeffs[1])
+            for _ in range(level - 1):
+                x = synthesize(x, torch.zeros_like(x))
+            norms.append(math.sqrt(float((x * x).sum())))
+        out.append((norms[0], norms[1]))
+    return tuple(out)
+
+
+def synthesis_norm(name: str, level: int) -> float:
+    """L2 norm of one synthesis basis function of subband ``name`` (LL, HL, LH, HH) at ``level``.
+
+    A quantization error ``e`` on one coefficient of that subband adds ``(norm · e)²`` to the
+    squared error of the image; weighting each subband by its norm makes the transform
+    (nearly) orthonormal, the domain in which JPEG2000's rate control equalizes slopes.
+    """
+    if level < 1 or name not in ("LL", *SUBBANDS):
+        raise CodecError(f"no subband {name!r} at level {level}")
+    norms = _norms_1d(level)
+    low_l, high_l = norms[level - 1]
+    horizontal = high_l if name in ("HL", "HH") else low_l
+    vertical = high_l if name in ("LH", "HH") else low_l
+    return horizontal * vertical
