@@ -26,7 +26,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanSquaredError, MetricCollection
+from torchmetrics import MeanSquaredError
 from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.image import PeakSignalNoiseRatio
 
@@ -49,6 +49,26 @@ def normalized_stream(x: Tensor) -> Tensor:
     lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
     hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
     return (x - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def task_metrics(num_classes: int, ignore_index: int = 255) -> nn.ModuleDict:
+    """The three task metrics: mIoU (ignoring ``ignore_index``), disparity RMSE on valid pixels, PSNR."""
+    return nn.ModuleDict(
+        {
+            "segmentation_miou": MulticlassJaccardIndex(num_classes, ignore_index=ignore_index, validate_args=False),
+            "disparity_rmse": MeanSquaredError(squared=False),
+            "reconstruction_psnr": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)),
+        }
+    )
+
+
+def update_task_metrics(metrics: nn.ModuleDict, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
+    """Add one batch of task outputs and targets to :func:`task_metrics`."""
+    metrics["segmentation_miou"].update(outputs["segmentation"].argmax(1), batch["segmentation"])
+    mask = batch["disparity_mask"]
+    if mask.any():
+        metrics["disparity_rmse"].update(outputs["disparity"][mask], batch["disparity"][mask])
+    metrics["reconstruction_psnr"].update(outputs["reconstruction"].clamp(0, 1), batch["image"])
 
 
 class MultiTaskCI(pl.LightningModule):
@@ -98,23 +118,12 @@ class MultiTaskCI(pl.LightningModule):
         if compressibility_weight > 0:
             task_types["compressibility"] = "regression"
         self.loss_weighting = UncertaintyWeighting(task_types)
-        self.val_metrics = self._task_metrics("val")
-        self.test_metrics = self._task_metrics("test")
+        self.val_metrics = task_metrics(num_classes, ignore_index)
+        self.test_metrics = task_metrics(num_classes, ignore_index)
 
     @property
     def split_points(self) -> tuple[str, ...]:
         return self.encoder.split_points
-
-    def _task_metrics(self, stage: str) -> nn.ModuleDict:
-        return nn.ModuleDict(
-            {
-                "segmentation_miou": MulticlassJaccardIndex(
-                    self.hparams.num_classes, ignore_index=self.hparams.ignore_index, validate_args=False
-                ),
-                "disparity_rmse": MeanSquaredError(squared=False),
-                "reconstruction_psnr": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)),
-            }
-        )
 
     # ----------------------------------------------------------------- the two halves
     def edge(self, images: Tensor) -> list[QuantizedStream]:
@@ -176,12 +185,7 @@ class MultiTaskCI(pl.LightningModule):
         self.log(f"{stage}/loss", self.loss_weighting(losses), prog_bar=stage == "val", batch_size=bs, sync_dist=True)
         if "compressibility" in losses:
             self.log(f"{stage}/compressibility", losses["compressibility"], batch_size=bs, sync_dist=True)
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics["segmentation_miou"].update(outputs["segmentation"].argmax(1), batch["segmentation"])
-        mask = batch["disparity_mask"]
-        if mask.any():
-            metrics["disparity_rmse"].update(outputs["disparity"][mask], batch["disparity"][mask])
-        metrics["reconstruction_psnr"].update(outputs["reconstruction"].clamp(0, 1), batch["image"])
+        update_task_metrics(self.val_metrics if stage == "val" else self.test_metrics, outputs, batch)
         return {k: v.detach() for k, v in outputs.items()}
 
     def _log_epoch_metrics(self, stage: str) -> None:
@@ -213,4 +217,4 @@ class MultiTaskCI(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["MultiTaskCI", "TASKS", "normalized_stream"]
+__all__ = ["MultiTaskCI", "TASKS", "normalized_stream", "task_metrics", "update_task_metrics"]
