@@ -1,7 +1,7 @@
 """Rate sweeps: measure task distortion over sampled rate tuples (``pareto-optimal-bit-allocation-ci.md`` §VI-A).
 
 The paper's experiment: for budgets ``R_min … R_max`` (total bits of all streams per image),
-sample rate tuples ``(R_1, …, R_N)`` uniformly with ``0.5·R_min ≤ ΣR ≤ 1.5·R_max``, code every
+sample rate tuples ``(R_1, …, R_N)`` with ``0.5·R_min ≤ ΣR ≤ 1.5·R_max`` (:func:`sample_rate_tuples`), code every
 stream at its rate, run the cloud half on the decoded tensors, and measure every task. For a
 budget ``R_t`` the surface of eq 2 is then fitted on the tuples with
 ``0.75·R_t ≤ ΣR ≤ 1.25·R_t``.
@@ -80,23 +80,35 @@ class CodecCoder:
         return 8.0 * smallest
 
 
-def sample_rate_tuples(count: int, floors, min_total: float, max_total: float, seed: int = 0) -> np.ndarray:
-    """``count`` rate tuples uniform over ``{R_s ≥ floor_s, 0.5·min_total ≤ ΣR ≤ 1.5·max_total}``."""
+def _tuples_with_totals(totals: np.ndarray, floors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rate tuples with the given sums, split uniformly over the simplex above the floors."""
+    spare = totals[:, None] - floors.sum()
+    return floors + spare * rng.dirichlet(np.ones(len(floors)), size=len(totals))
+
+
+def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray:
+    """``count`` rate tuples for the budgets ``R_t`` (bits per image), each stream above its floor.
+
+    §VI-A samples uniformly over ``0.5·min R_t ≤ ΣR ≤ 1.5·max R_t`` and fits each budget on the
+    points with ``0.75·R_t ≤ ΣR ≤ 1.25·R_t``. With budgets far apart a uniform draw leaves few
+    points near the smallest one (its window is the narrowest), so half the tuples are drawn
+    that way and the other half evenly inside each budget's window: every fit gets at least
+    ``count / (2 × budgets)`` points. Within a total, the split is uniform on the simplex.
+    """
     floors = np.asarray(floors, dtype=float)
-    low, high = 0.5 * min_total, 1.5 * max_total
-    if not 0 < min_total <= max_total:
-        raise ConfigError(f"budgets must satisfy 0 < min ≤ max, got min={min_total}, max={max_total}")
-    if floors.sum() >= high:
-        raise ConfigError(f"the streams cannot be coded below {floors.sum():.0f} bits together (floors "
-                          f"{np.round(floors).tolist()}), above 1.5 × the largest budget ({high:.0f}): raise the budgets")
+    budgets = np.sort(np.asarray(budgets, dtype=float).ravel())
+    if budgets.size == 0 or not np.all(np.isfinite(budgets)) or budgets[0] <= 0:
+        raise ConfigError(f"budgets must be positive, finite bits per image, got {budgets.tolist()}")
+    low, high = max(0.5 * budgets[0], floors.sum()), 1.5 * budgets[-1]
+    if floors.sum() >= 0.75 * budgets[0]:
+        raise ConfigError(f"budget {budgets[0]:.0f} bits is too small: the streams cannot be coded in fewer than "
+                          f"{floors.sum():.0f} bits together (floors {np.round(floors).tolist()}); "
+                          f"use budgets above {floors.sum() / 0.75:.0f}")
     rng = np.random.default_rng(seed)
-    tops = high - (floors.sum() - floors)
-    out: list[np.ndarray] = []
-    while len(out) < count:
-        batch = floors + rng.random((4 * count, len(floors))) * (tops - floors)
-        total = batch.sum(1)
-        out.extend(batch[(total >= low) & (total <= high)])
-    return np.array(out[:count])
+    uniform = rng.uniform(low, high, count - count // 2)
+    per_budget = np.array_split(np.arange(count // 2), len(budgets))
+    windows = [rng.uniform(0.75 * b, 1.25 * b, len(idx)) for b, idx in zip(budgets, per_budget)]
+    return _tuples_with_totals(np.concatenate([uniform, *windows]), floors, rng)
 
 
 @dataclass(frozen=True)
@@ -114,11 +126,20 @@ class RateSweep:
         return np.stack([task_distortion(self.metrics[m], self.reference[m], higher_is_better=up)
                          for m, up in TASK_METRICS.items()], axis=1)
 
-    def fit(self, total_rate: float, weights="equal") -> DistortionSurface:
-        """The surface of eq 2 on the points with ``0.75·R_t ≤ ΣR ≤ 1.25·R_t`` (§VI-A)."""
+    def near(self, total_rate: float) -> np.ndarray:
+        """Mask of the points used for budget ``R_t``: ``0.75·R_t ≤ ΣR ≤ 1.25·R_t`` (§VI-A)."""
         totals = self.rates.sum(1)
-        near = (totals >= 0.75 * total_rate) & (totals <= 1.25 * total_rate)
+        return (totals >= 0.75 * total_rate) & (totals <= 1.25 * total_rate)
+
+    def fit(self, total_rate: float, weights="equal") -> DistortionSurface:
+        """Scalarize-first: the surface of eq 2 fitted to the total distortion (eq 17) near ``R_t``."""
+        near = self.near(total_rate)
         return fit_surface(self.rates[near], total_distortion(self.distortions[near], weights))
+
+    def fit_task(self, total_rate: float, task: int) -> DistortionSurface:
+        """The surface of task ``task`` (column of :attr:`distortions`) near ``R_t``, for Pareto sets."""
+        near = self.near(total_rate)
+        return fit_surface(self.rates[near], self.distortions[near, task])
 
 
 def _compute(metrics) -> dict[str, float]:

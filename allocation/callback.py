@@ -1,0 +1,195 @@
+"""``RateDistortionCallback``: the allocation experiment after every validation epoch.
+
+``pareto-optimal-bit-allocation-ci.md`` §VI-A, run on the model being trained, so a researcher
+sees in W&B how the distortion–rate surfaces and the best allocation move while the features
+learn to compress. With one stream it logs the rate–distortion curve only; with ≥ 2 streams it
+fits surfaces per budget, allocates (eq 15) and compares with Methods 1–3 (a Table III per
+epoch), and for 2 streams logs the Pareto segment (Theorem 2) and a 3-D surface plot.
+
+DDP: the sweep uses the first validation batches seen by rank 0 (a fixed subset), runs on rank
+0 only, and every rank meets at a barrier before and after it, so no collective is skipped.
+Results are written under ``<run>/rate_distortion/`` and logged to W&B as a table and images.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from cilight.allocation.experiment import METHODS, rows_as_dicts, run_allocation
+from cilight.allocation.sweep import TASK_METRICS, CodecCoder, rate_sweep, sample_rate_tuples
+from cilight.errors import ConfigError
+
+
+def make_coder(name: str):
+    """``proxy`` (the differentiable JPEG2000 proxy, fast) or ``jpeg2000`` (the real codec)."""
+    if name == "jpeg2000":
+        return CodecCoder()
+    if name == "proxy":
+        from cilight.codecs.proxy import ProxyCoder
+
+        return ProxyCoder()
+    raise ConfigError(f"coder={name!r}: expected 'proxy' or 'jpeg2000'")
+
+
+class RateDistortionCallback(pl.Callback):
+    """Rate sweep, surface fits and allocations after validation, every ``every_n_epochs``.
+
+    Args:
+        budgets_bpe: budgets as bits per element of all streams together (resolution-free);
+            each becomes ``R_t = bpe × Σ numel`` bits per image.
+        tuples: rate tuples per sweep (the paper uses 100).
+        images: validation images in the fixed subset.
+        coder: ``proxy`` or ``jpeg2000``.
+        weights: task weights of eq 17 (``equal``, ``inverse-mean`` or a list).
+        every_n_epochs: run after every n-th validation epoch.
+    """
+
+    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 40, images: int = 16,  # noqa: B006
+                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 1) -> None:
+        super().__init__()
+        if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
+            raise ConfigError(f"budgets_bpe={budgets_bpe!r}: expected positive bits per element")
+        if tuples < 10 or images < 1 or every_n_epochs < 1:
+            raise ConfigError(f"tuples={tuples} (≥ 10), images={images} (≥ 1), every_n_epochs={every_n_epochs} (≥ 1)")
+        self.budgets_bpe, self.tuples, self.images = list(budgets_bpe), tuples, images
+        self.coder_name, self.weights, self.every_n_epochs = coder, weights, every_n_epochs
+        self._batches: list[dict[str, Tensor]] = []
+        self.last_seconds: float | None = None
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        have = sum(len(b["image"]) for b in self._batches)
+        if have < self.images:
+            keep = self.images - have
+            self._batches.append({k: v[:keep].detach().cpu() for k, v in batch.items() if isinstance(v, Tensor)})
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._due(trainer):
+            self._batches = []
+            return
+        trainer.strategy.barrier("rate_distortion_start")
+        if trainer.is_global_zero and self._batches:
+            start = time.perf_counter()
+            was_training = pl_module.training
+            model = pl_module.eval()
+            try:
+                with torch.no_grad():
+                    batches = [{k: v.to(pl_module.device) for k, v in b.items()} for b in self._batches]
+                    self._run(trainer, model, batches)
+            finally:
+                pl_module.train(was_training)
+                self._batches = []
+            self.last_seconds = time.perf_counter() - start
+            self._log(trainer, {"rate_distortion/seconds": self.last_seconds})
+        trainer.strategy.barrier("rate_distortion_end")
+
+    def _run(self, trainer, model, batches) -> None:
+        coder = make_coder(self.coder_name)
+        numel = sum(int(f[0].numel()) for f in model.features(batches[0]["image"][:1]))
+        budgets = [b * numel for b in self.budgets_bpe]
+        folder = Path(trainer.default_root_dir) / "rate_distortion"
+        folder.mkdir(parents=True, exist_ok=True)
+        epoch = trainer.current_epoch
+        if len(model.split_points) == 1:
+            floors = [coder.floor(model.features(batches[0]["image"])[0])]
+            sweep = rate_sweep(model, batches, coder, sample_rate_tuples(self.tuples, floors, budgets),
+                               progress=False)
+            result = {"epoch": epoch, "rates": sweep.rates.tolist(), "metrics": {k: v.tolist() for k, v in sweep.metrics.items()},
+                      "reference": sweep.reference}
+            plot = _plot_curve(sweep, folder / f"epoch_{epoch:03d}.png")
+            self._log(trainer, {"rate_distortion/curve": plot})
+        else:
+            sweep, rows, extras = run_allocation(model, batches, batches, coder, budgets, tuples=self.tuples,
+                                                 weights=self.weights, progress=False)
+            result = {"epoch": epoch, "budgets_bits": budgets, "rows": rows_as_dicts(rows), **extras}
+            scalars = {f"rate_distortion/r2@{b:.0f}": r.r2 for b in budgets for r in rows if r.budget == b and r.method == "proposed"}
+            for r in rows:
+                scalars[f"rate_distortion/{r.method}_total_distortion@{r.budget:.0f}"] = r.total_distortion
+            self._log(trainer, scalars)
+            self._log_table(trainer, rows)
+            if len(model.split_points) == 2:
+                plot = _plot_surface(sweep, budgets[len(budgets) // 2], self.weights, folder / f"epoch_{epoch:03d}.png")
+                self._log(trainer, {"rate_distortion/surface": plot})
+        (folder / f"epoch_{epoch:03d}.json").write_text(json.dumps(result, indent=1, default=float))
+
+    @staticmethod
+    def _log(trainer, values: dict) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                logger.experiment.log({k: wandb.Image(str(v)) if isinstance(v, Path) else v for k, v in values.items()},
+                                      commit=False)
+
+    @staticmethod
+    def _log_table(trainer, rows) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        columns = ["budget", "method", "rates", *TASK_METRICS, "total_distortion", "r2"]
+        data = [[r.budget, r.method, json.dumps([round(x) for x in r.rates]), *(r.metrics[m] for m in TASK_METRICS),
+                 r.total_distortion, r.r2] for r in rows]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table("rate_distortion/allocations", columns=columns, data=data)
+
+
+def _plot_curve(sweep, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TASK_METRICS), figsize=(12, 3.5))
+    for ax, (name, values) in zip(axes, sweep.metrics.items()):
+        ax.scatter(sweep.rates.sum(1) / 1e3, values, s=10)
+        ax.axhline(sweep.reference[name], color="gray", ls="--", lw=1)
+        ax.set_xlabel("rate (kbit per image)")
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_surface(sweep, budget: float, weights, path: Path) -> Path:
+    """Measured points and the fitted surface near ``budget`` (like the paper's Fig. 2/7)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cilight.allocation.distortion import total_distortion
+
+    surface = sweep.fit(budget, weights)
+    near = sweep.near(budget)
+    r = sweep.rates[near] / 1e3
+    d = total_distortion(sweep.distortions[near], weights)
+    g1, g2 = np.meshgrid(np.linspace(r[:, 0].min(), r[:, 0].max(), 30), np.linspace(r[:, 1].min(), r[:, 1].max(), 30))
+    z = surface(np.stack([g1.ravel(), g2.ravel()], 1) * 1e3).reshape(g1.shape)
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_subplot(projection="3d")
+    ax.plot_surface(g1, g2, z, alpha=0.4, cmap="viridis")
+    ax.scatter(r[:, 0], r[:, 1], d, color="k", s=8)
+    ax.set_xlabel("R1 (kbit)")
+    ax.set_ylabel("R2 (kbit)")
+    ax.set_zlabel("total distortion (%)")
+    ax.set_title(f"R_t = {budget / 1e3:.1f} kbit, R² = {surface.r2:.3f}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["METHODS", "RateDistortionCallback", "make_coder"]

@@ -1,0 +1,122 @@
+"""The allocation experiment of ``pareto-optimal-bit-allocation-ci.md`` §VI-A on a trained model.
+
+For each budget ``R_t``: fit the surface of eq 2 to the total distortion of a rate sweep
+(:mod:`~cilight.allocation.sweep`), allocate with the closed form (eq 15) and with Methods 1–3,
+then code every stream at each allocation and measure the tasks — the rows of Tables III/IV.
+The per-epoch callback and ``evaluate.py allocate`` both run this.
+
+A stream whose allocated rate is below what the codec can reach (the closed form gives some
+streams nothing at small budgets) is not sent; the cloud fills it with the dataset mean of that
+stream (``mobile-cloud-inference-ci-thesis.md`` §3.2), and it costs no bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cilight.allocation.distortion import task_distortion, total_distortion
+from cilight.allocation.pareto import pareto_segment
+from cilight.allocation.solve import allocate, baseline_allocations
+from cilight.allocation.sweep import TASK_METRICS, RateSweep, StreamCoder, _compute, rate_sweep, sample_rate_tuples
+
+METHODS = ("proposed", "equal", "numel", "variance")
+
+
+@dataclass(frozen=True)
+class AllocationRow:
+    """One method at one budget: rates per stream (bits per image), task metrics, distortions."""
+
+    budget: float
+    method: str
+    rates: list[float]
+    bits_used: list[float]
+    metrics: dict[str, float]
+    distortions: dict[str, float]
+    total_distortion: float
+    r2: float | None
+
+
+@torch.no_grad()
+def measure_at_rates(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rates, floors,
+                     means: list[Tensor]) -> tuple[dict[str, float], list[float]]:
+    """Task metrics with every stream coded at ``rates`` (streams below their floor are not sent)."""
+    from cilight.ci_models.multitask import task_metrics, update_task_metrics
+
+    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index)
+    used, count = np.zeros(len(rates)), 0
+    for batch in batches:
+        feats = model.features(batch["image"])
+        decoded = []
+        for s, (f, rate) in enumerate(zip(feats, rates)):
+            if rate < floors[s]:
+                decoded.append(means[s].expand_as(f))
+                continue
+            x, bits = coder.code(coder.prepare(f), float(rate))
+            decoded.append(x)
+            used[s] += float(bits.sum())
+        update_task_metrics(metrics, model.decoder(decoded), batch)
+        count += len(batch["image"])
+    return _compute(metrics), (used / count).tolist()
+
+
+def stream_statistics(model, batches) -> tuple[list[int], list[float], list[Tensor]]:
+    """Elements per image, element variance and mean tensor of every stream (Methods 2–3, concealment)."""
+    with torch.no_grad():
+        feats = [model.features(b["image"]) for b in batches]
+    streams = list(zip(*feats))
+    numel = [int(s[0][0].numel()) for s in streams]
+    variance = [float(torch.cat([t.flatten() for t in s]).double().var()) for s in streams]
+    means = [torch.cat(list(s)).mean(0, keepdim=True) for s in streams]
+    return numel, variance, means
+
+
+def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = 100,
+                   weights="equal", seed: int = 0, progress: bool = True) -> tuple[RateSweep, list[AllocationRow], dict]:
+    """Sweep on ``fit_batches``, fit per budget, allocate, evaluate all methods on ``eval_batches``."""
+    budgets = sorted(float(b) for b in budgets)
+    with torch.no_grad():
+        first = model.eval().features(fit_batches[0]["image"])
+    floors = [coder.floor(f) for f in first]
+    sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
+                       progress=progress)
+    numel, variance, means = stream_statistics(model, fit_batches)
+    reference = measure_at_rates(model, eval_batches, _Uncoded(), [np.inf] * len(floors), [0.0] * len(floors), means)[0]
+    rows, extras = [], {"floors": floors, "numel": numel, "variance": variance, "reference": reference, "pareto": {}}
+    for budget in budgets:
+        surface = sweep.fit(budget, weights)
+        allocations = {"proposed": allocate(surface, budget), **baseline_allocations(budget, numel, variance)}
+        for method in METHODS:
+            rates = allocations[method]
+            metrics, used = measure_at_rates(model, eval_batches, coder, rates, floors, means)
+            distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))
+                           for m, up in TASK_METRICS.items()}
+            total = float(total_distortion(np.array([list(distortions.values())]), weights)[0])
+            rows.append(AllocationRow(budget, method, [float(r) for r in rates], used, metrics, distortions, total,
+                                      surface.r2))
+        if len(floors) == 2:
+            per_task = [sweep.fit_task(budget, k) for k in range(len(TASK_METRICS))]
+            extras["pareto"][str(budget)] = list(pareto_segment(per_task, budget))
+    return sweep, rows, extras
+
+
+class _Uncoded:
+    """The identity coder: the reference (uncompressed) metrics on the evaluation images."""
+
+    name = "uncompressed"
+
+    def prepare(self, features):
+        return features
+
+    def code(self, features, bits):
+        return features, torch.zeros(len(features))
+
+    def floor(self, features):
+        return 0.0
+
+
+def rows_as_dicts(rows: list[AllocationRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
