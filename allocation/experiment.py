@@ -75,23 +75,34 @@ def stream_statistics(model, batches) -> tuple[list[int], list[float], list[Tens
 
 
 def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = 100,
-                   weights="equal", seed: int = 0, progress: bool = True) -> tuple[RateSweep, list[AllocationRow], dict]:
-    """Sweep on ``fit_batches``, fit per budget, allocate, evaluate all methods on ``eval_batches``."""
+                   weights="equal", seed: int = 0, progress: bool = True,
+                   evaluation_coder: StreamCoder | None = None) -> tuple[RateSweep, list[AllocationRow], dict]:
+    """Sweep on ``fit_batches`` with ``coder``, fit per budget, allocate, and evaluate every method on
+    ``eval_batches`` with ``evaluation_coder`` (default: the same coder)."""
     budgets = sorted(float(b) for b in budgets)
+    evaluation_coder = evaluation_coder or coder
     with torch.no_grad():
         first = model.eval().features(fit_batches[0]["image"])
     floors = [coder.floor(f) for f in first]
+    eval_floors = [evaluation_coder.floor(f) for f in first]
     sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
                        progress=progress)
     numel, variance, means = stream_statistics(model, fit_batches)
     reference = measure_at_rates(model, eval_batches, _Uncoded(), [np.inf] * len(floors), [0.0] * len(floors), means)[0]
-    rows, extras = [], {"floors": floors, "numel": numel, "variance": variance, "reference": reference, "pareto": {}}
+    rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference, "pareto": {}}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(budgets) * len(METHODS), desc="evaluating allocations", leave=False)
     for budget in budgets:
         surface = sweep.fit(budget, weights)
         allocations = {"proposed": allocate(surface, budget), **baseline_allocations(budget, numel, variance)}
         for method in METHODS:
             rates = allocations[method]
-            metrics, used = measure_at_rates(model, eval_batches, coder, rates, floors, means)
+            metrics, used = measure_at_rates(model, eval_batches, evaluation_coder, rates, eval_floors, means)
+            if bar is not None:
+                bar.update()
             distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))
                            for m, up in TASK_METRICS.items()}
             total = float(total_distortion(np.array([list(distortions.values())]), weights)[0])

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cilight.checkpoints import load_model
 from cilight.errors import CilightError, ConfigError
 
 
@@ -40,19 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="jpeg2000 rate per stream, in bits per tensor element (default 1.0)")
     parser.add_argument("--demo", type=Path, help="run this image edge → bytes → cloud and write the predictions")
     return parser
-
-
-def load_model(path: Path):
-    from cilight.ci_models import MultiTaskCI
-
-    if not path.is_file():
-        raise ConfigError(f"--ckpt {path}: no such checkpoint file")
-    try:
-        model = MultiTaskCI.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch reports unreadable files with many exception types
-        raise ConfigError(f"--ckpt {path}: not a MultiTaskCI checkpoint ({type(err).__name__}: {err})") from None
-    data = torch.load(path, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
-    return model.eval(), data
 
 
 def codec_options(args, stream_shapes: dict[str, list[int]]) -> tuple[dict, dict]:
