@@ -40,6 +40,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,70 +57,108 @@ SUBBANDS = ("HL", "LH", "HH")
 
 
 # --------------------------------------------------------------------------- 1-D lifting
-def _split(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Even (``⌈n/2⌉``) and odd (``⌊n/2⌋``) samples along the last axis."""
-    return x[..., 0::2], x[..., 1::2]
+# The lifting runs along axis −2 (rows of a [..., n, m] tensor), where every slice of the
+# polyphase components is a block of whole rows: this is much faster than striding along
+# the last axis. Each component is a tensor plus the signal position of its first sample.
+
+# Samples of extension on each side: the four lifting steps reach 4 samples beyond the edge.
+_EXTENSION = 4
 
 
-def _right_even(even: Tensor, n_odd: int) -> Tensor:
-    """``X(2n+2)`` for every odd sample ``2n+1``; past the end, the mirror ``X(N−2)``."""
-    right = even[..., 1:]
-    if right.shape[-1] < n_odd:  # even length: X(N) mirrors to X(N−2), the last even sample
-        right = torch.cat([right, even[..., -1:]], dim=-1)
-    return right
+def _symmetric_positions(n: int, start: int, stop: int) -> np.ndarray:
+    """Source index of signal positions ``start … stop−1`` under whole-sample symmetric
+    extension of ``0 … n−1`` (F.3.7, applied as often as needed for very short signals)."""
+    positions = np.arange(start, stop)
+    if n == 1:
+        return np.zeros_like(positions)
+    period = 2 * (n - 1)
+    positions = np.mod(positions, period)
+    return np.where(positions >= n, period - positions, positions)
 
 
-def _neighbour_odds(odd: Tensor, n_even: int) -> tuple[Tensor, Tensor]:
-    """``X(2n−1)`` and ``X(2n+1)`` for every even sample ``2n``, mirrored at both ends."""
-    left = torch.cat([odd[..., :1], odd[..., : n_even - 1]], dim=-1)  # X(−1) = X(1)
-    right = odd
-    if odd.shape[-1] < n_even:  # odd length: X(N) mirrors to X(N−2), the last odd sample
-        right = torch.cat([odd, odd[..., -1:]], dim=-1)
-    return left, right
+@functools.lru_cache(maxsize=256)
+def _extension_index(n: int, parity: int, device: torch.device, interleaved: bool) -> Tensor:
+    """Gather index of the extended even (``parity`` 0) or odd (1) samples of a length-``n``
+    signal — positions ``−4 + parity, −2 + parity, …`` up to ``n + 3``. Symmetric extension
+    keeps parity, so they come from the signal itself (``interleaved``) or from its even or
+    odd component alone (``⌈n/2⌉`` or ``⌊n/2⌋`` samples)."""
+    positions = np.arange(-_EXTENSION + parity, n + _EXTENSION, 2)
+    source = _symmetric_positions(n, -_EXTENSION, n + _EXTENSION)[positions + _EXTENSION]
+    return torch.from_numpy(source if interleaved else (source - parity) // 2).to(device)
 
 
-def _predict(odd: Tensor, even: Tensor, coefficient: float) -> Tensor:
-    """Odd samples += coefficient · (left even + right even)  (steps 1 and 3)."""
-    return odd + coefficient * (even[..., : odd.shape[-1]] + _right_even(even, odd.shape[-1]))
+def _lift(target: Tensor, t0: int, source: Tensor, s0: int, coefficient: float) -> tuple[Tensor, int]:
+    """``Y(p) += coefficient · [Y(p−1) + Y(p+1)]`` for every sample ``p`` of ``target`` whose
+    two neighbours are in ``source``; ``t0``/``s0`` are the positions of their first rows.
+    Returns the updated samples and the position of the first one."""
+    offset = (t0 - 1 - s0) // 2  # source row of the left neighbour of target row 0
+    first = max(0, -offset)
+    last = min(target.shape[-2], source.shape[-2] - 1 - offset)
+    left = source[..., first + offset : last + offset, :]
+    right = source[..., first + offset + 1 : last + offset + 1, :]
+    return torch.add(target[..., first:last, :], left + right, alpha=coefficient), t0 + 2 * first
 
 
-def _update(even: Tensor, odd: Tensor, coefficient: float) -> Tensor:
-    """Even samples += coefficient · (left odd + right odd)  (steps 2 and 4)."""
-    left, right = _neighbour_odds(odd, even.shape[-1])
-    return even + coefficient * (left + right)
+def _extended_components(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Even and odd samples of ``x`` (along axis −2) over positions ``−4 … n+3``."""
+    n = x.shape[-2]
+    even = x.index_select(-2, _extension_index(n, 0, x.device, True))
+    odd = x.index_select(-2, _extension_index(n, 1, x.device, True))
+    return even, odd
+
+
+def _analyze_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """One level of the 1-D forward transform along axis −2: steps 1–6 of F.4.8.2."""
+    n = x.shape[-2]
+    if n < 2:  # F.3.7: a single sample is left as it is
+        return x, x[..., :0, :]
+    even, odd = _extended_components(x)
+    e0, o0 = -_EXTENSION, 1 - _EXTENSION
+    odd, o0 = _lift(odd, o0, even, e0, ALPHA)  # step 1
+    even, e0 = _lift(even, e0, odd, o0, BETA)  # step 2
+    odd, o0 = _lift(odd, o0, even, e0, GAMMA)  # step 3
+    even, e0 = _lift(even, e0, odd, o0, DELTA)  # step 4
+    low = even[..., -e0 // 2 : -e0 // 2 + (n + 1) // 2, :] * (1 / K)  # step 6
+    high = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n // 2, :] * K  # step 5
+    return low, high
+
+
+def _synthesize_rows(low: Tensor, high: Tensor) -> Tensor:
+    """Inverse of :func:`_analyze_rows` (F.3.8.2): undo steps 6…1, then interleave."""
+    n_low, n_high = low.shape[-2], high.shape[-2]
+    if n_high == 0:
+        return low
+    if n_low - n_high not in (0, 1):
+        raise CodecError(f"9/7 synthesis needs ⌈n/2⌉ low and ⌊n/2⌋ high samples, got {n_low} and {n_high}")
+    n = n_low + n_high
+    even = low.index_select(-2, _extension_index(n, 0, low.device, False)) * K
+    odd = high.index_select(-2, _extension_index(n, 1, high.device, False)) * (1 / K)
+    e0, o0 = -_EXTENSION, 1 - _EXTENSION
+    even, e0 = _lift(even, e0, odd, o0, -DELTA)
+    odd, o0 = _lift(odd, o0, even, e0, -GAMMA)
+    even, e0 = _lift(even, e0, odd, o0, -BETA)
+    odd, o0 = _lift(odd, o0, even, e0, -ALPHA)
+    even = even[..., -e0 // 2 : -e0 // 2 + n_low, :]
+    odd = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n_high, :]
+    pairs = torch.stack([even[..., :n_high, :], odd], dim=-2).flatten(-3, -2)
+    return torch.cat([pairs, even[..., n_high:, :]], dim=-2) if n_low > n_high else pairs
 
 
 def analyze(x: Tensor) -> tuple[Tensor, Tensor]:
-    """One level of the 1-D forward 9/7 transform along the last axis: ``(low, high)``."""
-    if x.shape[-1] < 2:
-        return x, x[..., :0]
-    even, odd = _split(x)
-    odd = _predict(odd, even, ALPHA)
-    even = _update(even, odd, BETA)
-    odd = _predict(odd, even, GAMMA)
-    even = _update(even, odd, DELTA)
-    return even / K, odd * K
+    """One level of the 1-D forward 9/7 transform along the last axis: ``(low, high)``
+    with ``⌈n/2⌉`` and ``⌊n/2⌋`` samples."""
+    low, high = _analyze_rows(x.unsqueeze(-1))
+    return low.squeeze(-1), high.squeeze(-1)
 
 
 def synthesize(low: Tensor, high: Tensor) -> Tensor:
-    """Inverse of :func:`analyze`: interleave ``low`` (even) and ``high`` (odd) samples."""
-    if high.shape[-1] == 0:
-        return low
-    if low.shape[-1] - high.shape[-1] not in (0, 1):
-        raise CodecError(f"9/7 synthesis needs ⌈n/2⌉ low and ⌊n/2⌋ high samples, got {low.shape[-1]} and {high.shape[-1]}")
-    even, odd = low * K, high / K
-    even = _update(even, odd, -DELTA)
-    odd = _predict(odd, even, -GAMMA)
-    even = _update(even, odd, -BETA)
-    odd = _predict(odd, even, -ALPHA)
-    n_odd = odd.shape[-1]
-    pairs = torch.stack([even[..., :n_odd], odd], dim=-1).flatten(-2)
-    return torch.cat([pairs, even[..., n_odd:]], dim=-1)
+    """Inverse of :func:`analyze` along the last axis."""
+    return _synthesize_rows(low.unsqueeze(-1), high.unsqueeze(-1)).squeeze(-1)
 
 
 # --------------------------------------------------------------------------- 2-D, multi-level
-def _rows(fn, *xs: Tensor):
-    """Apply a last-axis 1-D transform to the columns (axis −2) instead."""
+def _columns(fn, *xs: Tensor):
+    """Apply a transform along axis −2 to axis −1 instead (transposed views)."""
     out = fn(*(x.transpose(-1, -2) for x in xs))
     return tuple(o.transpose(-1, -2) for o in out) if isinstance(out, tuple) else out.transpose(-1, -2)
 
@@ -174,9 +213,9 @@ def dwt2(x: Tensor, levels: int) -> Pyramid:
     ll = _check_image(x, levels)
     details = []
     for _ in range(levels):
-        low, high = analyze(ll)  # horizontal: along W
-        ll, lh = _rows(analyze, low)  # vertical on the horizontal low pass
-        hl, hh = _rows(analyze, high)
+        low, high = _analyze_rows(ll)  # vertical: along H
+        ll, hl = _columns(_analyze_rows, low)  # horizontal on the vertical low pass
+        lh, hh = _columns(_analyze_rows, high)
         details.append((hl, lh, hh))
     return Pyramid(ll, tuple(details), (x.shape[-2], x.shape[-1]))
 
@@ -185,9 +224,9 @@ def idwt2(pyramid: Pyramid) -> Tensor:
     """The 2-D 9/7 synthesis of a :class:`Pyramid` (Annex F.3, ``IDWT``)."""
     ll = pyramid.ll
     for hl, lh, hh in reversed(pyramid.details):
-        low = _rows(synthesize, ll, lh)
-        high = _rows(synthesize, hl, hh)
-        ll = synthesize(low, high)
+        low = _columns(_synthesize_rows, ll, hl)
+        high = _columns(_synthesize_rows, lh, hh)
+        ll = _synthesize_rows(low, high)
     if tuple(ll.shape[-2:]) != tuple(pyramid.shape):
         raise CodecError(f"inverse DWT produced {tuple(ll.shape[-2:])}, expected {pyramid.shape}")
     return ll

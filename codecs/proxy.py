@@ -1,0 +1,386 @@
+"""A differentiable proxy of the JPEG2000 feature codec (issue 3, item 5).
+
+The real codec (:mod:`cilight.codecs.jpeg2000`) quantizes a ``[C, H, W]`` tensor to 8 bits
+over its min–max range, tiles the channels into one image and codes it with OpenJPEG at a
+requested size. OpenJPEG cannot be differentiated and is slow to sweep, so allocation and
+training use this model of it instead. :class:`Jpeg2000Proxy` follows the same pipeline:
+
+1. ``MinMaxQuantizer(bits=8)`` per tensor (:func:`uniform_codes` / :func:`uniform_values`),
+   rounding with a straight-through gradient;
+2. ``TileLayout.square`` + :func:`tile` (padding cells hold the rounded mean, as for ``uint8``);
+3. the DC level shift of JPEG2000 (``−128``, ISO/IEC 15444-1 Annex G.1);
+4. :func:`resolutions` − 1 levels of the CDF 9/7 DWT with whole-sample symmetric extension
+   (:mod:`cilight.codecs.dwt`, Annex F);
+5. a dead-zone scalar quantizer (Annex E) with one ``step`` for every subband *in the
+   orthonormal-weighted domain*: each subband ``b`` is multiplied by the L2 norm ``w_b`` of its
+   synthesis basis functions, so ``step`` is an effective step ``step / w_b`` on the subband.
+   That is what OpenJPEG's rate control approximates: its PCRD truncation equalizes
+   rate–distortion slopes across code-blocks with the distortion weighted by ``w_b²``, and its
+   irreversible step sizes are ``1 / w_b``, so every subband shares one bit-plane grid
+   (OpenJPEG ``opj_dwt_calc_explicit_stepsizes``, ``opj_t1_getwmsedec``). Reconstruction is at
+   the middle of the interval, like OpenJPEG's decoder (``1.5·2ᵖ`` for a coefficient found
+   significant in plane ``p``);
+6. inverse DWT, ``+128``, rounding and clipping to ``[0, 255]`` (the decoder's ``uint8``
+   output), untiling and 8-bit dequantization. The reconstruction therefore carries the 8-bit
+   quantization error, exactly like decoding the real codec's output;
+7. a rate model (:class:`ProxyCalibration`): each coefficient's ideal code length under a
+   Laplacian whose scale is the local mean ``|c|`` of its subband (a window across the edge
+   direction of HL/LH bands, the neighbours JPEG2000's context model weights most), plus a
+   cost per code-block with a significant coefficient (packet headers) and a constant (main
+   header), combined linearly with weights fitted to OpenJPEG byte counts by
+   ``benchmarks/calibrate_proxy.py``.
+
+Training: rounding has no gradient, so while the module is in training mode the dead-zone
+quantizer is relaxed — ``relaxation="straight_through"`` (hard values, identity gradient;
+the default) or ``"noise"`` (uniform noise of one step, as in Ballé et al.). In evaluation it
+always rounds. The rate always uses the hard quantization indices; its gradient flows through
+the Laplacian scales (to the features) and through ``step``.
+
+The step ↔ rate link: ``bits`` is the predicted size in bits of the codestream that OpenJPEG
+would produce at the rate where its distortion equals the proxy's at ``step``.
+:meth:`Jpeg2000Proxy.step_for_bits` inverts it (bisection on ``log step``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cilight.codecs.dwt import Pyramid, dwt2, idwt2, synthesis_norm
+from cilight.codecs.errors import CodecError
+from cilight.codecs.jpeg2000 import CODEBLOCK, resolutions
+from cilight.codecs.quantizers import MIN_STEP, uniform_codes, uniform_values
+from cilight.codecs.tiling import TileLayout, tile, untile
+from cilight.errors import ConfigError
+
+CALIBRATION_FILE = Path(__file__).with_name("proxy_calibration.json")
+RATE_FEATURES = ("laplacian_bits", "significant_codeblocks", "constant")
+RELAXATIONS = ("straight_through", "noise")
+LEVELS = 255  # 8-bit min–max quantization, 2⁸ − 1 steps
+DC_SHIFT = 128.0  # Annex G.1: unsigned 8-bit samples are shifted by 2⁷
+_LN2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class ProxyCalibration:
+    """The fitted constants of the rate model.
+
+    ``bits = Σ_k weights[k] · feature_k`` with the features :data:`RATE_FEATURES`.
+    ``window`` is the length of the local-mean window across the edge direction of HL and
+    LH subbands (HH and LL use 3×3); ``codeblock`` the code-block size the fit was made for
+    (it must equal :data:`CODEBLOCK` of the codec). ``fit`` records how the constants were
+    obtained (script, data, residuals).
+    """
+
+    weights: tuple[float, ...]
+    features: tuple[str, ...] = RATE_FEATURES
+    window: int = 5
+    codeblock: int = CODEBLOCK
+    scale_floor: float = 1e-2
+    fit: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if tuple(self.features) != RATE_FEATURES:
+            raise ConfigError(f"proxy calibration features {list(self.features)}: expected {list(RATE_FEATURES)}")
+        if len(self.weights) != len(self.features) or not all(math.isfinite(w) for w in self.weights):
+            raise ConfigError(f"proxy calibration weights {self.weights!r}: expected {len(self.features)} finite numbers")
+        if not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0:
+            raise ConfigError(f"proxy calibration window={self.window!r}: expected an odd positive integer")
+        if self.codeblock != CODEBLOCK:
+            raise ConfigError(
+                f"proxy calibration was fitted for {self.codeblock}×{self.codeblock} code-blocks but the codec "
+                f"uses {CODEBLOCK}×{CODEBLOCK}; re-run benchmarks/calibrate_proxy.py"
+            )
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "features", tuple(self.features))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProxyCalibration:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read proxy calibration {path}: {err}") from None
+        try:
+            return cls(
+                weights=tuple(raw["weights"]),
+                features=tuple(raw["features"]),
+                window=raw["window"],
+                codeblock=raw["codeblock"],
+                scale_floor=raw.get("scale_floor", 1e-2),
+                fit=raw.get("fit", {}),
+            )
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"proxy calibration {path} lacks or mistypes {err}") from None
+
+    @classmethod
+    def default(cls) -> ProxyCalibration:
+        """The calibration shipped with cilight (``codecs/proxy_calibration.json``)."""
+        return cls.load(CALIBRATION_FILE)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Transformed:
+    """What :meth:`Jpeg2000Proxy.transform` computes once per batch and every step reuses.
+
+    Attributes:
+        features: the input ``[B, C, H, W]``.
+        coefficients: weighted DWT subbands of the level-shifted tiled 8-bit image
+            (``[B, h_b, w_b]`` each; multiplied by their synthesis norm).
+        scales: local mean ``|c|`` of every coefficient (the Laplacian scales, same layout).
+        image: the tiled 8-bit codes ``[B, rows·H, cols·W]`` (float, straight-through).
+        low, step8: ``[B]`` minimum and 8-bit step of the min–max quantizer (no gradient).
+        layout: the tile layout.
+    """
+
+    features: Tensor
+    coefficients: Pyramid
+    scales: Pyramid
+    image: Tensor
+    low: Tensor
+    step8: Tensor
+    layout: TileLayout
+
+    @property
+    def batch(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def quantization_mse(self) -> Tensor:
+        """``[B]`` feature-domain MSE of the 8-bit min–max quantization alone."""
+        codes = untile(self.image, self.layout)
+        rec = uniform_values(codes, self.low.view(-1, 1, 1, 1), self.step8.view(-1, 1, 1, 1))
+        return (rec - self.features).detach().pow(2).flatten(1).mean(1)
+
+
+# --------------------------------------------------------------------------- helpers
+def _straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """``hard`` in the forward pass, the gradient of ``soft`` in the backward pass."""
+    return soft + (hard - soft).detach()
+
+
+def _local_mean(a: Tensor, height: int, width: int) -> Tensor:
+    """Mean of ``a`` ``[B, h, w]`` over a ``height × width`` window (edges: inside only)."""
+    if height == 1 and width == 1:
+        return a
+    out = F.avg_pool2d(a.unsqueeze(1), (height, width), 1, (height // 2, width // 2), count_include_pad=False)
+    return out.squeeze(1)
+
+
+def _codeblock_any(mask: Tensor, size: int) -> Tensor:
+    """``[B]`` number of ``size × size`` code-blocks of a ``[B, h, w]`` mask with a True."""
+    b, h, w = mask.shape
+    padded = F.pad(mask.float(), (0, (-w) % size, 0, (-h) % size))
+    return F.max_pool2d(padded.unsqueeze(1), size).flatten(1).sum(1)
+
+
+def _check_step(step: float | Tensor, batch: int, like: Tensor, name: str = "step") -> Tensor:
+    """``step`` as a ``[B]`` tensor; positive and finite."""
+    if isinstance(step, bool) or not isinstance(step, (int, float, Tensor)):
+        raise CodecError(f"{name} must be a positive number or a tensor [B], got {type(step).__name__}")
+    s = torch.as_tensor(step, dtype=like.dtype, device=like.device)
+    if s.dim() == 0:
+        s = s.expand(batch)
+    if s.shape != (batch,):
+        raise CodecError(f"{name} must be a number or a tensor of shape [{batch}] (one per sample), got {tuple(s.shape)}")
+    if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
+        raise CodecError(f"{name} must be positive and finite, got {s.detach().flatten().tolist()[:8]}")
+    return s
+
+
+# --------------------------------------------------------------------------- the proxy
+class Jpeg2000Proxy(nn.Module):
+    """Differentiable model of the ``jpeg2000`` feature codec: ``(features, step) → (reconstruction, bits)``.
+
+    ::
+
+        features [B,C,H,W]
+           │ min–max 8-bit quantization (round, straight-through)   ── low, step8 [B]
+           ▼
+        codes ──tile──► image [B, rows·H, cols·W] ── −128 ──► 9/7 DWT (L = resolutions−1 levels)
+                                                                  │ × w_b (synthesis norms)
+                                            transform() ─ ─ ─ ─ ─ ┼ ─ ─ cached: coefficients y, scales b = mean|y|
+                                                                  ▼
+                          step [B] ──► dead-zone quantizer  q = sign(y)·⌊|y|/step⌋, ŷ = sign(q)(|q|+½)·step
+                                          │                                     │
+                       rate model ◄───────┘                                     ▼
+          bits = a·Σ ℓ(q | Laplacian(b)) + c·#significant code-blocks + d     ÷ w_b ─► inverse DWT ─► +128
+                       │                                                        │ round, clip [0,255]
+                       ▼                                                        ▼
+                  bits [B]                       reconstruction [B,C,H,W] ◄─ dequantize ◄─ untile
+
+    Args:
+        calibration: rate-model constants; a :class:`ProxyCalibration`, a path to its JSON, or
+            ``None`` for the shipped default.
+        relaxation: how the dead-zone quantizer behaves in training mode,
+            ``"straight_through"`` or ``"noise"``; evaluation mode always rounds.
+    """
+
+    def __init__(
+        self, calibration: ProxyCalibration | str | Path | None = None, relaxation: str = "straight_through"
+    ) -> None:
+        super().__init__()
+        if calibration is None:
+            calibration = ProxyCalibration.default()
+        elif isinstance(calibration, (str, Path)):
+            calibration = ProxyCalibration.load(calibration)
+        elif not isinstance(calibration, ProxyCalibration):
+            raise ConfigError(f"calibration must be a ProxyCalibration, a path or None, got {type(calibration).__name__}")
+        if relaxation not in RELAXATIONS:
+            raise ConfigError(f"relaxation={relaxation!r}: expected one of {', '.join(RELAXATIONS)}")
+        self.calibration = calibration
+        self.relaxation = relaxation
+
+    # ------------------------------------------------------------------ transform once
+    def transform(self, features: Tensor) -> Transformed:
+        """8-bit quantization, tiling, level shift and weighted DWT of ``features`` ``[B, C, H, W]``."""
+        x = self._check_features(features)
+        b, c, h, w = x.shape
+        layout = TileLayout.square(c, h, w)
+        flat = x.detach().flatten(1)
+        low = flat.min(1).values
+        step8 = ((flat.max(1).values - low) / LEVELS).clamp_min(MIN_STEP)
+        low4, step4 = low.view(-1, 1, 1, 1), step8.view(-1, 1, 1, 1)
+        codes = _straight_through(uniform_codes(x.detach(), low4, step4, LEVELS), (x - low4) / step4)
+        # tile() fills empty cells with the mean; for uint8 codes (the real pipeline) it is rounded
+        exact = tile(codes.detach().to(torch.uint8), layout).to(x.dtype)
+        image = _straight_through(exact, tile(codes, layout))
+        levels = resolutions(*layout.image_shape) - 1
+        pyramid = dwt2(image - DC_SHIFT, levels)
+        coefficients = pyramid.map(lambda name, level, t: t * synthesis_norm(name, level)) if levels else pyramid
+        scales = coefficients.map(self._scale)
+        return Transformed(x, coefficients, scales, image, low, step8, layout)
+
+    def _scale(self, name: str, level: int, band: Tensor) -> Tensor:
+        """Local mean |c|: across the edge for HL (vertical window) and LH (horizontal), else 3×3."""
+        k = self.calibration.window
+        shape = {"HL": (k, 1), "LH": (1, k)}.get(name, (3, 3))
+        return _local_mean(band.abs(), *shape)
+
+    # ------------------------------------------------------------------ quantize many times
+    def _quantize(self, y: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
+        """Hard indices ``|q|`` and the (relaxed in training) dead-zone reconstruction of ``y``."""
+        magnitude = torch.floor(y.detach().abs() / step)
+        # exact values; the gradient reaches ``step`` through (|q| + ½)·step
+        hard = torch.where(magnitude > 0, torch.sign(y.detach()) * (magnitude + 0.5) * step, torch.zeros_like(y))
+        if self.training and self.relaxation == "noise":
+            return magnitude, y + (torch.rand_like(y) - 0.5) * step
+        return magnitude, hard + (y - y.detach())  # straight-through to the coefficients
+
+    def rate_features(self, transformed: Transformed, step: float | Tensor) -> Tensor:
+        """``[B, 3]`` rate features (:data:`RATE_FEATURES`) at ``step``; ``bits`` is their
+        dot product with the calibration weights."""
+        s = _check_step(step, transformed.batch, transformed.image)
+        return self._rate_features(transformed, s)
+
+    def _rate_features(self, transformed: Transformed, s: Tensor) -> Tensor:
+        floor = self.calibration.scale_floor
+        ideal = torch.zeros_like(s)
+        significant = torch.zeros_like(s)
+        for (_, _, y), (_, _, scale) in zip(transformed.coefficients.bands(), transformed.scales.bands()):
+            sv = s.view(-1, 1, 1)
+            q = torch.floor(y.detach().abs() / sv)
+            u = sv / torch.maximum(scale, floor * sv)  # step / Laplacian scale
+            p_zero = -torch.expm1(-u)  # P(|c| < step): the dead zone
+            # −log2 P(q): zero → −log2(1 − e^{−u}); |q| ≥ 1 → q·u/ln2 − log2(1 − e^{−u}) + 1 sign bit
+            length = torch.where(q > 0, q * u / _LN2 + 1.0, torch.zeros_like(u)) - torch.log2(p_zero)
+            ideal = ideal + length.flatten(1).sum(1)
+            significant = significant + _codeblock_any(q > 0, self.calibration.codeblock)
+        return torch.stack([ideal, significant, torch.ones_like(s)], dim=1)
+
+    def _bits(self, transformed: Transformed, s: Tensor) -> Tensor:
+        weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
+        return (self._rate_features(transformed, s) * weights).sum(1)
+
+    def _reconstruct(self, transformed: Transformed, s: Tensor) -> Tensor:
+        sv = s.view(-1, 1, 1)
+        rec = transformed.coefficients.map(
+            lambda name, level, y: self._quantize(y, sv)[1] / (synthesis_norm(name, level) if level else 1.0)
+        )
+        image = idwt2(rec) + DC_SHIFT
+        image = _straight_through(image.detach().round().clamp(0, LEVELS), image)  # the decoder's uint8 output
+        codes = untile(image, transformed.layout)
+        return uniform_values(codes, transformed.low.view(-1, 1, 1, 1), transformed.step8.view(-1, 1, 1, 1))
+
+    def quantize(self, transformed: Transformed, step: float | Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction [B, C, H, W], bits [B])`` of a transformed batch at ``step``."""
+        s = _check_step(step, transformed.batch, transformed.image)
+        return self._reconstruct(transformed, s), self._bits(transformed, s)
+
+    def forward(self, features: Tensor, step: float | Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction [B, C, H, W], bits [B])`` at dead-zone ``step`` (a number or ``[B]``)."""
+        transformed = self.transform(features)
+        return self.quantize(transformed, step)
+
+    def bits(self, transformed: Transformed, step: float | Tensor) -> Tensor:
+        """``[B]`` predicted codestream size in bits at ``step`` (no inverse DWT)."""
+        return self._bits(transformed, _check_step(step, transformed.batch, transformed.image))
+
+    def sweep(
+        self, transformed: Transformed, steps: Sequence[float] | Tensor, reconstructions: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Quantize a transformed batch at many steps without redoing the DWT.
+
+        Args:
+            transformed: from :meth:`transform`.
+            steps: ``[S]`` steps shared by the batch, or ``[B, S]``.
+            reconstructions: return ``[B, S, C, H, W]`` reconstructions instead of the MSE.
+
+        Returns:
+            ``(mse [B, S], bits [B, S])``: feature-domain MSE against ``transformed.features``
+            and predicted bits — or ``(reconstructions, bits)``.
+        """
+        b = transformed.batch
+        grid = torch.as_tensor(steps, dtype=transformed.image.dtype, device=transformed.image.device)
+        if grid.dim() == 1:
+            grid = grid.unsqueeze(0).expand(b, -1)
+        if grid.dim() != 2 or grid.shape[0] != b or grid.shape[1] == 0:
+            raise CodecError(f"steps must have shape [S] or [{b}, S] with S ≥ 1, got {tuple(grid.shape)}")
+        outputs, bits = [], []
+        for j in range(grid.shape[1]):
+            s = _check_step(grid[:, j], b, transformed.image)
+            rec = self._reconstruct(transformed, s)
+            outputs.append(rec if reconstructions else (rec - transformed.features).pow(2).flatten(1).mean(1))
+            bits.append(self._bits(transformed, s))
+        return torch.stack(outputs, dim=1), torch.stack(bits, dim=1)
+
+    @torch.no_grad()
+    def step_for_bits(
+        self, transformed: Transformed, bits: float | Tensor, low: float = 1e-2, high: float = 1e4, iterations: int = 40
+    ) -> Tensor:
+        """``[B]`` step whose predicted bits equal ``bits`` (bisection on ``log step``).
+
+        Targets outside what ``[low, high]`` reaches return the nearest end.
+        """
+        target = _check_step(bits, transformed.batch, transformed.image, name="bits")
+        lo = torch.full_like(target, math.log(low))
+        hi = torch.full_like(target, math.log(high))
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            above = self._bits(transformed, mid.exp()) > target  # too many bits: step must grow
+            lo = torch.where(above, mid, lo)
+            hi = torch.where(above, hi, mid)
+        return ((lo + hi) / 2).exp()
+
+    @staticmethod
+    def _check_features(features: object) -> Tensor:
+        if not isinstance(features, Tensor):
+            raise CodecError(f"features must be a torch.Tensor [B, C, H, W], got {type(features).__name__}")
+        if features.dim() != 4 or features.numel() == 0:
+            raise CodecError(f"features must have shape [B, C, H, W] with no empty axis, got {tuple(features.shape)}")
+        if not features.is_floating_point():
+            raise CodecError(f"features must be floating point, got {features.dtype}")
+        if not bool(torch.isfinite(features.detach()).all()):
+            raise CodecError("features contain NaN or infinite values; only finite tensors can be coded")
+        return features
