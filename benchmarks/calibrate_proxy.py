@@ -164,7 +164,7 @@ def real_codec(features: torch.Tensor, bits_per_element: float) -> tuple[int, fl
     image = tile(q.codes, layout).numpy()
     target_bytes = bits_per_element * features.numel() / 8
     data = encode_codestream(image, image.size / target_bytes)
-    decoded = torch.from_numpy(decode_codestream(data, image.shape))
+    decoded = torch.from_numpy(decode_codestream(data, image.shape).copy())
     rec = quantizer.dequantize(untile(decoded, layout), q.side)
     return 8 * len(data), float((rec - features).double().pow(2).mean()), rec
 
