@@ -28,6 +28,9 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/default_run.py
 	$(PY) benchmarks/codec_rate.py
+	$(PY) benchmarks/onnx_speed.py
+	$(PY) benchmarks/latency_model.py
+	$(PY) benchmarks/allocation_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
