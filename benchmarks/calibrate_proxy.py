@@ -169,8 +169,11 @@ def real_codec(features: torch.Tensor, bits_per_element: float) -> tuple[int, fl
     return 8 * len(data), float((rec - features).double().pow(2).mean()), rec
 
 
-def measure(items: list[Item], rates: tuple[float, ...], proxy: Jpeg2000Proxy, label: str) -> list[dict]:
-    """Real codec at every rate, and the proxy's step and rate features at equal MSE."""
+def measure(
+    items: list[Item], rates: tuple[float, ...], proxy: Jpeg2000Proxy, label: str, equal_rate: bool = False
+) -> list[dict]:
+    """Real codec at every rate, and the proxy's step and rate features at equal MSE; with
+    ``equal_rate`` also the proxy's MSE at the step whose predicted bits equal the real bits."""
     points = []
     grid = torch.tensor(STEP_GRID, dtype=torch.float32)
     for n, item in enumerate(items, 1):
@@ -186,13 +189,18 @@ def measure(items: list[Item], rates: tuple[float, ...], proxy: Jpeg2000Proxy, l
             step = float(np.exp(np.interp(math.log(max(mse, 1e-30)), log_mse, np.log(STEP_GRID))))
             with torch.no_grad():
                 feats = proxy.rate_features(transformed, step)[0].double().tolist()
-            points.append(
-                {
-                    "tensor": item.name, "kind": item.kind, "shape": list(x.shape), "target_bpe": rate,
-                    "bits": bits, "bpe": bits / x.numel(), "mse": mse, "saturated": bool(saturated),
-                    "step": step, "features": feats,
-                }
-            )
+            point = {
+                "tensor": item.name, "kind": item.kind, "shape": list(x.shape), "target_bpe": rate,
+                "bits": bits, "bpe": bits / x.numel(), "mse": mse, "saturated": bool(saturated),
+                "step": step, "features": feats,
+            }
+            if equal_rate:
+                with torch.no_grad():
+                    step_r = proxy.step_for_bits(transformed, float(bits))
+                    rec, _ = proxy.quantize(transformed, step_r)
+                point["step_at_equal_rate"] = float(step_r)
+                point["proxy_mse_at_equal_rate"] = float((rec[0] - x).double().pow(2).mean())
+            points.append(point)
         print(f"  {label} {n}/{len(items)} {item.name:18s} {time.perf_counter() - start:5.1f} s", flush=True)
     return points
 
