@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from cilight.allocation.experiment import METHODS, rows_as_dicts, run_allocation
-from cilight.allocation.sweep import TASK_METRICS, CodecCoder, rate_sweep, sample_rate_tuples
+from cilight.allocation.sweep import TASK_METRICS, CodecCoder, ProxyCoder, rate_sweep, sample_rate_tuples
 from cilight.errors import ConfigError
 
 
@@ -32,8 +32,6 @@ def make_coder(name: str):
     if name == "jpeg2000":
         return CodecCoder()
     if name == "proxy":
-        from cilight.codecs.proxy import ProxyCoder
-
         return ProxyCoder()
     raise ConfigError(f"coder={name!r}: expected 'proxy' or 'jpeg2000'")
 

@@ -24,6 +24,7 @@ transforms once and re-quantizes per tuple.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,7 +34,8 @@ from torch import Tensor
 
 from cilight.allocation.distortion import task_distortion, total_distortion
 from cilight.allocation.surface import DistortionSurface, fit_surface
-from cilight.codecs import TileLayout, get_codec, jpeg2000, tile
+from cilight.codecs import MinMaxQuantizer, TileLayout, get_codec, jpeg2000, tile
+from cilight.codecs.proxy import Jpeg2000Proxy
 from cilight.codecs.container import HEADER_BYTES
 from cilight.errors import ConfigError
 
@@ -78,6 +80,41 @@ class CodecCoder:
             image = tile(q.codes, TileLayout.named(self.codec.tiling, *x.shape)).numpy()
             smallest = max(smallest, jpeg2000.smallest_codestream(image) + HEADER_BYTES + q.side.nbytes)
         return 8.0 * smallest
+
+
+@dataclass
+class ProxyCoder:
+    """The differentiable JPEG2000 proxy as a stream coder: one DWT per stream, then a step per rate.
+
+    Rates include the container's header and min–max side information, exactly as the real
+    codec counts them, so proxy and ``jpeg2000`` sweeps are on the same axis.
+    """
+
+    proxy: Any = field(default_factory=lambda: Jpeg2000Proxy().eval())
+    name: str = "proxy"
+
+    overhead_bits: float = 8.0 * (HEADER_BYTES + MinMaxQuantizer().side_bytes(1))
+
+    steps: int = 33  # log-spaced steps tabulated once per stream; rates are interpolated between them
+
+    def prepare(self, features: Tensor) -> tuple[Any, Tensor, Tensor]:
+        """The transform, and each sample's predicted bits on a grid of steps (bits fall as step grows)."""
+        transformed = self.proxy.transform(features.detach())
+        grid = torch.logspace(-2, 4, self.steps, dtype=torch.float64)
+        bits = torch.stack([self.proxy.bits(transformed, float(s)).double() for s in grid], dim=1)  # [B, S]
+        return transformed, grid.log(), bits.clamp_min(1.0).log()
+
+    def code(self, prepared: tuple[Any, Tensor, Tensor], bits: float) -> tuple[Tensor, Tensor]:
+        transformed, log_steps, log_bits = prepared
+        target = math.log(max(bits - self.overhead_bits, 1.0))
+        # log bits is monotone (non-increasing) in log step: interpolate on the reversed axes
+        steps = [math.exp(float(np.interp(target, lb.flip(0).numpy(), log_steps.flip(0).numpy()))) for lb in log_bits]
+        reconstruction, predicted = self.proxy.quantize(transformed, torch.tensor(steps, dtype=transformed.image.dtype))
+        return reconstruction, predicted.double() + self.overhead_bits
+
+    def floor(self, features: Tensor) -> float:
+        """The real codec's floor: a proxy sweep must not ask for rates OpenJPEG cannot reach."""
+        return CodecCoder().floor(features)
 
 
 def _tuples_with_totals(totals: np.ndarray, floors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -188,4 +225,4 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
     return RateSweep(rates, rate_tuples, values, reference)
 
 
-__all__ = ["TASK_METRICS", "CodecCoder", "RateSweep", "StreamCoder", "rate_sweep", "sample_rate_tuples"]
+__all__ = ["TASK_METRICS", "CodecCoder", "ProxyCoder", "RateSweep", "StreamCoder", "rate_sweep", "sample_rate_tuples"]
