@@ -1,0 +1,103 @@
+"""The §VI-A experiment: rate-tuple sampling, sweeps through the cloud half, the callback, evaluate.py."""
+
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from cilight.allocation.callback import RateDistortionCallback, make_coder
+from cilight.allocation.experiment import METHODS, run_allocation
+from cilight.allocation.sweep import CodecCoder, ProxyCoder, rate_sweep, sample_rate_tuples
+from cilight.ci_models import MultiTaskCI
+from cilight.datamodules import SyntheticStreets
+from cilight.errors import ConfigError
+
+
+def test_rate_tuples_cover_every_budget_window_and_respect_floors():
+    floors, budgets = [1700.0, 1600.0], [8000.0, 16000.0, 32000.0]
+    tuples = sample_rate_tuples(60, floors, budgets, seed=1)
+    totals = tuples.sum(1)
+    assert tuples.shape == (60, 2) and (tuples >= np.array(floors) - 1e-9).all()
+    assert totals.min() >= 0.5 * budgets[0] - 1e-6 and totals.max() <= 1.5 * budgets[-1] + 1e-6
+    for b in budgets:  # at least count / (2 × budgets) points in each fitting window
+        assert ((totals >= 0.75 * b) & (totals <= 1.25 * b)).sum() >= 10
+    assert np.array_equal(tuples, sample_rate_tuples(60, floors, budgets, seed=1))
+    with pytest.raises(ConfigError, match="too small.*use budgets above 4400"):
+        sample_rate_tuples(10, floors, [3000.0])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A briefly trained 2-stream model and a few validation images (64×128)."""
+    pl.seed_everything(0, verbose=False)
+    model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=16)
+    data = SyntheticStreets(num_train=32, num_val=8, num_test=8, batch_size=8)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir="/tmp")
+    trainer.fit(model, data)
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    return model.eval(), [batch]
+
+
+def test_real_codec_sweep_measures_its_rates_and_loses_accuracy_at_low_rate(tiny):
+    model, batches = tiny
+    coder = CodecCoder()
+    with torch.no_grad():
+        floors = [coder.floor(f) for f in model.features(batches[0]["image"])]
+    tuples = np.array([[f + 200 for f in floors], [40000.0, 20000.0]])
+    sweep = rate_sweep(model, batches, coder, tuples, progress=False)
+    np.testing.assert_allclose(sweep.rates[1], tuples[1], rtol=0.02)  # measured bits, not targets
+    assert sweep.distortions.shape == (2, 3)
+    assert sweep.distortions[0].sum() > sweep.distortions[1].sum()  # coarser is worse
+    with pytest.raises(ConfigError, match=r"shape \(M, 2\)"):
+        rate_sweep(model, batches, coder, np.ones((3, 3)), progress=False)
+
+
+def test_proxy_coder_tracks_the_real_codec(tiny):
+    model, batches = tiny
+    with torch.no_grad():
+        features = model.features(batches[0]["image"])[1]
+    proxy, real = ProxyCoder(), CodecCoder()
+    for bits in (6000.0, 12000.0):
+        rec_p, bits_p = proxy.code(proxy.prepare(features), bits)
+        rec_r, bits_r = real.code(real.prepare(features), bits)
+        assert abs(bits_p.mean().item() / bits - 1) < 0.05
+        mse_p, mse_r = (rec_p - features).pow(2).mean().item(), (rec_r - features).pow(2).mean().item()
+        assert 0.5 < mse_p / mse_r < 2.0
+
+
+def test_allocation_experiment_compares_four_methods(tiny):
+    model, batches = tiny
+    budgets = [8000.0, 16000.0]
+    sweep, rows, extras = run_allocation(model, batches, batches, ProxyCoder(), budgets, tuples=30, progress=False)
+    assert [(r.budget, r.method) for r in rows] == [(b, m) for b in budgets for m in METHODS]
+    for r in rows:
+        assert sum(r.rates) == pytest.approx(r.budget) and min(r.rates) >= 0
+        assert sum(r.bits_used) <= r.budget * 1.1
+        assert r.r2 is not None and np.isfinite(r.total_distortion)
+    assert set(extras["pareto"]) == {str(b) for b in budgets}
+    with pytest.raises(ConfigError, match="coder='lossless'"):
+        make_coder("lossless")
+
+
+def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=8)
+    callback = RateDistortionCallback(tuples=20, images=4, budgets_bpe=[0.4, 0.8])
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback])
+    trainer.fit(model, SyntheticStreets(num_train=8, num_val=4, batch_size=4))
+    files = sorted((tmp_path / "rate_distortion").glob("epoch_*.json"))
+    assert [f.name for f in files] == ["epoch_000.json"]  # one epoch, sanity check skipped
+    result = json.loads(files[0].read_text())
+    assert {r["method"] for r in result["rows"]} == set(METHODS)
+    assert (tmp_path / "rate_distortion" / "epoch_000.png").is_file()
+    assert callback.last_seconds is not None
+    with pytest.raises(ConfigError, match="budgets_bpe"):
+        RateDistortionCallback(budgets_bpe=[-1])
