@@ -87,16 +87,26 @@ def _extension_index(n: int, parity: int, device: torch.device, interleaved: boo
     return torch.from_numpy(source if interleaved else (source - parity) // 2).to(device)
 
 
-def _lift(target: Tensor, t0: int, source: Tensor, s0: int, coefficient: float) -> tuple[Tensor, int]:
+def _lift(
+    target: Tensor, t0: int, source: Tensor, s0: int, coefficient: float, inplace: bool
+) -> tuple[Tensor, int]:
     """``Y(p) += coefficient · [Y(p−1) + Y(p+1)]`` for every sample ``p`` of ``target`` whose
     two neighbours are in ``source``; ``t0``/``s0`` are the positions of their first rows.
-    Returns the updated samples and the position of the first one."""
+    Returns the updated samples and the position of the first one. ``inplace`` (no autograd)
+    updates ``target``'s storage instead of allocating."""
     offset = (t0 - 1 - s0) // 2  # source row of the left neighbour of target row 0
     first = max(0, -offset)
     last = min(target.shape[-2], source.shape[-2] - 1 - offset)
     left = source[..., first + offset : last + offset, :]
     right = source[..., first + offset + 1 : last + offset + 1, :]
-    return torch.add(target[..., first:last, :], left + right, alpha=coefficient), t0 + 2 * first
+    rows = target[..., first:last, :]
+    if inplace:
+        return rows.add_(left, alpha=coefficient).add_(right, alpha=coefficient), t0 + 2 * first
+    return torch.add(rows, left + right, alpha=coefficient), t0 + 2 * first
+
+
+def _no_autograd(*xs: Tensor) -> bool:
+    return not (torch.is_grad_enabled() and any(x.requires_grad for x in xs))
 
 
 def _extended_components(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,15 +122,18 @@ def _analyze_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     n = x.shape[-2]
     if n < 2:  # F.3.7: a single sample is left as it is
         return x, x[..., :0, :]
+    inplace = _no_autograd(x)
     even, odd = _extended_components(x)
     e0, o0 = -_EXTENSION, 1 - _EXTENSION
-    odd, o0 = _lift(odd, o0, even, e0, ALPHA)  # step 1
-    even, e0 = _lift(even, e0, odd, o0, BETA)  # step 2
-    odd, o0 = _lift(odd, o0, even, e0, GAMMA)  # step 3
-    even, e0 = _lift(even, e0, odd, o0, DELTA)  # step 4
-    low = even[..., -e0 // 2 : -e0 // 2 + (n + 1) // 2, :] * (1 / K)  # step 6
-    high = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n // 2, :] * K  # step 5
-    return low, high
+    odd, o0 = _lift(odd, o0, even, e0, ALPHA, inplace)  # step 1
+    even, e0 = _lift(even, e0, odd, o0, BETA, inplace)  # step 2
+    odd, o0 = _lift(odd, o0, even, e0, GAMMA, inplace)  # step 3
+    even, e0 = _lift(even, e0, odd, o0, DELTA, inplace)  # step 4
+    low = even[..., -e0 // 2 : -e0 // 2 + (n + 1) // 2, :]
+    high = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n // 2, :]
+    if inplace:
+        return low.mul_(1 / K), high.mul_(K)
+    return low * (1 / K), high * K  # steps 6 and 5
 
 
 def _synthesize_rows(low: Tensor, high: Tensor) -> Tensor:
@@ -131,13 +144,15 @@ def _synthesize_rows(low: Tensor, high: Tensor) -> Tensor:
     if n_low - n_high not in (0, 1):
         raise CodecError(f"9/7 synthesis needs ⌈n/2⌉ low and ⌊n/2⌋ high samples, got {n_low} and {n_high}")
     n = n_low + n_high
-    even = low.index_select(-2, _extension_index(n, 0, low.device, False)) * K
-    odd = high.index_select(-2, _extension_index(n, 1, high.device, False)) * (1 / K)
+    inplace = _no_autograd(low, high)
+    even = low.index_select(-2, _extension_index(n, 0, low.device, False))
+    odd = high.index_select(-2, _extension_index(n, 1, high.device, False))
+    even, odd = (even.mul_(K), odd.mul_(1 / K)) if inplace else (even * K, odd * (1 / K))
     e0, o0 = -_EXTENSION, 1 - _EXTENSION
-    even, e0 = _lift(even, e0, odd, o0, -DELTA)
-    odd, o0 = _lift(odd, o0, even, e0, -GAMMA)
-    even, e0 = _lift(even, e0, odd, o0, -BETA)
-    odd, o0 = _lift(odd, o0, even, e0, -ALPHA)
+    even, e0 = _lift(even, e0, odd, o0, -DELTA, inplace)
+    odd, o0 = _lift(odd, o0, even, e0, -GAMMA, inplace)
+    even, e0 = _lift(even, e0, odd, o0, -BETA, inplace)
+    odd, o0 = _lift(odd, o0, even, e0, -ALPHA, inplace)
     even = even[..., -e0 // 2 : -e0 // 2 + n_low, :]
     odd = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n_high, :]
     pairs = torch.stack([even[..., :n_high, :], odd], dim=-2).flatten(-3, -2)

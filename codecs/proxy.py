@@ -23,12 +23,25 @@ training use this model of it instead. :class:`Jpeg2000Proxy` follows the same p
 6. inverse DWT, ``+128``, rounding and clipping to ``[0, 255]`` (the decoder's ``uint8``
    output), untiling and 8-bit dequantization. The reconstruction therefore carries the 8-bit
    quantization error, exactly like decoding the real codec's output;
-7. a rate model (:class:`ProxyCalibration`): each coefficient's ideal code length under a
-   Laplacian whose scale is the local mean ``|c|`` of its subband (a window across the edge
-   direction of HL/LH bands, the neighbours JPEG2000's context model weights most), plus a
-   cost per code-block with a significant coefficient (packet headers) and a constant (main
-   header), combined linearly with weights fitted to OpenJPEG byte counts by
-   ``benchmarks/calibrate_proxy.py``.
+7. a rate model (:class:`ProxyCalibration`) shaped like EBCOT's bit-plane coder (Annex D):
+   a linear combination, with weights fitted to OpenJPEG byte counts by
+   ``benchmarks/calibrate_proxy.py``, of
+
+   * ``significance_bits`` — for every significant coefficient (``|q| ≥ 1``), the ideal code
+     length ``−log2 P(|c| ≥ step) = step / (b·ln 2)`` of finding it significant under a
+     Laplacian whose scale ``b`` is the local mean ``|c|`` of its subband (a window across the
+     edge direction for HL/LH, the neighbours JPEG2000's context model weights most; 3×3
+     otherwise): the cost of locating significant coefficients among the zeros;
+   * ``significant_coefficients`` — sign and first-significance decisions;
+   * ``refinement_planes`` — ``Σ ⌊log2 |q|⌋``, the magnitude-refinement bits;
+   * ``significant_codeblocks`` — packet-header cost of each code-block that has data;
+   * ``constant`` — main header and tile-part headers.
+
+   The fit found no weight for the zero coefficients' own Laplacian code length (their cost is
+   carried by the significance term), so it is left out. The count features are piecewise
+   constant in the coefficients; their gradient comes from continuous relaxations
+   (``min(|c|/step, 1)``, ``log2 max(|c|/step, 1)``) through a straight-through estimator,
+   so ``∂bits/∂|c| ≥ 0`` and ``∂bits/∂step ≤ 0`` as for the real codec.
 
 Training: rounding has no gradient, so while the module is in training mode the dead-zone
 quantizer is relaxed — ``relaxation="straight_through"`` (hard values, identity gradient;
@@ -61,7 +74,13 @@ from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
 
 CALIBRATION_FILE = Path(__file__).with_name("proxy_calibration.json")
-RATE_FEATURES = ("laplacian_bits", "significant_codeblocks", "constant")
+RATE_FEATURES = (
+    "significance_bits",
+    "significant_coefficients",
+    "refinement_planes",
+    "significant_codeblocks",
+    "constant",
+)
 RELAXATIONS = ("straight_through", "noise")
 LEVELS = 255  # 8-bit min–max quantization, 2⁸ − 1 steps
 DC_SHIFT = 128.0  # Annex G.1: unsigned 8-bit samples are shifted by 2⁷
@@ -170,12 +189,30 @@ def _straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     return soft + (hard - soft).detach()
 
 
-def _local_mean(a: Tensor, height: int, width: int) -> Tensor:
-    """Mean of ``a`` ``[B, h, w]`` over a ``height × width`` window (edges: inside only)."""
-    if height == 1 and width == 1:
+def _autograd(*xs: Tensor) -> bool:
+    """Whether autograd records operations on any of ``xs`` (else the fast exact paths run)."""
+    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+
+
+def _box_mean(a: Tensor, size: int, dim: int) -> Tensor:
+    """Mean over a centred window of ``size`` samples along ``dim`` (−1 or −2); at the edges,
+    over the samples inside. Shifted sums: faster than ``avg_pool2d`` on one channel."""
+    n = a.shape[dim]
+    if size == 1 or n == 1:
         return a
-    out = F.avg_pool2d(a.unsqueeze(1), (height, width), 1, (height // 2, width // 2), count_include_pad=False)
-    return out.squeeze(1)
+    half = size // 2
+    padded = F.pad(a, (half, half) if dim == -1 else (0, 0, half, half))
+    total = padded.narrow(dim, 0, n)
+    for i in range(1, size):
+        total = total + padded.narrow(dim, i, n)
+    j = torch.arange(n, device=a.device)
+    count = ((j + half).clamp(max=n - 1) - (j - half).clamp(min=0) + 1).to(a.dtype)
+    return total / (count if dim == -1 else count.view(-1, 1))
+
+
+def _local_mean(a: Tensor, height: int, width: int) -> Tensor:
+    """Mean of ``a`` ``[B, h, w]`` over a centred ``height × width`` window (edges: inside only)."""
+    return _box_mean(_box_mean(a, width, -1), height, -2)
 
 
 def _codeblock_any(mask: Tensor, size: int) -> Tensor:
@@ -215,7 +252,7 @@ class Jpeg2000Proxy(nn.Module):
                           step [B] ──► dead-zone quantizer  q = sign(y)·⌊|y|/step⌋, ŷ = sign(q)(|q|+½)·step
                                           │                                     │
                        rate model ◄───────┘                                     ▼
-          bits = a·Σ ℓ(q | Laplacian(b)) + c·#significant code-blocks + d     ÷ w_b ─► inverse DWT ─► +128
+   bits = w · [Σ_sig step/(b·ln2), #sig, Σ⌊log2|q|⌋, #sig blocks, 1]    ÷ w_b ─► inverse DWT ─► +128
                        │                                                        │ round, clip [0,255]
                        ▼                                                        ▼
                   bits [B]                       reconstruction [B,C,H,W] ◄─ dequantize ◄─ untile
@@ -252,10 +289,11 @@ class Jpeg2000Proxy(nn.Module):
         low = flat.min(1).values
         step8 = ((flat.max(1).values - low) / LEVELS).clamp_min(MIN_STEP)
         low4, step4 = low.view(-1, 1, 1, 1), step8.view(-1, 1, 1, 1)
-        codes = _straight_through(uniform_codes(x.detach(), low4, step4, LEVELS), (x - low4) / step4)
+        codes = uniform_codes(x.detach(), low4, step4, LEVELS)
         # tile() fills empty cells with the mean; for uint8 codes (the real pipeline) it is rounded
-        exact = tile(codes.detach().to(torch.uint8), layout).to(x.dtype)
-        image = _straight_through(exact, tile(codes, layout))
+        image = tile(codes.to(torch.uint8), layout).to(x.dtype)
+        if _autograd(x):  # straight-through: the gradient of (x − low)/step8, tiled
+            image = _straight_through(image, tile((x - low4) / step4, layout))
         levels = resolutions(*layout.image_shape) - 1
         pyramid = dwt2(image - DC_SHIFT, levels)
         coefficients = pyramid.map(lambda name, level, t: t * synthesis_norm(name, level)) if levels else pyramid
@@ -272,32 +310,39 @@ class Jpeg2000Proxy(nn.Module):
     def _quantize(self, y: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
         """Hard indices ``|q|`` and the (relaxed in training) dead-zone reconstruction of ``y``."""
         magnitude = torch.floor(y.detach().abs() / step)
-        # exact values; the gradient reaches ``step`` through (|q| + ½)·step
-        hard = torch.where(magnitude > 0, torch.sign(y.detach()) * (magnitude + 0.5) * step, torch.zeros_like(y))
         if self.training and self.relaxation == "noise":
             return magnitude, y + (torch.rand_like(y) - 0.5) * step
+        # exact values; the gradient reaches ``step`` through (|q| + ½)·step
+        hard = torch.copysign((magnitude + 0.5) * step, y.detach()).masked_fill(magnitude == 0, 0.0)
+        if not _autograd(y):
+            return magnitude, hard
         return magnitude, hard + (y - y.detach())  # straight-through to the coefficients
 
     def rate_features(self, transformed: Transformed, step: float | Tensor) -> Tensor:
-        """``[B, 3]`` rate features (:data:`RATE_FEATURES`) at ``step``; ``bits`` is their
+        """``[B, 5]`` rate features (:data:`RATE_FEATURES`) at ``step``; ``bits`` is their
         dot product with the calibration weights."""
         s = _check_step(step, transformed.batch, transformed.image)
         return self._rate_features(transformed, s)
 
     def _rate_features(self, transformed: Transformed, s: Tensor) -> Tensor:
         floor = self.calibration.scale_floor
-        ideal = torch.zeros_like(s)
-        significant = torch.zeros_like(s)
+        sv = s.view(-1, 1, 1)
+        totals = [torch.zeros_like(s) for _ in range(4)]
         for (_, _, y), (_, _, scale) in zip(transformed.coefficients.bands(), transformed.scales.bands()):
-            sv = s.view(-1, 1, 1)
-            q = torch.floor(y.detach().abs() / sv)
+            ratio = y.abs() / sv  # |c| / step, differentiable
+            q = torch.floor(ratio.detach())
+            significant = q > 0
             u = sv / torch.maximum(scale, floor * sv)  # step / Laplacian scale
-            p_zero = -torch.expm1(-u)  # P(|c| < step): the dead zone
-            # −log2 P(q): zero → −log2(1 − e^{−u}); |q| ≥ 1 → q·u/ln2 − log2(1 − e^{−u}) + 1 sign bit
-            length = torch.where(q > 0, q * u / _LN2 + 1.0, torch.zeros_like(u)) - torch.log2(p_zero)
-            ideal = ideal + length.flatten(1).sum(1)
-            significant = significant + _codeblock_any(q > 0, self.calibration.codeblock)
-        return torch.stack([ideal, significant, torch.ones_like(s)], dim=1)
+            sig = significant.to(y.dtype)
+            refine = torch.log2(q.clamp(min=1.0)).floor_()
+            if _autograd(ratio):  # relaxations: min(|c|/step, 1) and log2 max(|c|/step, 1)
+                sig = _straight_through(sig, ratio.clamp(max=1.0))
+                refine = _straight_through(refine, torch.log2(ratio.clamp(min=1.0)))
+            terms = (sig * u / _LN2, sig, refine)
+            for k, term in enumerate(terms):
+                totals[k] = totals[k] + term.flatten(1).sum(1)
+            totals[3] = totals[3] + _codeblock_any(significant, self.calibration.codeblock)
+        return torch.stack([*totals, torch.ones_like(s)], dim=1)
 
     def _bits(self, transformed: Transformed, s: Tensor) -> Tensor:
         weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
@@ -309,7 +354,8 @@ class Jpeg2000Proxy(nn.Module):
             lambda name, level, y: self._quantize(y, sv)[1] / (synthesis_norm(name, level) if level else 1.0)
         )
         image = idwt2(rec) + DC_SHIFT
-        image = _straight_through(image.detach().round().clamp(0, LEVELS), image)  # the decoder's uint8 output
+        pixels = image.detach().round().clamp_(0, LEVELS)  # the decoder's uint8 output
+        image = _straight_through(pixels, image) if _autograd(image) else pixels
         codes = untile(image, transformed.layout)
         return uniform_values(codes, transformed.low.view(-1, 1, 1, 1), transformed.step8.view(-1, 1, 1, 1))
 

@@ -178,8 +178,8 @@ def test_bad_inputs_raise_clear_errors(proxy, tmp_path):
     with pytest.raises(ConfigError, match="relaxation='round'"):
         Jpeg2000Proxy(relaxation="round")
     with pytest.raises(ConfigError, match="16×16 code-blocks"):
-        ProxyCalibration(weights=(1.0, 1.0, 1.0), codeblock=16)
-    with pytest.raises(ConfigError, match="3 finite numbers"):
+        ProxyCalibration(weights=(1.0,) * 5, codeblock=16)
+    with pytest.raises(ConfigError, match="5 finite numbers"):
         ProxyCalibration(weights=(1.0, 2.0))
     with pytest.raises(ConfigError, match="cannot read proxy calibration"):
         Jpeg2000Proxy(tmp_path / "missing.json")
