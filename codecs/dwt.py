@@ -57,9 +57,11 @@ SUBBANDS = ("HL", "LH", "HH")
 
 
 # --------------------------------------------------------------------------- 1-D lifting
-# The lifting runs along axis −2 (rows of a [..., n, m] tensor), where every slice of the
-# polyphase components is a block of whole rows: this is much faster than striding along
-# the last axis. Each component is a tensor plus the signal position of its first sample.
+# The lifting runs along one axis (``dim`` = −1 or −2) of a batched tensor. The even and
+# odd samples are first gathered, with the symmetric extension, into two contiguous tensors;
+# every lifting step is then an update of a slice of one by two slices of the other (no
+# strided access, no transposes). Each component carries the signal position of its first
+# sample, so the steps can trim the extension as it is used up.
 
 # Samples of extension on each side: the four lifting steps reach 4 samples beyond the edge.
 _EXTENSION = 4
@@ -87,97 +89,98 @@ def _extension_index(n: int, parity: int, device: torch.device, interleaved: boo
     return torch.from_numpy(source if interleaved else (source - parity) // 2).to(device)
 
 
+def _extended(x: Tensor, n: int, parity: int, dim: int, interleaved: bool) -> Tensor:
+    """The even (``parity`` 0) or odd (1) samples of a length-``n`` signal along ``dim`` over
+    positions ``−4 + parity … n + 3``, from the signal (``interleaved``) or the component.
+    The middle is a (strided) slice, only the few extension samples are gathered."""
+    index = _extension_index(n, parity, x.device, interleaved)
+    count = (n - parity + 1) // 2  # samples of this parity inside the signal
+    axis = dim % x.dim()
+    middle = x[(slice(None),) * axis + (slice(parity, None, 2),)] if interleaved else x
+    left = x.index_select(dim, index[:2])  # positions −4 + parity, −2 + parity
+    right = x.index_select(dim, index[2 + count :])
+    return torch.cat([left, middle, right], dim=dim)
+
+
 def _lift(
-    target: Tensor, t0: int, source: Tensor, s0: int, coefficient: float, inplace: bool
+    target: Tensor, t0: int, source: Tensor, s0: int, coefficient: float, dim: int, inplace: bool
 ) -> tuple[Tensor, int]:
     """``Y(p) += coefficient · [Y(p−1) + Y(p+1)]`` for every sample ``p`` of ``target`` whose
-    two neighbours are in ``source``; ``t0``/``s0`` are the positions of their first rows.
-    Returns the updated samples and the position of the first one. ``inplace`` (no autograd)
-    updates ``target``'s storage instead of allocating."""
-    offset = (t0 - 1 - s0) // 2  # source row of the left neighbour of target row 0
+    two neighbours are in ``source``; ``t0``/``s0`` are the positions of their first samples
+    along ``dim``. Returns the updated samples and the position of the first one. ``inplace``
+    (no autograd) updates ``target``'s storage instead of allocating."""
+    offset = (t0 - 1 - s0) // 2  # source index of the left neighbour of target sample 0
     first = max(0, -offset)
-    last = min(target.shape[-2], source.shape[-2] - 1 - offset)
-    left = source[..., first + offset : last + offset, :]
-    right = source[..., first + offset + 1 : last + offset + 1, :]
-    rows = target[..., first:last, :]
+    last = min(target.shape[dim], source.shape[dim] - 1 - offset)
+    left = source.narrow(dim, first + offset, last - first)
+    right = source.narrow(dim, first + offset + 1, last - first)
+    samples = target.narrow(dim, first, last - first)
     if inplace:
-        return rows.add_(left, alpha=coefficient).add_(right, alpha=coefficient), t0 + 2 * first
-    return torch.add(rows, left + right, alpha=coefficient), t0 + 2 * first
+        return samples.add_(left, alpha=coefficient).add_(right, alpha=coefficient), t0 + 2 * first
+    return torch.add(samples, left + right, alpha=coefficient), t0 + 2 * first
 
 
 def _no_autograd(*xs: Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(x.requires_grad for x in xs))
 
 
-def _extended_components(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Even and odd samples of ``x`` (along axis −2) over positions ``−4 … n+3``."""
-    n = x.shape[-2]
-    even = x.index_select(-2, _extension_index(n, 0, x.device, True))
-    odd = x.index_select(-2, _extension_index(n, 1, x.device, True))
-    return even, odd
-
-
-def _analyze_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """One level of the 1-D forward transform along axis −2: steps 1–6 of F.4.8.2."""
-    n = x.shape[-2]
+def _analyze_along(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """One level of the 1-D forward transform along ``dim``: steps 1–6 of F.4.8.2."""
+    n = x.shape[dim]
     if n < 2:  # F.3.7: a single sample is left as it is
-        return x, x[..., :0, :]
+        return x, x.narrow(dim, 0, 0)
     inplace = _no_autograd(x)
-    even, odd = _extended_components(x)
+    even = _extended(x, n, 0, dim, True)  # positions −4, −2, …
+    odd = _extended(x, n, 1, dim, True)  # positions −3, −1, …
     e0, o0 = -_EXTENSION, 1 - _EXTENSION
-    odd, o0 = _lift(odd, o0, even, e0, ALPHA, inplace)  # step 1
-    even, e0 = _lift(even, e0, odd, o0, BETA, inplace)  # step 2
-    odd, o0 = _lift(odd, o0, even, e0, GAMMA, inplace)  # step 3
-    even, e0 = _lift(even, e0, odd, o0, DELTA, inplace)  # step 4
-    low = even[..., -e0 // 2 : -e0 // 2 + (n + 1) // 2, :]
-    high = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n // 2, :]
+    odd, o0 = _lift(odd, o0, even, e0, ALPHA, dim, inplace)  # step 1
+    even, e0 = _lift(even, e0, odd, o0, BETA, dim, inplace)  # step 2
+    odd, o0 = _lift(odd, o0, even, e0, GAMMA, dim, inplace)  # step 3
+    even, e0 = _lift(even, e0, odd, o0, DELTA, dim, inplace)  # step 4
+    low = even.narrow(dim, -e0 // 2, (n + 1) // 2)
+    high = odd.narrow(dim, (1 - o0) // 2, n // 2)
     if inplace:
         return low.mul_(1 / K), high.mul_(K)
     return low * (1 / K), high * K  # steps 6 and 5
 
 
-def _synthesize_rows(low: Tensor, high: Tensor) -> Tensor:
-    """Inverse of :func:`_analyze_rows` (F.3.8.2): undo steps 6…1, then interleave."""
-    n_low, n_high = low.shape[-2], high.shape[-2]
+def _synthesize_along(low: Tensor, high: Tensor, dim: int) -> Tensor:
+    """Inverse of :func:`_analyze_along` (F.3.8.2): undo steps 6…1, then interleave."""
+    n_low, n_high = low.shape[dim], high.shape[dim]
     if n_high == 0:
         return low
     if n_low - n_high not in (0, 1):
         raise CodecError(f"9/7 synthesis needs ⌈n/2⌉ low and ⌊n/2⌋ high samples, got {n_low} and {n_high}")
     n = n_low + n_high
     inplace = _no_autograd(low, high)
-    even = low.index_select(-2, _extension_index(n, 0, low.device, False))
-    odd = high.index_select(-2, _extension_index(n, 1, high.device, False))
+    even = _extended(low, n, 0, dim, False)
+    odd = _extended(high, n, 1, dim, False)
     even, odd = (even.mul_(K), odd.mul_(1 / K)) if inplace else (even * K, odd * (1 / K))
     e0, o0 = -_EXTENSION, 1 - _EXTENSION
-    even, e0 = _lift(even, e0, odd, o0, -DELTA, inplace)
-    odd, o0 = _lift(odd, o0, even, e0, -GAMMA, inplace)
-    even, e0 = _lift(even, e0, odd, o0, -BETA, inplace)
-    odd, o0 = _lift(odd, o0, even, e0, -ALPHA, inplace)
-    even = even[..., -e0 // 2 : -e0 // 2 + n_low, :]
-    odd = odd[..., (1 - o0) // 2 : (1 - o0) // 2 + n_high, :]
-    pairs = torch.stack([even[..., :n_high, :], odd], dim=-2).flatten(-3, -2)
-    return torch.cat([pairs, even[..., n_high:, :]], dim=-2) if n_low > n_high else pairs
+    even, e0 = _lift(even, e0, odd, o0, -DELTA, dim, inplace)
+    odd, o0 = _lift(odd, o0, even, e0, -GAMMA, dim, inplace)
+    even, e0 = _lift(even, e0, odd, o0, -BETA, dim, inplace)
+    odd, o0 = _lift(odd, o0, even, e0, -ALPHA, dim, inplace)
+    even = even.narrow(dim, -e0 // 2, n_low)
+    odd = odd.narrow(dim, (1 - o0) // 2, n_high)
+    # interleave: stack a new axis right after ``dim`` and merge the two
+    axis = dim % even.dim()
+    pairs = torch.stack([even.narrow(dim, 0, n_high), odd], dim=axis + 1).flatten(axis, axis + 1)
+    return torch.cat([pairs, even.narrow(dim, n_high, n_low - n_high)], dim=dim) if n_low > n_high else pairs
 
 
 def analyze(x: Tensor) -> tuple[Tensor, Tensor]:
     """One level of the 1-D forward 9/7 transform along the last axis: ``(low, high)``
     with ``⌈n/2⌉`` and ``⌊n/2⌋`` samples."""
-    low, high = _analyze_rows(x.unsqueeze(-1))
-    return low.squeeze(-1), high.squeeze(-1)
+    return _analyze_along(x, -1)
 
 
 def synthesize(low: Tensor, high: Tensor) -> Tensor:
     """Inverse of :func:`analyze` along the last axis."""
-    return _synthesize_rows(low.unsqueeze(-1), high.unsqueeze(-1)).squeeze(-1)
+    return _synthesize_along(low, high, -1)
 
 
 # --------------------------------------------------------------------------- 2-D, multi-level
-def _columns(fn, *xs: Tensor):
-    """Apply a transform along axis −2 to axis −1 instead (transposed views)."""
-    out = fn(*(x.transpose(-1, -2) for x in xs))
-    return tuple(o.transpose(-1, -2) for o in out) if isinstance(out, tuple) else out.transpose(-1, -2)
-
-
 @dataclass(frozen=True)
 class Pyramid:
     """Subbands of a multi-level 2-D DWT.
@@ -228,9 +231,9 @@ def dwt2(x: Tensor, levels: int) -> Pyramid:
     ll = _check_image(x, levels)
     details = []
     for _ in range(levels):
-        low, high = _analyze_rows(ll)  # vertical: along H
-        ll, hl = _columns(_analyze_rows, low)  # horizontal on the vertical low pass
-        lh, hh = _columns(_analyze_rows, high)
+        low, high = _analyze_along(ll, -2)  # vertical: along H
+        ll, hl = _analyze_along(low, -1)  # horizontal on the vertical low pass
+        lh, hh = _analyze_along(high, -1)
         details.append((hl, lh, hh))
     return Pyramid(ll, tuple(details), (x.shape[-2], x.shape[-1]))
 
@@ -239,9 +242,9 @@ def idwt2(pyramid: Pyramid) -> Tensor:
     """The 2-D 9/7 synthesis of a :class:`Pyramid` (Annex F.3, ``IDWT``)."""
     ll = pyramid.ll
     for hl, lh, hh in reversed(pyramid.details):
-        low = _columns(_synthesize_rows, ll, hl)
-        high = _columns(_synthesize_rows, lh, hh)
-        ll = _synthesize_rows(low, high)
+        low = _synthesize_along(ll, hl, -1)
+        high = _synthesize_along(lh, hh, -1)
+        ll = _synthesize_along(low, high, -2)
     if tuple(ll.shape[-2:]) != tuple(pyramid.shape):
         raise CodecError(f"inverse DWT produced {tuple(ll.shape[-2:])}, expected {pyramid.shape}")
     return ll
