@@ -183,3 +183,15 @@ def test_bad_inputs_raise_clear_errors(proxy, tmp_path):
         ProxyCalibration(weights=(1.0, 2.0))
     with pytest.raises(ConfigError, match="cannot read proxy calibration"):
         Jpeg2000Proxy(tmp_path / "missing.json")
+
+
+def test_forward_in_chunks_equals_one_batch(proxy, monkeypatch):
+    import cilight.codecs.proxy as module
+
+    x = activations(3, 8, 8, 8, seed=11)
+    step = torch.tensor([1.0, 3.0, 9.0])
+    whole = proxy(x, step)
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 2 * 8 * 8 * 8)  # two samples per chunk
+    chunked = proxy(x, step)
+    torch.testing.assert_close(chunked[0], whole[0])
+    torch.testing.assert_close(chunked[1], whole[1])
