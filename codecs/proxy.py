@@ -37,17 +37,19 @@ training use this model of it instead. :class:`Jpeg2000Proxy` follows the same p
    * ``significant_codeblocks`` — packet-header cost of each code-block that has data;
    * ``constant`` — main header and tile-part headers.
 
-   The fit found no weight for the zero coefficients' own Laplacian code length (their cost is
-   carried by the significance term), so it is left out. The count features are piecewise
-   constant in the coefficients; their gradient comes from continuous relaxations
-   (``min(|c|/step, 1)``, ``log2 max(|c|/step, 1)``) through a straight-through estimator,
-   so ``∂bits/∂|c| ≥ 0`` and ``∂bits/∂step ≤ 0`` as for the real codec.
+   A plain per-coefficient Laplacian code length (zeros included) was tried first; it missed
+   OpenJPEG's bytes by 3.7 % (median) / 9 % (p90) on held-out tensors, because its magnitude
+   cost grows linearly in ``|q|`` where EBCOT's grows like ``log2 |q|``; the fit gave the zero
+   coefficients' own code length no weight, so it is left out. The count features are
+   piecewise constant; their gradient comes from continuous relaxations
+   (``min(|c|/step, 1)`` and ``log2 max(|c|/step, 1)``, straight-through), so bits grow with
+   ``|c|/step``; the Laplacian scales add the context effect (a significant coefficient among
+   large neighbours is cheaper to find).
 
 Training: rounding has no gradient, so while the module is in training mode the dead-zone
 quantizer is relaxed — ``relaxation="straight_through"`` (hard values, identity gradient;
 the default) or ``"noise"`` (uniform noise of one step, as in Ballé et al.). In evaluation it
-always rounds. The rate always uses the hard quantization indices; its gradient flows through
-the Laplacian scales (to the features) and through ``step``.
+always rounds. The rate's value always uses the hard quantization indices.
 
 The step ↔ rate link: ``bits`` is the predicted size in bits of the codestream that OpenJPEG
 would produce at the rate where its distortion equals the proxy's at ``step``.
