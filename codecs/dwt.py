@@ -13,9 +13,9 @@ Implements ISO/IEC 15444-1 (JPEG2000 Part 1) Annex F for the 9-7 irreversible fi
 
   and the inverse runs them backwards with the signs flipped;
 * F.3.7 / F.4.7 (``1D_EXTR``) — *whole-sample symmetric* extension at both ends of a
-  signal: ``X(−i) = X(i)`` and ``X(n−1+i) = X(n−1−i)`` (the edge sample is not repeated);
-  with symmetric lifting filters this is the same as mirroring the neighbours inside every
-  lifting step, which is how it is done here (no padding);
+  signal: ``X(−i) = X(i)`` and ``X(n−1+i) = X(n−1−i)`` (the edge sample is not repeated),
+  periodically for very short signals; the four lifting steps reach 4 samples beyond each
+  edge, so each polyphase component is extended by that much and the steps trim it;
 * F.4.2 (``2D_SD``) — one level splits a 2-D array into the four subbands ``LL``, ``HL``
   (horizontal high pass), ``LH`` (vertical high pass) and ``HH``; levels recurse on ``LL``.
 
@@ -24,14 +24,15 @@ Every signal starts at an even index (one tile, origin 0), so a signal of ``n`` 
 sample passes through unchanged (F.3.7).
 
 Scaling: with steps 5–6 as above the analysis low pass has DC gain 1 and the high pass has
-gain 2 at Nyquist — the normalization of the filter taps in the standard's Table F.4.
+gain 2 at Nyquist — the normalization of the standard's 9-7 analysis filter taps (which the
+tests check by direct convolution).
 OpenJPEG scales its subbands differently, but a codec that allocates rate by MSE works with
 coefficients weighted by the L2 norm of their synthesis basis functions
-(:func:`synthesis_norms`), which makes the choice irrelevant.
+(:func:`synthesis_norm`), which makes the choice irrelevant.
 
 All functions take ``[..., H, W]`` tensors (any leading batch dims), work in the input's
-dtype, and are built from slicing, concatenation and arithmetic only, so autograd flows
-through the forward and the inverse transform.
+dtype, and are built from gathers, slicing and arithmetic, so autograd flows through the
+forward and the inverse transform; without autograd the lifting steps run in place.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from torch import Tensor
 
 from cilight.codecs.errors import CodecError
 
-# Lifting coefficients of the 9-7 irreversible filter (Annex F, Table F.4 / eq F-?).
+# Lifting parameters α, β, γ, δ and K of the 9-7 irreversible filter (Annex F).
 ALPHA = -1.586134342059924
 BETA = -0.052980118572961
 GAMMA = 0.882911075530934

@@ -7,7 +7,7 @@ import torch
 from cilight.codecs.dwt import Pyramid, analyze, dwt2, idwt2, synthesis_norm, synthesize
 from cilight.codecs.errors import CodecError
 
-# ISO/IEC 15444-1 Table F.4: analysis filter taps of the 9-7 irreversible transform,
+# Analysis filter taps of the 9-7 irreversible transform (ISO/IEC 15444-1 Annex F),
 # h0 centred on an even sample (low pass), h1 centred on an odd sample (high pass).
 H0 = {0: 0.602949018236358, 1: 0.266864118442872, 2: -0.078223266528988, 3: -0.016864118442875, 4: 0.026748757410810}
 H1 = {0: 1.115087052456994, 1: -0.591271763114247, 2: -0.057543526228500, 3: 0.091271763114249}
@@ -30,7 +30,7 @@ def symmetric(x: np.ndarray, i: int) -> float:
 
 
 def reference_analyze(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One level by direct convolution with the Table F.4 filters on the extended signal."""
+    """One level by direct convolution with the 9-7 analysis filters on the extended signal."""
     n = len(x)
     if n == 1:
         return x.copy(), x[:0].copy()
@@ -62,7 +62,7 @@ def reference_dwt2(x: np.ndarray, levels: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 64])
-def test_1d_matches_direct_convolution_with_table_f4(n):
+def test_1d_matches_direct_convolution_with_the_9_7_filters(n):
     x = np.random.default_rng(n).normal(size=n)
     low, high = analyze(torch.from_numpy(x))
     ref_low, ref_high = reference_analyze(x)
