@@ -221,8 +221,11 @@ def _local_mean(a: Tensor, height: int, width: int) -> Tensor:
 def _codeblock_any(mask: Tensor, size: int) -> Tensor:
     """``[B]`` number of ``size × size`` code-blocks of a ``[B, h, w]`` mask with a True."""
     b, h, w = mask.shape
-    padded = F.pad(mask.float(), (0, (-w) % size, 0, (-h) % size))
-    return F.max_pool2d(padded.unsqueeze(1), size).flatten(1).sum(1)
+    if h % size or w % size:
+        mask = F.pad(mask.to(torch.uint8), (0, (-w) % size, 0, (-h) % size)).bool()
+        h, w = mask.shape[-2:]
+    blocks = mask.view(b, h // size, size, w // size, size).any(dim=4).any(dim=2)
+    return blocks.flatten(1).sum(1).to(torch.get_default_dtype())
 
 
 def _check_step(step: float | Tensor, batch: int, like: Tensor, name: str = "step") -> Tensor:
@@ -288,9 +291,10 @@ class Jpeg2000Proxy(nn.Module):
         x = self._check_features(features)
         b, c, h, w = x.shape
         layout = TileLayout.square(c, h, w)
-        flat = x.detach().flatten(1)
-        low = flat.min(1).values
-        step8 = ((flat.max(1).values - low) / LEVELS).clamp_min(MIN_STEP)
+        low, high = torch.aminmax(x.detach().flatten(1), dim=1)
+        if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):  # NaN and ±inf reach min/max
+            raise CodecError("features contain NaN or infinite values; only finite tensors can be coded")
+        step8 = ((high - low) / LEVELS).clamp_min(MIN_STEP)
         low4, step4 = low.view(-1, 1, 1, 1), step8.view(-1, 1, 1, 1)
         codes = uniform_codes(x.detach(), low4, step4, LEVELS)
         # tile() fills empty cells with the mean; for uint8 codes (the real pipeline) it is rounded
@@ -310,62 +314,81 @@ class Jpeg2000Proxy(nn.Module):
         return _local_mean(band.abs(), *shape)
 
     # ------------------------------------------------------------------ quantize many times
-    def _quantize(self, y: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
-        """Hard indices ``|q|`` and the (relaxed in training) dead-zone reconstruction of ``y``."""
-        magnitude = torch.floor(y.detach().abs() / step)
+    def _indices(self, transformed: Transformed, s: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per subband: ``|c| / step`` (differentiable) and the dead-zone index ``|q| = ⌊|c|/step⌋``."""
+        sv = s.view(-1, 1, 1)
+        out = []
+        for _, _, y in transformed.coefficients.bands():
+            ratio = y.abs() / sv
+            out.append((ratio, torch.floor(ratio.detach())))
+        return out
+
+    def _dequantize(self, y: Tensor, magnitude: Tensor, step: Tensor, norm: float) -> Tensor:
+        """Dead-zone reconstruction ``sign(c)·(|q| + ½)·step`` (relaxed in training), ÷ ``norm``."""
         if self.training and self.relaxation == "noise":
-            return magnitude, y + (torch.rand_like(y) - 0.5) * step
+            return (y + (torch.rand_like(y) - 0.5) * step) / norm
         # exact values; the gradient reaches ``step`` through (|q| + ½)·step
-        hard = torch.copysign((magnitude + 0.5) * step, y.detach()).masked_fill(magnitude == 0, 0.0)
-        if not _autograd(y):
-            return magnitude, hard
-        return magnitude, hard + (y - y.detach())  # straight-through to the coefficients
+        hard = torch.copysign((magnitude + 0.5) * (step / norm), y.detach())
+        if not _autograd(y, step):
+            return hard.masked_fill_(magnitude == 0, 0.0)
+        return hard.masked_fill(magnitude == 0, 0.0) + (y - y.detach()) / norm  # straight-through to c
 
     def rate_features(self, transformed: Transformed, step: float | Tensor) -> Tensor:
         """``[B, 5]`` rate features (:data:`RATE_FEATURES`) at ``step``; ``bits`` is their
         dot product with the calibration weights."""
         s = _check_step(step, transformed.batch, transformed.image)
-        return self._rate_features(transformed, s)
+        return self._rate_features(transformed, s, self._indices(transformed, s))
 
-    def _rate_features(self, transformed: Transformed, s: Tensor) -> Tensor:
+    def _rate_features(self, transformed: Transformed, s: Tensor, indices: list[tuple[Tensor, Tensor]]) -> Tensor:
         floor = self.calibration.scale_floor
         sv = s.view(-1, 1, 1)
         totals = [torch.zeros_like(s) for _ in range(4)]
-        for (_, _, y), (_, _, scale) in zip(transformed.coefficients.bands(), transformed.scales.bands()):
-            ratio = y.abs() / sv  # |c| / step, differentiable
-            q = torch.floor(ratio.detach())
+        for (ratio, q), (_, _, scale) in zip(indices, transformed.scales.bands()):
             significant = q > 0
             u = sv / torch.maximum(scale, floor * sv)  # step / Laplacian scale
-            sig = significant.to(y.dtype)
-            refine = torch.log2(q.clamp(min=1.0)).floor_()
+            sig = significant.to(q.dtype)
+            refine = torch.log2(q.clamp(min=1.0)).floor_()  # ⌊log2 |q|⌋ for |q| ≥ 1, else 0
             if _autograd(ratio):  # relaxations: min(|c|/step, 1) and log2 max(|c|/step, 1)
                 sig = _straight_through(sig, ratio.clamp(max=1.0))
                 refine = _straight_through(refine, torch.log2(ratio.clamp(min=1.0)))
-            terms = (sig * u / _LN2, sig, refine)
+            terms = (sig * u, sig, refine)
             for k, term in enumerate(terms):
                 totals[k] = totals[k] + term.flatten(1).sum(1)
             totals[3] = totals[3] + _codeblock_any(significant, self.calibration.codeblock)
+        totals[0] = totals[0] / _LN2
         return torch.stack([*totals, torch.ones_like(s)], dim=1)
 
-    def _bits(self, transformed: Transformed, s: Tensor) -> Tensor:
+    def _bits(self, transformed: Transformed, s: Tensor, indices: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        indices = self._indices(transformed, s) if indices is None else indices
         weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
-        return (self._rate_features(transformed, s) * weights).sum(1)
+        return (self._rate_features(transformed, s, indices) * weights).sum(1)
 
-    def _reconstruct(self, transformed: Transformed, s: Tensor) -> Tensor:
+    def _reconstruct(
+        self, transformed: Transformed, s: Tensor, indices: list[tuple[Tensor, Tensor]] | None = None
+    ) -> Tensor:
+        indices = self._indices(transformed, s) if indices is None else indices
         sv = s.view(-1, 1, 1)
+        bands = transformed.coefficients.bands()
+        magnitude = {(name, level): q for (name, level, _), (_, q) in zip(bands, indices)}
         rec = transformed.coefficients.map(
-            lambda name, level, y: self._quantize(y, sv)[1] / (synthesis_norm(name, level) if level else 1.0)
+            lambda name, level, y: self._dequantize(
+                y, magnitude[name, level], sv, synthesis_norm(name, level) if level else 1.0
+            )
         )
-        image = idwt2(rec) + DC_SHIFT
-        pixels = image.detach().round().clamp_(0, LEVELS)  # the decoder's uint8 output
-        image = _straight_through(pixels, image) if _autograd(image) else pixels
+        image = idwt2(rec)
+        if _autograd(image):
+            pixels = (image.detach() + DC_SHIFT).round_().clamp_(0, LEVELS)  # the decoder's uint8 output
+            image = _straight_through(pixels, image + DC_SHIFT)
+        else:
+            image = image.add_(DC_SHIFT).round_().clamp_(0, LEVELS)
         codes = untile(image, transformed.layout)
         return uniform_values(codes, transformed.low.view(-1, 1, 1, 1), transformed.step8.view(-1, 1, 1, 1))
 
     def quantize(self, transformed: Transformed, step: float | Tensor) -> tuple[Tensor, Tensor]:
         """``(reconstruction [B, C, H, W], bits [B])`` of a transformed batch at ``step``."""
         s = _check_step(step, transformed.batch, transformed.image)
-        return self._reconstruct(transformed, s), self._bits(transformed, s)
+        indices = self._indices(transformed, s)
+        return self._reconstruct(transformed, s, indices), self._bits(transformed, s, indices)
 
     def forward(self, features: Tensor, step: float | Tensor) -> tuple[Tensor, Tensor]:
         """``(reconstruction [B, C, H, W], bits [B])`` at dead-zone ``step`` (a number or ``[B]``).
@@ -408,9 +431,10 @@ class Jpeg2000Proxy(nn.Module):
         outputs, bits = [], []
         for j in range(grid.shape[1]):
             s = _check_step(grid[:, j], b, transformed.image)
-            rec = self._reconstruct(transformed, s)
+            indices = self._indices(transformed, s)
+            rec = self._reconstruct(transformed, s, indices)
             outputs.append(rec if reconstructions else (rec - transformed.features).pow(2).flatten(1).mean(1))
-            bits.append(self._bits(transformed, s))
+            bits.append(self._bits(transformed, s, indices))
         return torch.stack(outputs, dim=1), torch.stack(bits, dim=1)
 
     @torch.no_grad()
@@ -439,6 +463,4 @@ class Jpeg2000Proxy(nn.Module):
             raise CodecError(f"features must have shape [B, C, H, W] with no empty axis, got {tuple(features.shape)}")
         if not features.is_floating_point():
             raise CodecError(f"features must be floating point, got {features.dtype}")
-        if not bool(torch.isfinite(features.detach()).all()):
-            raise CodecError("features contain NaN or infinite values; only finite tensors can be coded")
-        return features
+        return features  # finiteness is checked on the min and max in transform()
