@@ -24,7 +24,9 @@ from torch import Tensor
 
 from cilight.allocation.experiment import METHODS, rows_as_dicts, run_allocation
 from cilight.allocation.sweep import TASK_METRICS, CodecCoder, ProxyCoder, rate_sweep, sample_rate_tuples
-from cilight.errors import ConfigError
+from lightning.pytorch.utilities import rank_zero_warn
+
+from cilight.errors import CilightError, ConfigError
 
 
 def make_coder(name: str):
@@ -49,7 +51,7 @@ class RateDistortionCallback(pl.Callback):
         every_n_epochs: run after every n-th validation epoch.
     """
 
-    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 40, images: int = 16,  # noqa: B006
+    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 16,  # noqa: B006
                  coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 1) -> None:
         super().__init__()
         if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
@@ -85,6 +87,8 @@ class RateDistortionCallback(pl.Callback):
                 with torch.no_grad():
                     batches = [{k: v.to(pl_module.device) for k, v in b.items()} for b in self._batches]
                     self._run(trainer, model, batches)
+            except CilightError as err:  # a failed fit must not end hours of training
+                rank_zero_warn(f"RateDistortionCallback skipped epoch {trainer.current_epoch}: {err}")
             finally:
                 pl_module.train(was_training)
                 self._batches = []

@@ -141,6 +141,10 @@ def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray
         raise ConfigError(f"budget {budgets[0]:.0f} bits is too small: the streams cannot be coded in fewer than "
                           f"{floors.sum():.0f} bits together (floors {np.round(floors).tolist()}); "
                           f"use budgets above {floors.sum() / 0.75:.0f}")
+    needed = 2 * (2 * len(floors) + 1) * len(budgets)  # eq 2 has 2N+1 parameters per budget fit
+    if count < needed:
+        raise ConfigError(f"{count} rate tuples are too few for {len(floors)} streams and {len(budgets)} budget(s): "
+                          f"each fit needs {2 * len(floors) + 1} points, so use at least {needed} tuples")
     rng = np.random.default_rng(seed)
     uniform = rng.uniform(low, high, count - count // 2)
     per_budget = np.array_split(np.arange(count // 2), len(budgets))

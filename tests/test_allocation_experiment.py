@@ -28,6 +28,8 @@ def test_rate_tuples_cover_every_budget_window_and_respect_floors():
     assert np.array_equal(tuples, sample_rate_tuples(60, floors, budgets, seed=1))
     with pytest.raises(ConfigError, match="too small.*use budgets above 4400"):
         sample_rate_tuples(10, floors, [3000.0])
+    with pytest.raises(ConfigError, match="use at least 30 tuples"):
+        sample_rate_tuples(20, floors, budgets)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_allocation_experiment_compares_four_methods(tiny):
 def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
     pl.seed_everything(0, verbose=False)
     model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=8)
-    callback = RateDistortionCallback(tuples=20, images=4, budgets_bpe=[0.4, 0.8])
+    callback = RateDistortionCallback(tuples=20, images=4, budgets_bpe=[0.4, 0.8])  # 2·5·2 = 20 tuples: the minimum
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback])
