@@ -8,6 +8,7 @@ from cilight.codecs.concealment import METHODS as CONCEALMENT_METHODS
 from cilight.codecs.concealment import DatasetMean, channel_means, conceal, loss_mask
 from cilight.codecs.container import HEADER_BYTES
 from cilight.codecs.errors import CodecError
+from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCalibration
 from cilight.codecs.image import CODECS, FeatureCodec, Jpeg2000Codec, JpegCodec, PngCodec, codec_of, decode, get_codec, register_codec
 from cilight.codecs.quantizers import (
     QUANTIZERS,
@@ -30,6 +31,8 @@ __all__ = [
     "loss_mask",
     "CODECS",
     "HEADER_BYTES",
+    "Jpeg2000Proxy",
+    "ProxyCalibration",
     "FeatureCodec",
     "Jpeg2000Codec",
     "JpegCodec",
