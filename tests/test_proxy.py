@@ -195,3 +195,12 @@ def test_forward_in_chunks_equals_one_batch(proxy, monkeypatch):
     chunked = proxy(x, step)
     torch.testing.assert_close(chunked[0], whole[0])
     torch.testing.assert_close(chunked[1], whole[1])
+
+
+def test_transformed_quantization_mse_is_the_8bit_error(proxy):
+    x = activations(2, 12, 8, 8, seed=12)
+    t = proxy.transform(x)
+    expected = (eight_bit(x) - x).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(t.quantization_mse, expected)
+    mse, _ = proxy.sweep(t, [1e-3])
+    torch.testing.assert_close(mse[:, 0], expected)
