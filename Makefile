@@ -28,6 +28,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/default_run.py
 	$(PY) benchmarks/codec_rate.py
+	$(PY) benchmarks/proxy_accuracy.py --speed-threads 2 1
 	$(PY) benchmarks/onnx_speed.py
 	$(PY) benchmarks/latency_model.py
 	$(PY) benchmarks/allocation_speed.py
