@@ -42,20 +42,27 @@ class AllocationRow:
 
 @torch.no_grad()
 def measure_at_rates(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rates, floors,
-                     means: list[Tensor]) -> tuple[dict[str, float], list[float]]:
-    """Task metrics with every stream coded at ``rates`` (streams below their floor are not sent)."""
+                     means: list[Tensor], prepared: dict | None = None) -> tuple[dict[str, float], list[float]]:
+    """Task metrics with every stream coded at ``rates`` (streams below their floor are not sent).
+
+    ``prepared`` caches ``coder.prepare`` per (batch, stream) across calls: evaluating several
+    allocations on the same images transforms each stream once.
+    """
+    prepared = {} if prepared is None else prepared
     from cilight.ci_models.multitask import task_metrics, update_task_metrics
 
     metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index)
     used, count = np.zeros(len(rates)), 0
-    for batch in batches:
+    for b, batch in enumerate(batches):
         feats = model.features(batch["image"])
         decoded = []
         for s, (f, rate) in enumerate(zip(feats, rates)):
             if rate < floors[s]:
                 decoded.append(means[s].expand_as(f))
                 continue
-            x, bits = coder.code(coder.prepare(f), float(rate))
+            if (b, s) not in prepared:
+                prepared[b, s] = coder.prepare(f)
+            x, bits = coder.code(prepared[b, s], float(rate))
             decoded.append(x)
             used[s] += float(bits.sum())
         update_task_metrics(metrics, model.decoder(decoded), batch)
@@ -90,6 +97,7 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     numel, variance, means = stream_statistics(model, fit_batches)
     reference = measure_at_rates(model, eval_batches, _Uncoded(), [np.inf] * len(floors), [0.0] * len(floors), means)[0]
     rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference, "pareto": {}}
+    prepared: dict = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -100,7 +108,7 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
         allocations = {"proposed": allocate(surface, budget), **baseline_allocations(budget, numel, variance)}
         for method in METHODS:
             rates = allocations[method]
-            metrics, used = measure_at_rates(model, eval_batches, evaluation_coder, rates, eval_floors, means)
+            metrics, used = measure_at_rates(model, eval_batches, evaluation_coder, rates, eval_floors, means, prepared)
             if bar is not None:
                 bar.update()
             distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))
