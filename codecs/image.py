@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import io
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,7 +37,7 @@ from cilight.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class FeatureCodec:
+class FeatureCodec(ABC):
     """Quantizer + tiling + an image codec; subclasses supply the image coding.
 
     Args:
@@ -114,11 +115,13 @@ class FeatureCodec:
             raise ConfigError(f"the {self.name} codec takes no rate options, got {sorted(rate)}")
         return {}
 
+    @abstractmethod
     def _encode_image(self, image: np.ndarray, *, overhead: int, **rate) -> bytes:
-        raise NotImplementedError
+        """Payload of the tiled code image; ``overhead`` = container bytes around it (for rate targets)."""
 
+    @abstractmethod
     def _decode_image(self, payload: bytes, shape: tuple[int, int], bits: int) -> np.ndarray:
-        raise NotImplementedError
+        """The tiled code image of ``shape`` in ``payload``; any failure is a :class:`CodecError`."""
 
 
 CODECS: dict[str, type[FeatureCodec]] = {}

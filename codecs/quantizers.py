@@ -24,6 +24,7 @@ and the differentiable proxy share, so there is one definition of "8-bit min–m
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -79,7 +80,7 @@ class Quantized:
 
 
 @dataclass(frozen=True)
-class Quantizer:
+class Quantizer(ABC):
     """Base of the uniform quantizers; subclasses choose the interval and the side information."""
 
     bits: int = 8
@@ -94,9 +95,9 @@ class Quantizer:
     def levels(self) -> int:
         return 2**self.bits - 1
 
+    @abstractmethod
     def side_numel(self, channels: int) -> int:
         """Number of side-information values sent for a tensor with ``channels`` channels."""
-        raise NotImplementedError
 
     def side_bytes(self, channels: int) -> int:
         return self.side_numel(channels) * np.dtype(self.side_dtype).itemsize
@@ -119,12 +120,13 @@ class Quantizer:
         low, step = self._dequantization(side, codes.shape[0])
         return uniform_values(codes.to(torch.float32), low, step)
 
+    @abstractmethod
     def _interval(self, x: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
         """(low, step) broadcastable to ``x``, and the side information that reproduces them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _dequantization(self, side: np.ndarray, channels: int) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        """(low, step) for dequantization, from the side information of a ``channels``-channel tensor."""
 
 
 def _step(low: Tensor, high: Tensor, levels: int) -> Tensor:
