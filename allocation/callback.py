@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cilight.allocation.distortion import total_distortion
 from cilight.allocation.experiment import METHODS, rows_as_dicts, run_allocation
 from cilight.allocation.sweep import TASK_METRICS, CodecCoder, ProxyCoder, rate_sweep, sample_rate_tuples
 from lightning.pytorch.utilities import rank_zero_warn
@@ -41,6 +42,11 @@ def make_coder(name: str):
 class RateDistortionCallback(pl.Callback):
     """Rate sweep, surface fits and allocations after validation, every ``every_n_epochs``.
 
+    ``python train.py`` adds it to every run (options ``--rate_distortion.*``). One run costs
+    about ``(tuples + 4 × budgets + 1) × images`` passes of the cloud half plus the proxy: on the
+    default 2-stream model at 64×128 about a third of a training epoch, hence the default of
+    every 4th epoch (``python benchmarks/callback_cost.py`` measures both).
+
     Args:
         budgets_bpe: budgets as bits per element of all streams together (resolution-free);
             each becomes ``R_t = bpe × Σ numel`` bits per image.
@@ -48,26 +54,30 @@ class RateDistortionCallback(pl.Callback):
         images: validation images in the fixed subset.
         coder: ``proxy`` or ``jpeg2000``.
         weights: task weights of eq 17 (``equal``, ``inverse-mean`` or a list).
-        every_n_epochs: run after every n-th validation epoch.
+        every_n_epochs: run after every n-th validation epoch; 0 turns the callback off.
     """
 
     def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 16,  # noqa: B006
-                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 1) -> None:
+                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 4) -> None:
         super().__init__()
         if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
             raise ConfigError(f"budgets_bpe={budgets_bpe!r}: expected positive bits per element")
-        if tuples < 10 or images < 1 or every_n_epochs < 1:
-            raise ConfigError(f"tuples={tuples} (≥ 10), images={images} (≥ 1), every_n_epochs={every_n_epochs} (≥ 1)")
+        if tuples < 10 or images < 1 or every_n_epochs < 0:
+            raise ConfigError(f"tuples={tuples} (expected ≥ 10), images={images} (≥ 1), "
+                              f"every_n_epochs={every_n_epochs} (≥ 0; 0 turns the callback off)")
+        make_coder(coder)  # typos fail now, not after the first epoch
+        total_distortion(np.zeros((1, len(TASK_METRICS))), weights)
         self.budgets_bpe, self.tuples, self.images = list(budgets_bpe), tuples, images
         self.coder_name, self.weights, self.every_n_epochs = coder, weights, every_n_epochs
         self._batches: list[dict[str, Tensor]] = []
         self.last_seconds: float | None = None
 
     def _due(self, trainer: pl.Trainer) -> bool:
-        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return (not trainer.sanity_checking and self.every_n_epochs > 0
+                and (trainer.current_epoch + 1) % self.every_n_epochs == 0)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
+        if not trainer.is_global_zero or not self._due(trainer):
             return
         have = sum(len(b["image"]) for b in self._batches)
         if have < self.images:
@@ -76,7 +86,6 @@ class RateDistortionCallback(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._due(trainer):
-            self._batches = []
             return
         trainer.strategy.barrier("rate_distortion_start")
         if trainer.is_global_zero and self._batches:
@@ -121,7 +130,9 @@ class RateDistortionCallback(pl.Callback):
             self._log(trainer, scalars)
             self._log_table(trainer, rows)
             if len(model.split_points) == 2:
-                plot = _plot_surface(sweep, budgets[len(budgets) // 2], self.weights, folder / f"epoch_{epoch:03d}.png")
+                middle = budgets[len(budgets) // 2]
+                plot = _plot_surface(sweep, middle, extras["surfaces"][str(middle)], self.weights,
+                                     folder / f"epoch_{epoch:03d}.png")
                 self._log(trainer, {"rate_distortion/surface": plot})
         (folder / f"epoch_{epoch:03d}.json").write_text(json.dumps(result, indent=1, default=float))
 
@@ -166,16 +177,16 @@ def _plot_curve(sweep, path: Path) -> Path:
     return path
 
 
-def _plot_surface(sweep, budget: float, weights, path: Path) -> Path:
+def _plot_surface(sweep, budget: float, fitted: dict, weights, path: Path) -> Path:
     """Measured points and the fitted surface near ``budget`` (like the paper's Fig. 2/7)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cilight.allocation.distortion import total_distortion
+    from cilight.allocation.surface import DistortionSurface
 
-    surface = sweep.fit(budget, weights)
+    surface = DistortionSurface(fitted["gamma"], fitted["alpha"], fitted["beta"])
     near = sweep.near(budget)
     r = sweep.rates[near] / 1e3
     d = total_distortion(sweep.distortions[near], weights)
@@ -188,7 +199,7 @@ def _plot_surface(sweep, budget: float, weights, path: Path) -> Path:
     ax.set_xlabel("R1 (kbit)")
     ax.set_ylabel("R2 (kbit)")
     ax.set_zlabel("total distortion (%)")
-    ax.set_title(f"R_t = {budget / 1e3:.1f} kbit, R² = {surface.r2:.3f}")
+    ax.set_title(f"R_t = {budget / 1e3:.1f} kbit, R² = {fitted['r2']:.3f}")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -41,20 +41,20 @@ class AllocationRow:
 
 
 @torch.no_grad()
-def measure_at_rates(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rates, floors,
-                     means: list[Tensor], prepared: dict | None = None) -> tuple[dict[str, float], list[float]]:
+def measure_at_rates(model, batches: list[dict[str, Tensor]], features: list[list[Tensor]], coder: StreamCoder,
+                     rates, floors, means: list[Tensor], prepared: dict | None = None) -> tuple[dict[str, float], list[float]]:
     """Task metrics with every stream coded at ``rates`` (streams below their floor are not sent).
 
-    ``prepared`` caches ``coder.prepare`` per (batch, stream) across calls: evaluating several
-    allocations on the same images transforms each stream once.
+    ``features[b]`` are the edge outputs of ``batches[b]``; ``prepared`` caches ``coder.prepare``
+    per (batch, stream) across calls: evaluating several allocations on the same images runs the
+    edge once and transforms each stream once.
     """
     prepared = {} if prepared is None else prepared
     from cilight.ci_models.multitask import task_metrics, update_task_metrics
 
-    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index)
+    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index, sync=False)  # one rank only
     used, count = np.zeros(len(rates)), 0
-    for b, batch in enumerate(batches):
-        feats = model.features(batch["image"])
+    for b, (batch, feats) in enumerate(zip(batches, features)):
         decoded = []
         for s, (f, rate) in enumerate(zip(feats, rates)):
             if rate < floors[s]:
@@ -70,11 +70,10 @@ def measure_at_rates(model, batches: list[dict[str, Tensor]], coder: StreamCoder
     return _compute(metrics), (used / count).tolist()
 
 
-def stream_statistics(model, batches) -> tuple[list[int], list[float], list[Tensor]]:
-    """Elements per image, element variance and mean tensor of every stream (Methods 2–3, concealment)."""
-    with torch.no_grad():
-        feats = [model.features(b["image"]) for b in batches]
-    streams = list(zip(*feats))
+def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[float], list[Tensor]]:
+    """Elements per image, element variance and mean tensor of every stream (Methods 2–3, concealment),
+    from the edge outputs ``features[b][s]`` of batch b, stream s."""
+    streams = list(zip(*features))
     numel = [int(s[0][0].numel()) for s in streams]
     variance = [float(torch.cat([t.flatten() for t in s]).double().var()) for s in streams]
     means = [torch.cat(list(s)).mean(0, keepdim=True) for s in streams]
@@ -89,14 +88,17 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     budgets = sorted(float(b) for b in budgets)
     evaluation_coder = evaluation_coder or coder
     with torch.no_grad():
-        first = model.eval().features(fit_batches[0]["image"])
-    floors = [coder.floor(f) for f in first]
-    eval_floors = [evaluation_coder.floor(f) for f in first]
+        fit_features = [model.eval().features(b["image"]) for b in fit_batches]
+        eval_features = fit_features if eval_batches is fit_batches else [model.features(b["image"]) for b in eval_batches]
+    floors = [coder.floor(f) for f in fit_features[0]]
+    eval_floors = [evaluation_coder.floor(f) for f in fit_features[0]]
     sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
-                       progress=progress)
-    numel, variance, means = stream_statistics(model, fit_batches)
-    reference = measure_at_rates(model, eval_batches, _Uncoded(), [np.inf] * len(floors), [0.0] * len(floors), means)[0]
-    rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference, "pareto": {}}
+                       progress=progress, features=fit_features)
+    numel, variance, means = stream_statistics(fit_features)
+    reference = measure_at_rates(model, eval_batches, eval_features, _Uncoded(), [np.inf] * len(floors),
+                                 [0.0] * len(floors), means)[0]
+    rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference,
+                    "surfaces": {}, "pareto": {}}
     prepared: dict = {}
     bar = None
     if progress:
@@ -105,10 +107,13 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
         bar = tqdm(total=len(budgets) * len(METHODS), desc="evaluating allocations", leave=False)
     for budget in budgets:
         surface = sweep.fit(budget, weights)
+        extras["surfaces"][str(budget)] = {"gamma": surface.gamma, "alpha": surface.alpha.tolist(),
+                                           "beta": surface.beta.tolist(), "r2": surface.r2}
         allocations = {"proposed": allocate(surface, budget), **baseline_allocations(budget, numel, variance)}
         for method in METHODS:
             rates = allocations[method]
-            metrics, used = measure_at_rates(model, eval_batches, evaluation_coder, rates, eval_floors, means, prepared)
+            metrics, used = measure_at_rates(model, eval_batches, eval_features, evaluation_coder, rates, eval_floors,
+                                             means, prepared)
             if bar is not None:
                 bar.update()
             distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))

@@ -192,8 +192,11 @@ def _compute(metrics) -> dict[str, float]:
 
 @torch.no_grad()
 def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate_tuples: np.ndarray,
-               progress: bool = True) -> RateSweep:
-    """Measure the tasks of ``model`` (a :class:`~cilight.ci_models.MultiTaskCI`) at every rate tuple."""
+               progress: bool = True, features: list[list[Tensor]] | None = None) -> RateSweep:
+    """Measure the tasks of ``model`` (a :class:`~cilight.ci_models.MultiTaskCI`) at every rate tuple.
+
+    ``features[b]``, the edge outputs of ``batches[b]``, when the caller already has them.
+    """
     from cilight.ci_models.multitask import task_metrics, update_task_metrics
 
     rate_tuples = np.asarray(rate_tuples, dtype=float)
@@ -202,8 +205,9 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
         raise ConfigError(f"rate tuples must have shape (M, {streams}) for streams {list(model.split_points)}, "
                           f"got {rate_tuples.shape}")
     model = model.eval()
-    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index)
-    features = [model.features(batch["image"]) for batch in batches]
+    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index, sync=False)  # one rank only
+    if features is None:
+        features = [model.features(batch["image"]) for batch in batches]
     for batch, feats in zip(batches, features):
         update_task_metrics(metrics, model.decoder(feats), batch)
     reference = _compute(metrics)

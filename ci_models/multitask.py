@@ -51,13 +51,21 @@ def normalized_stream(x: Tensor) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def task_metrics(num_classes: int, ignore_index: int = 255) -> nn.ModuleDict:
-    """The three task metrics: mIoU (ignoring ``ignore_index``), disparity RMSE on valid pixels, PSNR."""
+def task_metrics(num_classes: int, ignore_index: int = 255, sync: bool = True) -> nn.ModuleDict:
+    """The three task metrics: mIoU (ignoring ``ignore_index``), disparity RMSE on valid pixels, PSNR.
+
+    ``sync=False`` computes on this process's data only: under DDP, ``compute()`` otherwise
+    gathers from every rank, and a metric computed on one rank alone (the rate–distortion
+    callback's) would wait forever for the others.
+    """
+    options = {"sync_on_compute": sync}
     return nn.ModuleDict(
         {
-            "segmentation_miou": MulticlassJaccardIndex(num_classes, ignore_index=ignore_index, validate_args=False),
-            "disparity_rmse": MeanSquaredError(squared=False),
-            "reconstruction_psnr": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)),
+            "segmentation_miou": MulticlassJaccardIndex(num_classes, ignore_index=ignore_index, validate_args=False,
+                                                        **options),
+            "disparity_rmse": MeanSquaredError(squared=False, **options),
+            "reconstruction_psnr": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3),
+                                                        **options),
         }
     )
 

@@ -8,6 +8,7 @@ Everything a run writes lands in one run folder ``<default_root_dir>/<run_name>/
         config.yaml          resolved configuration (also sent to the W&B run config)
         checkpoints/         best-*.ckpt (lowest val/loss) and last.ckpt
         samples/             Fig. 3-style prediction grids, one PNG per validation epoch
+        rate_distortion/     the allocation experiment every few epochs (RateDistortionCallback)
         wandb/               W&B files (offline by default; ``wandb sync`` uploads them)
         test_metrics.json    metrics of the best checkpoint on the test split
 
@@ -40,6 +41,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 
 from cilight.ci_models import MultiTaskCI
+from cilight.allocation.callback import RateDistortionCallback
 from cilight.ci_models.callbacks import PredictionGrid
 from cilight.datamodules import StreetSceneDataModule, trivial_baselines
 from cilight.errors import CilightError, ConfigError
@@ -179,6 +181,7 @@ class CilightCLI(LightningCLI):
             help="After testing, also score trivial predictors (majority class, mean disparity, mean image).",
         )
         parser.add_lightning_class_args(PredictionGrid, "grid")
+        parser.add_lightning_class_args(RateDistortionCallback, "rate_distortion")
         parser.set_defaults({"data": {"class_path": "cilight.datamodules.SyntheticStreets"}})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.ignore_index", "model.ignore_index", apply_on="instantiate")

@@ -90,7 +90,7 @@ def test_allocation_experiment_compares_four_methods(tiny):
 def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
     pl.seed_everything(0, verbose=False)
     model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=8)
-    callback = RateDistortionCallback(tuples=20, images=4, budgets_bpe=[0.4, 0.8])  # 2·5·2 = 20 tuples: the minimum
+    callback = RateDistortionCallback(tuples=20, images=4, budgets_bpe=[0.4, 0.8], every_n_epochs=1)  # 20: the minimum
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback])
@@ -103,3 +103,22 @@ def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
     assert callback.last_seconds is not None
     with pytest.raises(ConfigError, match="budgets_bpe"):
         RateDistortionCallback(budgets_bpe=[-1])
+    with pytest.raises(ConfigError, match="weights must be one of"):
+        RateDistortionCallback(weights="eqaul")
+    with pytest.raises(ConfigError, match="coder='jpg'"):
+        RateDistortionCallback(coder="jpg")
+
+
+def test_callback_follows_its_interval_and_can_be_turned_off(tmp_path):
+    model = MultiTaskCI(split_points=["layer3"], num_classes=10, decoder_width=8)
+    for every, expected in ((2, ["epoch_001.json", "epoch_001.png"]), (0, [])):
+        callback = RateDistortionCallback(tuples=12, images=2, budgets_bpe=[0.5, 1.0], every_n_epochs=every)
+        root = tmp_path / str(every)
+        trainer = pl.Trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=root, callbacks=[callback])
+        trainer.fit(model, SyntheticStreets(num_train=4, num_val=2, batch_size=2))
+        folder = root / "rate_distortion"
+        assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else []) == expected
+    curve = json.loads((tmp_path / "2" / "rate_distortion" / "epoch_001.json").read_text())
+    assert len(curve["rates"]) == 12 and set(curve["metrics"]) == set(curve["reference"])

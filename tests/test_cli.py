@@ -105,12 +105,20 @@ def test_default_config_file_is_the_default(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes(tmp_path):
+    """Two CPU processes, two streams, and the rate–distortion callback's barriers on every rank."""
     root = tmp_path / "runs"
     args = [*TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp", "--trainer.accelerator", "cpu",
-            "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.split_points", "[layer2,layer3]",
+            "--rate_distortion.every_n_epochs", "1", "--rate_distortion.images", "2",
+            "--rate_distortion.tuples", "20", "--rate_distortion.budgets_bpe", "[0.4,0.8]"]
     proc = train(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = root / "ddp"
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "test_metrics.json").is_file()
     assert sorted(p.name for p in root.iterdir()) == ["ddp"]  # every rank agreed on the run folder
+    # only rank 0 ran the sweep and wrote; the sanity check was skipped
+    assert sorted(p.name for p in (run / "rate_distortion").iterdir()) == ["epoch_000.json", "epoch_000.png"]
+    result = json.loads((run / "rate_distortion" / "epoch_000.json").read_text())
+    assert len(result["rows"]) == 2 * 4 and all(r["r2"] is not None for r in result["rows"])
+    assert "skipped" not in proc.stderr
