@@ -130,10 +130,12 @@ class RateDistortionCallback(pl.Callback):
             self._log(trainer, scalars)
             self._log_table(trainer, rows)
             if len(model.split_points) == 2:
+                clock = time.perf_counter()
                 middle = budgets[len(budgets) // 2]
                 plot = _plot_surface(sweep, middle, extras["surfaces"][str(middle)], self.weights,
                                      folder / f"epoch_{epoch:03d}.png")
                 self._log(trainer, {"rate_distortion/surface": plot})
+                extras["seconds"]["plots"] = time.perf_counter() - clock
         (folder / f"epoch_{epoch:03d}.json").write_text(json.dumps(result, indent=1, default=float))
 
     @staticmethod

@@ -12,6 +12,7 @@ stream (``mobile-cloud-inference-ci-thesis.md`` §3.2), and it costs no bits.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,13 +93,15 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
         eval_features = fit_features if eval_batches is fit_batches else [model.features(b["image"]) for b in eval_batches]
     floors = [coder.floor(f) for f in fit_features[0]]
     eval_floors = [evaluation_coder.floor(f) for f in fit_features[0]]
+    clock = time.perf_counter()
     sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
                        progress=progress, features=fit_features)
+    seconds = {"sweep": time.perf_counter() - clock, "fits": 0.0, "evaluation": 0.0}
     numel, variance, means = stream_statistics(fit_features)
     reference = measure_at_rates(model, eval_batches, eval_features, _Uncoded(), [np.inf] * len(floors),
                                  [0.0] * len(floors), means)[0]
     rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference,
-                    "surfaces": {}, "pareto": {}}
+                    "surfaces": {}, "pareto": {}, "seconds": seconds}
     prepared: dict = {}
     bar = None
     if progress:
@@ -106,10 +109,13 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
 
         bar = tqdm(total=len(budgets) * len(METHODS), desc="evaluating allocations", leave=False)
     for budget in budgets:
+        clock = time.perf_counter()
         surface = sweep.fit(budget, weights)
+        seconds["fits"] += time.perf_counter() - clock
         extras["surfaces"][str(budget)] = {"gamma": surface.gamma, "alpha": surface.alpha.tolist(),
                                            "beta": surface.beta.tolist(), "r2": surface.r2}
         allocations = {"proposed": allocate(surface, budget), **baseline_allocations(budget, numel, variance)}
+        clock = time.perf_counter()
         for method in METHODS:
             rates = allocations[method]
             metrics, used = measure_at_rates(model, eval_batches, eval_features, evaluation_coder, rates, eval_floors,
@@ -121,9 +127,12 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
             total = float(total_distortion(np.array([list(distortions.values())]), weights)[0])
             rows.append(AllocationRow(budget, method, [float(r) for r in rates], used, metrics, distortions, total,
                                       surface.r2))
+        seconds["evaluation"] += time.perf_counter() - clock
         if len(floors) == 2:
+            clock = time.perf_counter()
             per_task = [sweep.fit_task(budget, k) for k in range(len(TASK_METRICS))]
             extras["pareto"][str(budget)] = list(pareto_segment(per_task, budget))
+            seconds["fits"] += time.perf_counter() - clock
     return sweep, rows, extras
 
 

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuples", type=int, default=100, help="rate tuples in the sweep (paper: 100)")
     p.add_argument("--fit-fraction", type=float, default=0.2, help="part of the test split used to fit")
     p.add_argument("--images", type=int, help="use only the first N test images")
+    p.add_argument("--num-test", type=int,
+                   help="render a test split of N images (SyntheticStreets only; default: the checkpoint's)")
     p.add_argument("--data-root", help="dataset root (Cityscapes), if not the one in the checkpoint")
     p.add_argument("--out", type=Path)
     p.add_argument("--seed", type=int, default=0)
@@ -55,7 +57,15 @@ def parse_weights(values):
 
 
 def test_batches(data: dict, args) -> list[dict[str, torch.Tensor]]:
-    datamodule = datamodule_from(data, **({"root": args.data_root} if args.data_root else {}))
+    overrides = {"root": args.data_root} if args.data_root else {}
+    if args.num_test is not None:
+        if not data.get("_class_path", "cilight.datamodules.SyntheticStreets").endswith("SyntheticStreets"):
+            raise ConfigError(f"--num-test {args.num_test}: only SyntheticStreets renders a test split of any size; "
+                              f"this checkpoint's data is {data.get('_class_path')}")
+        if args.num_test < 2:
+            raise ConfigError(f"--num-test {args.num_test}: expected at least 2 images (some to fit, some to evaluate)")
+        overrides["num_test"] = args.num_test
+    datamodule = datamodule_from(data, **overrides)
     datamodule.setup("test")
     batches, count = [], 0
     for batch in datamodule.test_dataloader():
