@@ -122,3 +122,37 @@ def test_callback_follows_its_interval_and_can_be_turned_off(tmp_path):
         assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else []) == expected
     curve = json.loads((tmp_path / "2" / "rate_distortion" / "epoch_001.json").read_text())
     assert len(curve["rates"]) == 12 and set(curve["metrics"]) == set(curve["reference"])
+
+
+@pytest.mark.slow
+def test_evaluate_allocate_end_to_end(tmp_path):
+    from conftest import run_entry_point
+    from test_cli import TINY
+
+    proc = run_entry_point("train.py", [*TINY, "--model.split_points", "[layer2,layer3]", "--rate_distortion.every_n_epochs",
+                                        "0", "--trainer.default_root_dir", tmp_path / "runs", "--run_name", "t"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
+    assert not (tmp_path / "runs" / "t" / "rate_distortion").exists()  # every_n_epochs 0: off
+    out = tmp_path / "allocation"
+    args = ["allocate", "--ckpt", ckpt, "--budgets", "10", "20", "--tuples", "20", "--num-test", "10",
+            "--fit-fraction", "0.4", "--out", out]
+    proc = run_entry_point("evaluate.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fitting on 4 test images with proxy, evaluating on 6 with jpeg2000" in proc.stdout
+    assert proc.stdout.count("proposed") == 2 and "Pareto set at R_t = 10.00 kbit" in proc.stdout
+    result = json.loads((out / "allocation.json").read_text())
+    assert [(r["budget"], r["method"]) for r in result["rows"]] == [(b, m) for b in (1e4, 2e4) for m in METHODS]
+    for r in result["rows"]:
+        assert sum(r["rates"]) == pytest.approx(r["budget"]) and 0 <= r["r2"] <= 1
+    assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep_rates"]) == 20
+    assert len((out / "allocation.csv").read_text().splitlines()) == 1 + 8
+    assert (out / "allocation.png").stat().st_size > 1000
+    for bad, needle in ((["--budgets", "-5"], "--budgets [-5.0]: expected positive kbit per image"),
+                        (["--budgets", "1"], "budget 1000 bits is too small"),
+                        (["--weights", "1", "x", "1"], "--weights 1 x 1: expected 3 numbers"),
+                        (["--num-test", "1"], "--num-test 1: expected at least 2 images")):
+        proc = run_entry_point("evaluate.py", [*args, *bad], tmp_path)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
