@@ -32,6 +32,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/onnx_speed.py
 	$(PY) benchmarks/latency_model.py
 	$(PY) benchmarks/allocation_speed.py
+	$(PY) benchmarks/callback_cost.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

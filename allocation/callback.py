@@ -116,14 +116,14 @@ class RateDistortionCallback(pl.Callback):
             floors = [coder.floor(model.features(batches[0]["image"])[0])]
             sweep = rate_sweep(model, batches, coder, sample_rate_tuples(self.tuples, floors, budgets),
                                progress=False)
-            result = {"epoch": epoch, "rates": sweep.rates.tolist(), "metrics": {k: v.tolist() for k, v in sweep.metrics.items()},
-                      "reference": sweep.reference}
+            result = {"epoch": epoch, **sweep.as_dict()}
             plot = _plot_curve(sweep, folder / f"epoch_{epoch:03d}.png")
             self._log(trainer, {"rate_distortion/curve": plot})
         else:
             sweep, rows, extras = run_allocation(model, batches, batches, coder, budgets, tuples=self.tuples,
                                                  weights=self.weights, progress=False)
-            result = {"epoch": epoch, "budgets_bits": budgets, "rows": rows_as_dicts(rows), **extras}
+            result = {"epoch": epoch, "budgets_bits": budgets, "rows": rows_as_dicts(rows), **extras,
+                      "sweep": sweep.as_dict()}
             scalars = {f"rate_distortion/r2@{b:.0f}": r.r2 for b in budgets for r in rows if r.budget == b and r.method == "proposed"}
             for r in rows:
                 scalars[f"rate_distortion/{r.method}_total_distortion@{r.budget:.0f}"] = r.total_distortion

@@ -167,6 +167,11 @@ class RateSweep:
         return np.stack([task_distortion(self.metrics[m], self.reference[m], higher_is_better=up)
                          for m, up in TASK_METRICS.items()], axis=1)
 
+    def as_dict(self) -> dict:
+        """The measured points as JSON-ready lists (what the callback and ``evaluate.py`` save)."""
+        return {"rates": self.rates.tolist(), "targets": self.targets.tolist(),
+                "metrics": {k: v.tolist() for k, v in self.metrics.items()}, "reference": self.reference}
+
     def near(self, total_rate: float) -> np.ndarray:
         """Mask of the points used for budget ``R_t``: ``0.75·R_t ≤ ΣR ≤ 1.25·R_t`` (§VI-A)."""
         totals = self.rates.sum(1)

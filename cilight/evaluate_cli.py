@@ -160,8 +160,7 @@ def allocate_command(args) -> int:
     records = rows_as_dicts(rows)
     (out / "allocation.json").write_text(json.dumps({"rows": records, **extras, "budgets_kbit": args.budgets,
                                                      "weights": weights, "fit_codec": args.codec,
-                                                     "sweep_rates": sweep.rates.tolist(),
-                                                     "sweep_metrics": {k: v.tolist() for k, v in sweep.metrics.items()}},
+                                                     "sweep": sweep.as_dict()},
                                                     indent=1, default=float))
     with open(out / "allocation.csv", "w", newline="") as f:
         writer = csv.writer(f)

@@ -145,7 +145,7 @@ def test_evaluate_allocate_end_to_end(tmp_path):
     assert [(r["budget"], r["method"]) for r in result["rows"]] == [(b, m) for b in (1e4, 2e4) for m in METHODS]
     for r in result["rows"]:
         assert sum(r["rates"]) == pytest.approx(r["budget"]) and 0 <= r["r2"] <= 1
-    assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep_rates"]) == 20
+    assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep"]["rates"]) == 20
     assert len((out / "allocation.csv").read_text().splitlines()) == 1 + 8
     assert (out / "allocation.png").stat().st_size > 1000
     for bad, needle in ((["--budgets", "-5"], "--budgets [-5.0]: expected positive kbit per image"),
