@@ -107,13 +107,17 @@ class RateDistortionCallback(pl.Callback):
 
     def _run(self, trainer, model, batches) -> None:
         coder = make_coder(self.coder_name)
-        numel = sum(int(f[0].numel()) for f in model.features(batches[0]["image"][:1]))
-        budgets = [b * numel for b in self.budgets_bpe]
+        first = model.features(batches[0]["image"])
+        numel = sum(int(f[0].numel()) for f in first)
+        floors = [coder.floor(f) for f in first]
+        # A budget the codec cannot reach (small tensors at low bits per element) is raised to the
+        # least one whose fitting window lies above the floors, instead of failing every epoch.
+        least = 1.05 * sum(floors) / 0.75
+        budgets = sorted({max(b * numel, least) for b in self.budgets_bpe})
         folder = Path(trainer.default_root_dir) / "rate_distortion"
         folder.mkdir(parents=True, exist_ok=True)
         epoch = trainer.current_epoch
         if len(model.split_points) == 1:
-            floors = [coder.floor(model.features(batches[0]["image"])[0])]
             sweep = rate_sweep(model, batches, coder, sample_rate_tuples(self.tuples, floors, budgets),
                                progress=False)
             result = {"epoch": epoch, **sweep.as_dict()}

@@ -156,3 +156,15 @@ def test_evaluate_allocate_end_to_end(tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
+
+
+def test_callback_raises_budgets_the_codec_cannot_reach(tmp_path):
+    # one layer3 stream at 64×128 has 8192 elements: 0.1 bpe = 819 bits is below the ≈1.7 kbit floor
+    model = MultiTaskCI(split_points=["layer3"], num_classes=10, decoder_width=8)
+    callback = RateDistortionCallback(tuples=12, images=2, budgets_bpe=[0.1, 1.0], every_n_epochs=1)
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback])
+    trainer.fit(model, SyntheticStreets(num_train=4, num_val=2, batch_size=2))
+    curve = json.loads((tmp_path / "rate_distortion" / "epoch_000.json").read_text())
+    assert len(curve["rates"]) == 12 and min(np.sum(curve["rates"], 1)) > 1000
