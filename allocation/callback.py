@@ -24,7 +24,8 @@ from torch import Tensor
 
 from cilight.allocation.distortion import total_distortion
 from cilight.allocation.experiment import METHODS, rows_as_dicts, run_allocation
-from cilight.allocation.sweep import TASK_METRICS, CodecCoder, ProxyCoder, rate_sweep, sample_rate_tuples
+from cilight.allocation.sweep import (TASK_METRICS, CodecCoder, ProxyCoder, least_budget, rate_sweep,
+                                     sample_rate_tuples)
 from lightning.pytorch.utilities import rank_zero_warn
 
 from cilight.errors import CilightError, ConfigError
@@ -112,7 +113,7 @@ class RateDistortionCallback(pl.Callback):
         floors = [coder.floor(f) for f in first]
         # A budget the codec cannot reach (small tensors at low bits per element) is raised to the
         # least one whose fitting window lies above the floors, instead of failing every epoch.
-        least = 1.05 * sum(floors) / 0.75
+        least = 1.05 * least_budget(floors)
         budgets = sorted({max(b * numel, least) for b in self.budgets_bpe})
         folder = Path(trainer.default_root_dir) / "rate_distortion"
         folder.mkdir(parents=True, exist_ok=True)

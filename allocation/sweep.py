@@ -123,6 +123,12 @@ def _tuples_with_totals(totals: np.ndarray, floors: np.ndarray, rng: np.random.G
     return floors + spare * rng.dirichlet(np.ones(len(floors)), size=len(totals))
 
 
+def least_budget(floors) -> float:
+    """The budget whose fitting window ``0.75·R_t ≤ ΣR`` starts at the streams' floors: smaller ones
+    leave no codable tuple below the budget."""
+    return float(np.sum(floors)) / 0.75
+
+
 def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray:
     """``count`` rate tuples for the budgets ``R_t`` (bits per image), each stream above its floor.
 
@@ -137,10 +143,10 @@ def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray
     if budgets.size == 0 or not np.all(np.isfinite(budgets)) or budgets[0] <= 0:
         raise ConfigError(f"budgets must be positive, finite bits per image, got {budgets.tolist()}")
     low, high = max(0.5 * budgets[0], floors.sum()), 1.5 * budgets[-1]
-    if floors.sum() >= 0.75 * budgets[0]:
+    if budgets[0] <= least_budget(floors):
         raise ConfigError(f"budget {budgets[0]:.0f} bits is too small: the streams cannot be coded in fewer than "
                           f"{floors.sum():.0f} bits together (floors {np.round(floors).tolist()}); "
-                          f"use budgets above {floors.sum() / 0.75:.0f}")
+                          f"use budgets above {least_budget(floors):.0f}")
     needed = 2 * (2 * len(floors) + 1) * len(budgets)  # eq 2 has 2N+1 parameters per budget fit
     if count < needed:
         raise ConfigError(f"{count} rate tuples are too few for {len(floors)} streams and {len(budgets)} budget(s): "
@@ -238,4 +244,5 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
     return RateSweep(rates, rate_tuples, values, reference)
 
 
-__all__ = ["TASK_METRICS", "CodecCoder", "ProxyCoder", "RateSweep", "StreamCoder", "rate_sweep", "sample_rate_tuples"]
+__all__ = ["TASK_METRICS", "CodecCoder", "ProxyCoder", "RateSweep", "StreamCoder", "least_budget", "rate_sweep",
+           "sample_rate_tuples"]
