@@ -5,6 +5,10 @@ For each budget ``R_t``: fit the surface of eq 2 to the total distortion of a ra
 then code every stream at each allocation and measure the tasks — the rows of Tables III/IV.
 The per-epoch callback and ``evaluate.py allocate`` both run this.
 
+With ``refine_tuples > 0`` the surface is refitted near the first allocation after a small
+local sweep (see :mod:`~cilight.allocation.sweep`); ``proposed`` is then the refined
+allocation and the row ``unrefined`` the closed form on the §VI-A fit alone, measured beside it.
+
 A stream whose allocated rate is below what the codec can reach (the closed form gives some
 streams nothing at small budgets) is not sent; the cloud fills it with the dataset mean of that
 stream (``mobile-cloud-inference-ci-thesis.md`` §3.2), and it costs no bits.
@@ -22,9 +26,12 @@ from torch import Tensor
 from cilight.allocation.distortion import task_distortion, total_distortion
 from cilight.allocation.pareto import pareto_segment
 from cilight.allocation.solve import allocate, baseline_allocations
-from cilight.allocation.sweep import TASK_METRICS, RateSweep, StreamCoder, _compute, rate_sweep, sample_rate_tuples
+from cilight.allocation.sweep import (TASK_METRICS, RateSweep, StreamCoder, _compute, local_rate_tuples, rate_sweep,
+                                     sample_rate_tuples)
+from cilight.errors import ConfigError
 
 METHODS = ("proposed", "equal", "numel", "variance")
+UNREFINED = "unrefined"  # the closed form on the §VI-A fit alone, when the proposed one is refined
 
 
 @dataclass(frozen=True)
@@ -82,11 +89,19 @@ def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[flo
 
 
 def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = 100,
-                   weights="equal", seed: int = 0, progress: bool = True,
+                   refine_tuples: int = 0, weights="equal", seed: int = 0, progress: bool = True,
                    evaluation_coder: StreamCoder | None = None) -> tuple[RateSweep, list[AllocationRow], dict]:
     """Sweep on ``fit_batches`` with ``coder``, fit per budget, allocate, and evaluate every method on
-    ``eval_batches`` with ``evaluation_coder`` (default: the same coder)."""
+    ``eval_batches`` with ``evaluation_coder`` (default: the same coder).
+
+    ``refine_tuples``: rate tuples per budget of the local sweep around the first allocation
+    (0: the paper's single sweep).
+    """
     budgets = sorted(float(b) for b in budgets)
+    points = 2 * len(model.split_points) + 1  # eq 2's parameters
+    if refine_tuples and refine_tuples < 2 * points:
+        raise ConfigError(f"refine_tuples={refine_tuples}: the local fit of {len(model.split_points)} streams needs "
+                          f"{points} points, so use 0 (no refinement) or at least {2 * points}")
     evaluation_coder = evaluation_coder or coder
     with torch.no_grad():
         fit_features = [model.eval().features(b["image"]) for b in fit_batches]
@@ -97,26 +112,39 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
                        progress=progress, features=fit_features)
     seconds = {"sweep": time.perf_counter() - clock, "fits": 0.0, "evaluation": 0.0}
+    clock = time.perf_counter()
+    first = {budget: allocate(sweep.fit(budget, weights), budget) for budget in budgets}
+    seconds["fits"] += time.perf_counter() - clock
+    if refine_tuples:
+        clock = time.perf_counter()
+        local = np.concatenate([local_rate_tuples(refine_tuples, first[b], floors, seed + 1 + i)
+                                for i, b in enumerate(budgets)])
+        sweep = sweep.merged(rate_sweep(model, fit_batches, coder, local, progress=progress, features=fit_features))
+        seconds["sweep"] += time.perf_counter() - clock
     numel, variance, means = stream_statistics(fit_features)
     reference = measure_at_rates(model, eval_batches, eval_features, _Uncoded(), [np.inf] * len(floors),
                                  [0.0] * len(floors), means)[0]
     rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference,
-                    "surfaces": {}, "pareto": {}, "seconds": seconds}
+                        "surfaces": {}, "pareto": {}, "seconds": seconds}
+    methods = METHODS + ((UNREFINED,) if refine_tuples else ())
     prepared: dict = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(budgets) * len(METHODS), desc="evaluating allocations", leave=False)
+        bar = tqdm(total=len(budgets) * len(methods), desc="evaluating allocations", leave=False)
     for budget in budgets:
         clock = time.perf_counter()
-        surface = sweep.fit(budget, weights)
+        around = first[budget] if refine_tuples else None
+        surface = sweep.fit(budget, weights, around=around)
         seconds["fits"] += time.perf_counter() - clock
         extras["surfaces"][str(budget)] = {"gamma": surface.gamma, "alpha": surface.alpha.tolist(),
-                                           "beta": surface.beta.tolist(), "r2": surface.r2}
-        allocations = {"proposed": allocate(surface, budget), **baseline_allocations(budget, numel, variance)}
+                                           "beta": surface.beta.tolist(), "r2": surface.r2,
+                                           "points": int(sweep.near(budget, around).sum())}
+        allocations = {"proposed": allocate(surface, budget), UNREFINED: first[budget],
+                       **baseline_allocations(budget, numel, variance)}
         clock = time.perf_counter()
-        for method in METHODS:
+        for method in methods:
             rates = allocations[method]
             metrics, used = measure_at_rates(model, eval_batches, eval_features, evaluation_coder, rates, eval_floors,
                                              means, prepared)

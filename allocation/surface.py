@@ -298,7 +298,13 @@ def fit_surface(rates, distortions, *, method: str = "trf", starts: int = 4) -> 
         """Variable projection: the exact ``(γ, α ≥ 0)`` for this ``β`` and the residual there."""
         terms = np.exp2(-beta * x)
         centred = terms - terms.mean(axis=0)  # a free γ absorbs the means
-        alpha, _ = nnls(centred, y - y.mean())
+        # Columns are normalised for NNLS: a large β leaves a column of denormals whose α would
+        # overflow; below 1e-10 such a term is constant at every measured rate and gets α = 0.
+        norms = np.sqrt(np.sum(centred * centred, axis=0))
+        used = norms > 1e-10
+        alpha = np.zeros_like(beta)
+        if used.any():
+            alpha[used] = nnls(centred[:, used] / norms[used], y - y.mean())[0] / norms[used]
         return float(y.mean() - terms.mean(axis=0) @ alpha), alpha, centred @ alpha - (y - y.mean())
 
     if method == "trf":

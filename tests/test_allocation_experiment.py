@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from cilight.allocation.callback import RateDistortionCallback, make_coder
-from cilight.allocation.experiment import METHODS, run_allocation
-from cilight.allocation.sweep import CodecCoder, ProxyCoder, rate_sweep, sample_rate_tuples
+from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation
+from cilight.allocation.sweep import (LOCAL_SPREAD, CodecCoder, ProxyCoder, RateSweep, local_rate_tuples, rate_sweep,
+                                     sample_rate_tuples)
 from cilight.ci_models import MultiTaskCI
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError
@@ -30,6 +31,32 @@ def test_rate_tuples_cover_every_budget_window_and_respect_floors():
         sample_rate_tuples(10, floors, [3000.0])
     with pytest.raises(ConfigError, match="use at least 30 tuples"):
         sample_rate_tuples(20, floors, budgets)
+
+
+def test_local_rate_tuples_stay_near_the_allocation():
+    floors, allocation = np.array([500.0, 400.0, 300.0]), np.array([8000.0, 6000.0, 4000.0])
+    tuples = local_rate_tuples(200, allocation, floors, seed=3)
+    totals = tuples.sum(1)
+    assert tuples.shape == (200, 3) and (tuples >= floors).all()
+    assert totals.min() >= 0.75 * 18000 - 1e-6 and totals.max() <= 1.25 * 18000 + 1e-6
+    offsets = tuples / totals[:, None] - allocation / allocation.sum()
+    assert np.abs(offsets).max() <= LOCAL_SPREAD + 1e-9 and np.abs(offsets).max() > 0.8 * LOCAL_SPREAD
+    assert np.array_equal(tuples, local_rate_tuples(200, allocation, floors, seed=3))
+    # a stream the first allocation starves is kept at its floor
+    assert (local_rate_tuples(50, [18000.0, 0.0, 0.0], floors)[:, 1:] >= floors[1:]).all()
+    with pytest.raises(ConfigError, match="3 finite rates"):
+        local_rate_tuples(10, [1.0, np.nan, 1.0], floors)
+
+
+def test_local_fit_uses_the_window_near_the_allocation():
+    rates = np.array([[5000.0, 5000.0], [9000.0, 1000.0], [5500.0, 4500.0], [2000.0, 2000.0], [3000.0, 7600.0]])
+    sweep = RateSweep(rates, rates, {m: np.arange(5.0) for m in ("segmentation_miou", "disparity_rmse",
+                                                                     "reconstruction_psnr")}, {})
+    assert sweep.near(10000.0).tolist() == [True, True, True, False, True]
+    # shares 0.5, 0.9, 0.55, 0.28 against 0.5 ± 0.15
+    assert sweep.near(10000.0, around=[5000.0, 5000.0]).tolist() == [True, False, True, False, False]
+    both = sweep.merged(sweep)
+    assert len(both.rates) == 10 and both.metrics["disparity_rmse"].tolist() == [0, 1, 2, 3, 4] * 2
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +114,22 @@ def test_allocation_experiment_compares_four_methods(tiny):
         make_coder("lossless")
 
 
+def test_refined_allocation_adds_a_local_sweep(tiny):
+    model, batches = tiny
+    budgets = [8000.0, 16000.0]
+    sweep, rows, extras = run_allocation(model, batches, batches, ProxyCoder(), budgets, tuples=30, refine_tuples=10,
+                                         progress=False)
+    assert len(sweep.rates) == 30 + 2 * 10
+    assert [(r.budget, r.method) for r in rows] == [(b, m) for b in budgets for m in (*METHODS, UNREFINED)]
+    for b in budgets:
+        unrefined = next(r for r in rows if r.budget == b and r.method == UNREFINED)
+        near = sweep.near(b, unrefined.rates)
+        assert extras["surfaces"][str(b)]["points"] == near.sum() >= 10  # fitted near the first allocation
+        assert (sweep.rates[30:].sum(1) >= 0.75 * budgets[0] - 1e-6).all()
+    with pytest.raises(ConfigError, match="refine_tuples=4: .* at least 10"):
+        run_allocation(model, batches, batches, ProxyCoder(), budgets, tuples=30, refine_tuples=4, progress=False)
+
+
 def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
     pl.seed_everything(0, verbose=False)
     model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=8)
@@ -135,18 +178,19 @@ def test_evaluate_allocate_end_to_end(tmp_path):
     ckpt = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
     assert not (tmp_path / "runs" / "t" / "rate_distortion").exists()  # every_n_epochs 0: off
     out = tmp_path / "allocation"
-    args = ["allocate", "--ckpt", ckpt, "--budgets", "10", "20", "--tuples", "20", "--num-test", "10",
-            "--fit-fraction", "0.4", "--out", out]
+    args = ["allocate", "--ckpt", ckpt, "--budgets", "10", "20", "--tuples", "20", "--refine-tuples", "10",
+            "--num-test", "10", "--fit-fraction", "0.4", "--out", out]
     proc = run_entry_point("evaluate.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fitting on 4 test images with proxy, evaluating on 6 with jpeg2000" in proc.stdout
     assert proc.stdout.count("proposed") == 2 and "Pareto set at R_t = 10.00 kbit" in proc.stdout
     result = json.loads((out / "allocation.json").read_text())
-    assert [(r["budget"], r["method"]) for r in result["rows"]] == [(b, m) for b in (1e4, 2e4) for m in METHODS]
+    methods = (*METHODS, UNREFINED)
+    assert [(r["budget"], r["method"]) for r in result["rows"]] == [(b, m) for b in (1e4, 2e4) for m in methods]
     for r in result["rows"]:
         assert sum(r["rates"]) == pytest.approx(r["budget"]) and 0 <= r["r2"] <= 1
-    assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep"]["rates"]) == 20
-    assert len((out / "allocation.csv").read_text().splitlines()) == 1 + 8
+    assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep"]["rates"]) == 20 + 2 * 10
+    assert len((out / "allocation.csv").read_text().splitlines()) == 1 + 10
     assert (out / "allocation.png").stat().st_size > 1000
     for bad, needle in ((["--budgets", "-5"], "--budgets [-5.0]: expected positive kbit per image"),
                         (["--budgets", "1"], "budget 1000 bits is too small"),

@@ -244,6 +244,19 @@ def test_fit_of_flat_distortion():
     np.testing.assert_allclose(allocate(flat, 10.0), [5.0, 5.0])
 
 
+@pytest.mark.parametrize("seed", [14, 22, 33])
+def test_fit_of_noise_with_no_rate_dependence_stays_finite(seed):
+    # Distortion that does not depend on the rates (an untrained model): the best β drives a
+    # term to denormals at every rate, where an unnormalised NNLS returned α = inf (seeds found
+    # by search: each crashed scipy's solver before the columns were normalised).
+    rng = np.random.default_rng(seed)
+    rates = np.c_[rng.uniform(2500, 9000, 25), rng.uniform(10000, 19000, 25)]
+    d = np.where(rng.random(25) < 0.25, 0.1, -0.3) + rng.normal(0, 0.005, 25)
+    fitted = fit_surface(rates, d)
+    assert np.isfinite([fitted.gamma, *fitted.alpha, *fitted.beta]).all() and 0 <= fitted.r2 <= 1
+    assert np.isfinite(allocate(fitted, 20000.0)).all()
+
+
 @pytest.mark.parametrize(
     "rates, d, kwargs",
     [
