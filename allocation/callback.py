@@ -52,6 +52,9 @@ class RateDistortionCallback(pl.Callback):
         budgets_bpe: budgets as bits per element of all streams together (resolution-free);
             each becomes ``R_t = bpe × Σ numel`` bits per image.
         tuples: rate tuples per sweep (the paper uses 100).
+        refine_tuples: tuples per budget of the local sweep around the first allocation, after
+            which the surface is refitted there (:mod:`~cilight.allocation.sweep`); 0 turns it
+            off, other values are raised to the ``2(2N + 1)`` the local fit of N streams needs.
         images: validation images in the fixed subset.
         coder: ``proxy`` or ``jpeg2000``.
         weights: task weights of eq 17 (``equal``, ``inverse-mean`` or a list).
@@ -59,17 +62,20 @@ class RateDistortionCallback(pl.Callback):
     """
 
     def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 16,  # noqa: B006
-                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 4) -> None:
+                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 4,
+                 refine_tuples: int = 10) -> None:
         super().__init__()
         if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
             raise ConfigError(f"budgets_bpe={budgets_bpe!r}: expected positive bits per element")
-        if tuples < 10 or images < 1 or every_n_epochs < 0:
+        if tuples < 10 or images < 1 or every_n_epochs < 0 or refine_tuples < 0:
             raise ConfigError(f"tuples={tuples} (expected ≥ 10), images={images} (≥ 1), "
-                              f"every_n_epochs={every_n_epochs} (≥ 0; 0 turns the callback off)")
+                              f"every_n_epochs={every_n_epochs} (≥ 0; 0 turns the callback off), "
+                              f"refine_tuples={refine_tuples} (≥ 0; 0 turns the refinement off)")
         make_coder(coder)  # typos fail now, not after the first epoch
         total_distortion(np.zeros((1, len(TASK_METRICS))), weights)
         self.budgets_bpe, self.tuples, self.images = list(budgets_bpe), tuples, images
         self.coder_name, self.weights, self.every_n_epochs = coder, weights, every_n_epochs
+        self.refine_tuples = refine_tuples
         self._batches: list[dict[str, Tensor]] = []
         self.last_seconds: float | None = None
 
@@ -125,8 +131,9 @@ class RateDistortionCallback(pl.Callback):
             plot = _plot_curve(sweep, folder / f"epoch_{epoch:03d}.png")
             self._log(trainer, {"rate_distortion/curve": plot})
         else:
+            refine = max(self.refine_tuples, 2 * (2 * len(floors) + 1)) if self.refine_tuples else 0
             sweep, rows, extras = run_allocation(model, batches, batches, coder, budgets, tuples=self.tuples,
-                                                 weights=self.weights, progress=False)
+                                                 refine_tuples=refine, weights=self.weights, progress=False)
             result = {"epoch": epoch, "budgets_bits": budgets, "rows": rows_as_dicts(rows), **extras,
                       "sweep": sweep.as_dict()}
             scalars = {f"rate_distortion/r2@{b:.0f}": r.r2 for b in budgets for r in rows if r.budget == b and r.method == "proposed"}

@@ -78,6 +78,40 @@ def measure_at_rates(model, batches: list[dict[str, Tensor]], features: list[lis
     return _compute(metrics), (used / count).tolist()
 
 
+def task_distortions(metrics: dict[str, float], reference: dict[str, float], weights="equal") -> tuple[dict[str, float], float]:
+    """Eq 1 for every task of :data:`TASK_METRICS` and their total (eq 17) under ``weights``."""
+    distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))
+                   for m, up in TASK_METRICS.items()}
+    return distortions, float(total_distortion(np.array([list(distortions.values())]), weights)[0])
+
+
+def scan_budget_line(model, batches: list[dict[str, Tensor]], coder: StreamCoder, budget: float, shares,
+                     weights="equal", progress: bool = True) -> list[dict]:
+    """The measured total distortion along ``R_1 + R_2 = R_t`` (2 streams): one row per share
+    ``R_1 / R_t`` — where the best split of this budget really lies, to check a fitted allocation."""
+    if len(model.split_points) != 2:
+        raise ConfigError(f"the budget line is scanned for 2 streams, this model has {list(model.split_points)}")
+    with torch.no_grad():
+        features = [model.eval().features(b["image"]) for b in batches]
+    floors = [coder.floor(f) for f in features[0]]
+    _, _, means = stream_statistics(features)
+    reference = measure_at_rates(model, batches, features, _Uncoded(), [np.inf] * 2, [0.0] * 2, means)[0]
+    prepared: dict = {}
+    rows = []
+    shares = np.asarray(shares, dtype=float)
+    if progress:
+        from tqdm.auto import tqdm
+
+        shares = tqdm(shares, desc=f"budget line {budget / 1e3:g} kbit", leave=False)
+    for share in shares:
+        rates = [share * budget, (1 - share) * budget]
+        metrics, used = measure_at_rates(model, batches, features, coder, rates, floors, means, prepared)
+        distortions, total = task_distortions(metrics, reference, weights)
+        rows.append({"share": float(share), "rates": rates, "bits_used": used, "distortions": distortions,
+                     "total_distortion": total})
+    return rows
+
+
 def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[float], list[Tensor]]:
     """Elements per image, element variance and mean tensor of every stream (Methods 2–3, concealment),
     from the edge outputs ``features[b][s]`` of batch b, stream s."""
@@ -150,9 +184,7 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
                                              means, prepared)
             if bar is not None:
                 bar.update()
-            distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))
-                           for m, up in TASK_METRICS.items()}
-            total = float(total_distortion(np.array([list(distortions.values())]), weights)[0])
+            distortions, total = task_distortions(metrics, reference, weights)
             rows.append(AllocationRow(budget, method, [float(r) for r in rates], used, metrics, distortions, total,
                                       surface.r2))
         seconds["evaluation"] += time.perf_counter() - clock

@@ -141,13 +141,16 @@ def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
     files = sorted((tmp_path / "rate_distortion").glob("epoch_*.json"))
     assert [f.name for f in files] == ["epoch_000.json"]  # one epoch, sanity check skipped
     result = json.loads(files[0].read_text())
-    assert {r["method"] for r in result["rows"]} == set(METHODS)
+    assert {r["method"] for r in result["rows"]} == {*METHODS, UNREFINED}
+    assert len(result["sweep"]["rates"]) == 20 + 2 * 10  # refine_tuples 10 per budget (the default)
     assert (tmp_path / "rate_distortion" / "epoch_000.png").is_file()
     assert callback.last_seconds is not None
     with pytest.raises(ConfigError, match="budgets_bpe"):
         RateDistortionCallback(budgets_bpe=[-1])
     with pytest.raises(ConfigError, match="weights must be one of"):
         RateDistortionCallback(weights="eqaul")
+    with pytest.raises(ConfigError, match="refine_tuples=-1"):
+        RateDistortionCallback(refine_tuples=-1)
     with pytest.raises(ConfigError, match="coder='jpg'"):
         RateDistortionCallback(coder="jpg")
 

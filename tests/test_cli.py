@@ -120,5 +120,5 @@ def test_ddp_two_processes(tmp_path):
     # only rank 0 ran the sweep and wrote; the sanity check was skipped
     assert sorted(p.name for p in (run / "rate_distortion").iterdir()) == ["epoch_000.json", "epoch_000.png"]
     result = json.loads((run / "rate_distortion" / "epoch_000.json").read_text())
-    assert len(result["rows"]) == 2 * 4 and all(r["r2"] is not None for r in result["rows"])
+    assert len(result["rows"]) == 2 * 5 and all(r["r2"] is not None for r in result["rows"])  # 4 methods + unrefined
     assert "skipped" not in proc.stderr
