@@ -33,6 +33,8 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/latency_model.py
 	$(PY) benchmarks/allocation_speed.py
 	$(PY) benchmarks/callback_cost.py
+	$(PY) benchmarks/allocation_two_stream.py --split-points layer2 layer3 --budgets 6 12 24 --scan
+	$(PY) benchmarks/allocation_two_stream.py --split-points layer1 layer3 --budgets 10 20 40 --scan
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -44,9 +44,9 @@ class RateDistortionCallback(pl.Callback):
     """Rate sweep, surface fits and allocations after validation, every ``every_n_epochs``.
 
     ``python train.py`` adds it to every run (options ``--rate_distortion.*``). One run costs
-    about ``(tuples + 4 × budgets + 1) × images`` passes of the cloud half plus the proxy: on the
-    default 2-stream model at 64×128 about a third of a training epoch, hence the default of
-    every 4th epoch (``python benchmarks/callback_cost.py`` measures both).
+    about ``(tuples + (refine_tuples + 5) × budgets + 1) × images`` passes of the cloud half plus
+    the proxy: on the default 2-stream model at 64×128 about 37% of a training epoch, hence the
+    default of every 4th epoch (``python benchmarks/callback_cost.py`` measures both).
 
     Args:
         budgets_bpe: budgets as bits per element of all streams together (resolution-free);
@@ -61,7 +61,7 @@ class RateDistortionCallback(pl.Callback):
         every_n_epochs: run after every n-th validation epoch; 0 turns the callback off.
     """
 
-    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 16,  # noqa: B006
+    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 12,  # noqa: B006
                  coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 4,
                  refine_tuples: int = 10) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cilight.allocation.callback import RateDistortionCallback, make_coder
-from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation
+from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line
 from cilight.allocation.sweep import (LOCAL_SPREAD, CodecCoder, ProxyCoder, RateSweep, local_rate_tuples, rate_sweep,
                                      sample_rate_tuples)
 from cilight.ci_models import MultiTaskCI
@@ -128,6 +128,18 @@ def test_refined_allocation_adds_a_local_sweep(tiny):
         assert (sweep.rates[30:].sum(1) >= 0.75 * budgets[0] - 1e-6).all()
     with pytest.raises(ConfigError, match="refine_tuples=4: .* at least 10"):
         run_allocation(model, batches, batches, ProxyCoder(), budgets, tuples=30, refine_tuples=4, progress=False)
+
+
+def test_budget_line_scan_measures_every_share(tiny):
+    model, batches = tiny
+    line = scan_budget_line(model, batches, ProxyCoder(), 16000.0, [0.3, 0.5, 0.7], progress=False)
+    assert [p["share"] for p in line] == [0.3, 0.5, 0.7]
+    for p in line:
+        assert sum(p["rates"]) == pytest.approx(16000.0) and np.isfinite(p["total_distortion"])
+        assert p["total_distortion"] == pytest.approx(np.mean(list(p["distortions"].values())))  # equal weights
+    one_stream = MultiTaskCI(split_points=["layer3"], num_classes=10, decoder_width=8)
+    with pytest.raises(ConfigError, match="2 streams"):
+        scan_budget_line(one_stream, batches, ProxyCoder(), 16000.0, [0.5], progress=False)
 
 
 def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
