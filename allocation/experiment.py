@@ -147,7 +147,8 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
                        progress=progress, features=fit_features)
     seconds = {"sweep": time.perf_counter() - clock, "fits": 0.0, "evaluation": 0.0}
     clock = time.perf_counter()
-    first = {budget: allocate(sweep.fit(budget, weights), budget) for budget in budgets}
+    fitted = {budget: sweep.fit(budget, weights) for budget in budgets}
+    first = {budget: allocate(fitted[budget], budget) for budget in budgets}
     seconds["fits"] += time.perf_counter() - clock
     if refine_tuples:
         clock = time.perf_counter()
@@ -170,7 +171,10 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     for budget in budgets:
         clock = time.perf_counter()
         around = first[budget] if refine_tuples else None
-        surface = sweep.fit(budget, weights, around=around)
+        try:
+            surface = sweep.fit(budget, weights, around=around) if around is not None else fitted[budget]
+        except ConfigError:  # too few distinct points near the first allocation: keep the §VI-A fit
+            around, surface = None, fitted[budget]
         seconds["fits"] += time.perf_counter() - clock
         extras["surfaces"][str(budget)] = {"gamma": surface.gamma, "alpha": surface.alpha.tolist(),
                                            "beta": surface.beta.tolist(), "r2": surface.r2,
