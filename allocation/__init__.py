@@ -1,12 +1,15 @@
 """Rate–distortion analysis and bit allocation among transmitted streams (``cilight.allocation``).
 
-Implements ``pareto-optimal-bit-allocation-ci.md`` (and ``bit-allocation-multitask-ci.md``):
+Implements S. R. Alvar and I. V. Bajić, "Pareto-optimal bit allocation for collaborative
+intelligence", IEEE TIP 2021 (and their "Bit allocation for multi-task collaborative
+intelligence", IEEE ICASSP 2020):
 
 * task and total distortion (eq 1, eq 17, eq 25) — :mod:`~cilight.allocation.distortion`
 * distortion–rate surfaces and their fit (eq 2) — :mod:`~cilight.allocation.surface`
 * closed-form, fit-first and baseline allocations (eq 12–15, §V, §VI-A) — :mod:`~cilight.allocation.solve`
 * Pareto sets for 2×k and 3×2 systems (Theorems 2 and 4, eq 18, eq 31–33) — :mod:`~cilight.allocation.pareto`
 * rate sweeps and the §VI-A experiment — :mod:`~cilight.allocation.sweep`, :mod:`~cilight.allocation.experiment`
+* tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.allocation.report`
 * the per-epoch :class:`RateDistortionCallback` — :mod:`~cilight.allocation.callback`
 
 Rates are in whatever unit the surface was fitted in (bits, kbit, …); every solution comes back
@@ -14,28 +17,47 @@ in that unit.
 """
 
 from cilight.allocation.callback import RateDistortionCallback
-from cilight.allocation.distortion import task_distortion, task_weights, total_distortion
+from cilight.allocation.distortion import check_weights, task_distortion, task_weights, total_distortion
+from cilight.allocation.experiment import (
+                                           METHODS,
+                                           REFINE_TUPLES,
+                                           TUPLES,
+                                           UNREFINED,
+                                           AllocationRow,
+                                           run_allocation,
+                                           scan_budget_line,
+                                           task_distortions,
+)
 from cilight.allocation.pareto import pareto_bounds, pareto_polygon, pareto_segment
 from cilight.allocation.solve import allocate, allocate_fit_first, baseline_allocations
 from cilight.allocation.surface import DistortionSurface, FitReport, fit_surface
-from cilight.allocation.sweep import CodecCoder, ProxyCoder, RateSweep, rate_sweep, sample_rate_tuples
+from cilight.allocation.sweep import RateSweep, distortion_metrics, local_rate_tuples, rate_sweep, sample_rate_tuples
 
 __all__ = [
-    "CodecCoder",
+    "METHODS",
+    "REFINE_TUPLES",
+    "TUPLES",
+    "UNREFINED",
+    "AllocationRow",
     "DistortionSurface",
     "FitReport",
-    "ProxyCoder",
     "RateDistortionCallback",
     "RateSweep",
     "allocate",
     "allocate_fit_first",
     "baseline_allocations",
+    "check_weights",
+    "distortion_metrics",
     "fit_surface",
+    "local_rate_tuples",
     "pareto_bounds",
     "pareto_polygon",
     "pareto_segment",
     "rate_sweep",
+    "run_allocation",
     "sample_rate_tuples",
+    "scan_budget_line",
+    "task_distortions",
     "task_distortion",
     "task_weights",
     "total_distortion",

@@ -1,10 +1,10 @@
-"""``RateDistortionCallback``: the allocation experiment after every validation epoch.
+"""``RateDistortionCallback``: the allocation experiment after validation epochs.
 
-``pareto-optimal-bit-allocation-ci.md`` §VI-A, run on the model being trained, so a researcher
-sees in W&B how the distortion–rate surfaces and the best allocation move while the features
-learn to compress. With one stream it logs the rate–distortion curve only; with ≥ 2 streams it
-fits surfaces per budget, allocates (eq 15) and compares with Methods 1–3 (a Table III per
-epoch), and for 2 streams logs the Pareto segment (Theorem 2) and a 3-D surface plot.
+Alvar & Bajić, IEEE TIP 2021, §VI-A, run on the model being trained, so a researcher sees in
+W&B how the distortion–rate surfaces and the best allocation move while the features learn to
+compress. With one stream it logs the rate–distortion curve only; with ≥ 2 streams it fits
+surfaces per budget, allocates (eq 15) and compares with Methods 1–3 (a Table III per epoch),
+and for 2 streams logs the Pareto segment (Theorem 2) and a 3-D surface plot.
 
 DDP: the sweep uses the first validation batches seen by rank 0 (a fixed subset), runs on rank
 0 only, and every rank meets at a barrier before and after it, so no collective is skipped.
@@ -18,32 +18,22 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from cilight.allocation.distortion import total_distortion
-from cilight.allocation.experiment import METHODS, rows_as_dicts, run_allocation
-from cilight.allocation.sweep import (TASK_METRICS, CodecCoder, ProxyCoder, least_budget, rate_sweep,
-                                     sample_rate_tuples)
-from lightning.pytorch.utilities import rank_zero_warn
-
+from cilight.allocation.distortion import check_weights
+from cilight.allocation.experiment import REFINE_TUPLES, rows_as_dicts, run_allocation
+from cilight.allocation.report import log_allocation_table, log_to_wandb, plot_curve, plot_surface
+from cilight.allocation.sweep import least_budget, rate_sweep, sample_rate_tuples
+from cilight.codecs import stream_coder
 from cilight.errors import CilightError, ConfigError
-
-
-def make_coder(name: str):
-    """``proxy`` (the differentiable JPEG2000 proxy, fast) or ``jpeg2000`` (the real codec)."""
-    if name == "jpeg2000":
-        return CodecCoder()
-    if name == "proxy":
-        return ProxyCoder()
-    raise ConfigError(f"coder={name!r}: expected 'proxy' or 'jpeg2000'")
 
 
 class RateDistortionCallback(pl.Callback):
     """Rate sweep, surface fits and allocations after validation, every ``every_n_epochs``.
 
-    ``python train.py`` adds it to every run (options ``--rate_distortion.*``). One run costs
+    ``configs/default.yaml`` lists it among the callbacks of every ``python train.py`` run. One run costs
     about ``(tuples + (refine_tuples + 5) × budgets + 1) × images`` passes of the cloud half plus
     the proxy: on the default 2-stream model at 64×128 about 37% of a training epoch, hence the
     default of every 4th epoch (``python benchmarks/callback_cost.py`` measures both).
@@ -56,14 +46,15 @@ class RateDistortionCallback(pl.Callback):
             which the surface is refitted there (:mod:`~cilight.allocation.sweep`); 0 turns it
             off, other values are raised to the ``2(2N + 1)`` the local fit of N streams needs.
         images: validation images in the fixed subset.
-        coder: ``proxy`` or ``jpeg2000``.
+        coder: the codec of the sweep, any registered codec without a rate value (``proxy``,
+            ``jpeg2000``, ``jpeg`` …).
         weights: task weights of eq 17 (``equal``, ``inverse-mean`` or a list).
         every_n_epochs: run after every n-th validation epoch; 0 turns the callback off.
     """
 
     def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 12,  # noqa: B006
                  coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 4,
-                 refine_tuples: int = 10) -> None:
+                 refine_tuples: int = REFINE_TUPLES) -> None:
         super().__init__()
         if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
             raise ConfigError(f"budgets_bpe={budgets_bpe!r}: expected positive bits per element")
@@ -71,8 +62,8 @@ class RateDistortionCallback(pl.Callback):
             raise ConfigError(f"tuples={tuples} (expected ≥ 10), images={images} (≥ 1), "
                               f"every_n_epochs={every_n_epochs} (≥ 0; 0 turns the callback off), "
                               f"refine_tuples={refine_tuples} (≥ 0; 0 turns the refinement off)")
-        make_coder(coder)  # typos fail now, not after the first epoch
-        total_distortion(np.zeros((1, len(TASK_METRICS))), weights)
+        stream_coder(coder)  # typos fail now, not after the first epoch
+        check_weights(weights)
         self.budgets_bpe, self.tuples, self.images = list(budgets_bpe), tuples, images
         self.coder_name, self.weights, self.every_n_epochs = coder, weights, every_n_epochs
         self.refine_tuples = refine_tuples
@@ -109,11 +100,11 @@ class RateDistortionCallback(pl.Callback):
                 pl_module.train(was_training)
                 self._batches = []
             self.last_seconds = time.perf_counter() - start
-            self._log(trainer, {"rate_distortion/seconds": self.last_seconds})
+            log_to_wandb(trainer, {"rate_distortion/seconds": self.last_seconds})
         trainer.strategy.barrier("rate_distortion_end")
 
     def _run(self, trainer, model, batches) -> None:
-        coder = make_coder(self.coder_name)
+        coder = stream_coder(self.coder_name)
         first = model.features(batches[0]["image"])
         numel = sum(int(f[0].numel()) for f in first)
         floors = [coder.floor(f) for f in first]
@@ -128,95 +119,27 @@ class RateDistortionCallback(pl.Callback):
             sweep = rate_sweep(model, batches, coder, sample_rate_tuples(self.tuples, floors, budgets),
                                progress=False)
             result = {"epoch": epoch, **sweep.as_dict()}
-            plot = _plot_curve(sweep, folder / f"epoch_{epoch:03d}.png")
-            self._log(trainer, {"rate_distortion/curve": plot})
+            plot = plot_curve(sweep, folder / f"epoch_{epoch:03d}.png")
+            log_to_wandb(trainer, {"rate_distortion/curve": plot})
         else:
             refine = max(self.refine_tuples, 2 * (2 * len(floors) + 1)) if self.refine_tuples else 0
             sweep, rows, extras = run_allocation(model, batches, batches, coder, budgets, tuples=self.tuples,
                                                  refine_tuples=refine, weights=self.weights, progress=False)
             result = {"epoch": epoch, "budgets_bits": budgets, "rows": rows_as_dicts(rows), **extras,
                       "sweep": sweep.as_dict()}
-            scalars = {f"rate_distortion/r2@{b:.0f}": r.r2 for b in budgets for r in rows if r.budget == b and r.method == "proposed"}
+            scalars = {f"rate_distortion/r2@{r.budget:.0f}": r.r2 for r in rows if r.method == "proposed"}
             for r in rows:
                 scalars[f"rate_distortion/{r.method}_total_distortion@{r.budget:.0f}"] = r.total_distortion
-            self._log(trainer, scalars)
-            self._log_table(trainer, rows)
+            log_to_wandb(trainer, scalars)
+            log_allocation_table(trainer, rows)
             if len(model.split_points) == 2:
                 clock = time.perf_counter()
                 middle = budgets[len(budgets) // 2]
-                plot = _plot_surface(sweep, middle, extras["surfaces"][str(middle)], self.weights,
-                                     folder / f"epoch_{epoch:03d}.png")
-                self._log(trainer, {"rate_distortion/surface": plot})
+                plot = plot_surface(sweep, middle, extras["surfaces"][str(middle)], list(extras["weights"].values()),
+                                    folder / f"epoch_{epoch:03d}.png")
+                log_to_wandb(trainer, {"rate_distortion/surface": plot})
                 extras["seconds"]["plots"] = time.perf_counter() - clock
         (folder / f"epoch_{epoch:03d}.json").write_text(json.dumps(result, indent=1, default=float))
 
-    @staticmethod
-    def _log(trainer, values: dict) -> None:
-        from lightning.pytorch.loggers import WandbLogger
 
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                import wandb
-
-                logger.experiment.log({k: wandb.Image(str(v)) if isinstance(v, Path) else v for k, v in values.items()},
-                                      commit=False)
-
-    @staticmethod
-    def _log_table(trainer, rows) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
-        columns = ["budget", "method", "rates", *TASK_METRICS, "total_distortion", "r2"]
-        data = [[r.budget, r.method, json.dumps([round(x) for x in r.rates]), *(r.metrics[m] for m in TASK_METRICS),
-                 r.total_distortion, r.r2] for r in rows]
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_table("rate_distortion/allocations", columns=columns, data=data)
-
-
-def _plot_curve(sweep, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(TASK_METRICS), figsize=(12, 3.5))
-    for ax, (name, values) in zip(axes, sweep.metrics.items()):
-        ax.scatter(sweep.rates.sum(1) / 1e3, values, s=10)
-        ax.axhline(sweep.reference[name], color="gray", ls="--", lw=1)
-        ax.set_xlabel("rate (kbit per image)")
-        ax.set_title(name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _plot_surface(sweep, budget: float, fitted: dict, weights, path: Path) -> Path:
-    """Measured points and the fitted surface near ``budget`` (like the paper's Fig. 2/7)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cilight.allocation.surface import DistortionSurface
-
-    surface = DistortionSurface(fitted["gamma"], fitted["alpha"], fitted["beta"])
-    near = sweep.near(budget)
-    r = sweep.rates[near] / 1e3
-    d = total_distortion(sweep.distortions[near], weights)
-    g1, g2 = np.meshgrid(np.linspace(r[:, 0].min(), r[:, 0].max(), 30), np.linspace(r[:, 1].min(), r[:, 1].max(), 30))
-    z = surface(np.stack([g1.ravel(), g2.ravel()], 1) * 1e3).reshape(g1.shape)
-    fig = plt.figure(figsize=(6, 5))
-    ax = fig.add_subplot(projection="3d")
-    ax.plot_surface(g1, g2, z, alpha=0.4, cmap="viridis")
-    ax.scatter(r[:, 0], r[:, 1], d, color="k", s=8)
-    ax.set_xlabel("R1 (kbit)")
-    ax.set_ylabel("R2 (kbit)")
-    ax.set_zlabel("total distortion (%)")
-    ax.set_title(f"R_t = {budget / 1e3:.1f} kbit, R² = {fitted['r2']:.3f}")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-__all__ = ["METHODS", "RateDistortionCallback", "make_coder"]
+__all__ = ["RateDistortionCallback"]

@@ -1,4 +1,4 @@
-"""Task distortion and total distortion (``pareto-optimal-bit-allocation-ci.md`` §III-B, §V, §VI-C).
+"""Task distortion and total distortion (Alvar & Bajić, IEEE TIP 2021, §III-B, §V, §VI-C).
 
 * :func:`task_distortion` — eq 1: the percentage drop of a task metric relative to the model
   without feature compression, for metrics that rise with accuracy (mIoU, PSNR, top-1) and
@@ -62,6 +62,19 @@ def _as_task_matrix(distortions) -> np.ndarray:
     if not np.all(np.isfinite(d)):
         raise ConfigError("task distortions must be finite; got NaN or infinity")
     return d
+
+
+def check_weights(weights: str | Sequence[float]) -> str | list[float]:
+    """``weights`` as :func:`task_weights` takes them, checked before any distortion is measured:
+    a scheme name, or finite, non-negative numbers that are not all zero."""
+    if isinstance(weights, str):
+        if weights not in WEIGHT_SCHEMES:
+            raise ConfigError(f"weights must be one of {WEIGHT_SCHEMES} or one number per task, got {weights!r}")
+        return weights
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or not w.size or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ConfigError(f"weights must be finite, non-negative and not all zero, got {list(weights)!r}")
+    return w.tolist()
 
 
 def task_weights(distortions, weights: str | Sequence[float] = "equal") -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The allocation experiment of ``pareto-optimal-bit-allocation-ci.md`` §VI-A on a trained model.
+"""The allocation experiment of Alvar & Bajić, IEEE TIP 2021, §VI-A, on a trained model.
 
 For each budget ``R_t``: fit the surface of eq 2 to the total distortion of a rate sweep
 (:mod:`~cilight.allocation.sweep`), allocate with the closed form (eq 15) and with Methods 1–3,
@@ -11,7 +11,11 @@ allocation and the row ``unrefined`` the closed form on the §VI-A fit alone, me
 
 A stream whose allocated rate is below what the codec can reach (the closed form gives some
 streams nothing at small budgets) is not sent; the cloud fills it with the dataset mean of that
-stream (``mobile-cloud-inference-ci-thesis.md`` §3.2), and it costs no bits.
+stream (Ulhaq, B.A.Sc. thesis, SFU 2020, §3.2), and it costs no bits.
+
+Task weights (eq 17) are resolved to numbers once, from the first sweep: ``inverse-mean``
+(eq 25) takes each task's mean distortion over every tuple of that sweep, and the same weights
+score every method at every budget.
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from cilight.allocation.distortion import task_distortion, total_distortion
 from cilight.allocation.pareto import pareto_segment
 from cilight.allocation.solve import allocate, baseline_allocations
-from cilight.allocation.sweep import (TASK_METRICS, RateSweep, StreamCoder, _compute, local_rate_tuples, rate_sweep,
-                                     sample_rate_tuples)
+from cilight.allocation.sweep import RateSweep, distortion_metrics, local_rate_tuples, rate_sweep, sample_rate_tuples
+from cilight.codecs import StreamCoder
 from cilight.errors import ConfigError
 
 METHODS = ("proposed", "equal", "numel", "variance")
 UNREFINED = "unrefined"  # the closed form on the §VI-A fit alone, when the proposed one is refined
+TUPLES = 100  # rate tuples of the §VI-A sweep, as in the paper
+REFINE_TUPLES = 10  # tuples per budget of the local sweep (0: the paper's single sweep)
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,7 @@ def measure_at_rates(model, batches: list[dict[str, Tensor]], features: list[lis
     edge once and transforms each stream once.
     """
     prepared = {} if prepared is None else prepared
-    from cilight.ci_models.multitask import task_metrics, update_task_metrics
-
-    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index, sync=False)  # one rank only
+    metrics = model.task_metrics(sync=False)  # one rank only
     used, count = np.zeros(len(rates)), 0
     for b, (batch, feats) in enumerate(zip(batches, features)):
         decoded = []
@@ -73,40 +78,48 @@ def measure_at_rates(model, batches: list[dict[str, Tensor]], features: list[lis
             x, bits = coder.code(prepared[b, s], float(rate))
             decoded.append(x)
             used[s] += float(bits.sum())
-        update_task_metrics(metrics, model.decoder(decoded), batch)
+        metrics.update(model.decoder(decoded), batch)
         count += len(batch["image"])
-    return _compute(metrics), (used / count).tolist()
+    return {k: float(v) for k, v in metrics.compute().items()}, (used / count).tolist()
 
 
-def task_distortions(metrics: dict[str, float], reference: dict[str, float], weights="equal") -> tuple[dict[str, float], float]:
-    """Eq 1 for every task of :data:`TASK_METRICS` and their total (eq 17) under ``weights``."""
+def task_distortions(metrics: dict[str, float], reference: dict[str, float], directions: dict[str, bool],
+                     weights) -> tuple[dict[str, float], float]:
+    """Eq 1 for every column of ``directions`` (metric key → higher is better) and their total (eq 17).
+
+    ``weights`` are eq 17's numbers (or ``equal``); eq 25's ``inverse-mean`` is not computed
+    from one row — see :meth:`RateSweep.task_weights`.
+    """
+    if isinstance(weights, str) and weights != "equal":
+        raise ConfigError(f"weights={weights!r}: resolve them over the sweep first (RateSweep.task_weights)")
     distortions = {m: float(task_distortion(metrics[m], reference[m], higher_is_better=up))
-                   for m, up in TASK_METRICS.items()}
+                   for m, up in directions.items()}
     return distortions, float(total_distortion(np.array([list(distortions.values())]), weights)[0])
 
 
 def scan_budget_line(model, batches: list[dict[str, Tensor]], coder: StreamCoder, budget: float, shares,
                      weights="equal", progress: bool = True) -> list[dict]:
     """The measured total distortion along ``R_1 + R_2 = R_t`` (2 streams): one row per share
-    ``R_1 / R_t`` — where the best split of this budget really lies, to check a fitted allocation."""
+    ``R_1 / R_t`` — where the best split of this budget really lies, to check a fitted allocation.
+
+    ``weights``: ``equal`` or numbers (e.g. ``RateSweep.task_weights`` of the fitting sweep)."""
     if len(model.split_points) != 2:
         raise ConfigError(f"the budget line is scanned for 2 streams, this model has {list(model.split_points)}")
     with torch.no_grad():
         features = [model.eval().features(b["image"]) for b in batches]
     floors = [coder.floor(f) for f in features[0]]
     _, _, means = stream_statistics(features)
-    reference = measure_at_rates(model, batches, features, _Uncoded(), [np.inf] * 2, [0.0] * 2, means)[0]
+    reference = measure_at_rates(model, batches, features, Uncoded(), [np.inf] * 2, [0.0] * 2, means)[0]
     prepared: dict = {}
     rows = []
     shares = np.asarray(shares, dtype=float)
     if progress:
-        from tqdm.auto import tqdm
-
         shares = tqdm(shares, desc=f"budget line {budget / 1e3:g} kbit", leave=False)
+    directions = distortion_metrics(model)
     for share in shares:
         rates = [share * budget, (1 - share) * budget]
         metrics, used = measure_at_rates(model, batches, features, coder, rates, floors, means, prepared)
-        distortions, total = task_distortions(metrics, reference, weights)
+        distortions, total = task_distortions(metrics, reference, directions, weights)
         rows.append({"share": float(share), "rates": rates, "bits_used": used, "distortions": distortions,
                      "total_distortion": total})
     return rows
@@ -122,14 +135,16 @@ def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[flo
     return numel, variance, means
 
 
-def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = 100,
-                   refine_tuples: int = 0, weights="equal", seed: int = 0, progress: bool = True,
+def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = TUPLES,
+                   refine_tuples: int = REFINE_TUPLES, weights="equal", seed: int = 0, progress: bool = True,
                    evaluation_coder: StreamCoder | None = None) -> tuple[RateSweep, list[AllocationRow], dict]:
     """Sweep on ``fit_batches`` with ``coder``, fit per budget, allocate, and evaluate every method on
     ``eval_batches`` with ``evaluation_coder`` (default: the same coder).
 
     ``refine_tuples``: rate tuples per budget of the local sweep around the first allocation
-    (0: the paper's single sweep).
+    (0: the paper's single sweep). ``weights``: eq 17's task weights — ``equal``,
+    ``inverse-mean`` (eq 25, from the first sweep's tuples) or one number per task; the numbers
+    used are in ``extras["weights"]``.
     """
     budgets = sorted(float(b) for b in budgets)
     points = 2 * len(model.split_points) + 1  # eq 2's parameters
@@ -146,6 +161,7 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
                        progress=progress, features=fit_features)
     seconds = {"sweep": time.perf_counter() - clock, "fits": 0.0, "evaluation": 0.0}
+    weights = sweep.task_weights(weights)  # eq 25 over every tuple of the §VI-A sweep, once
     clock = time.perf_counter()
     fitted = {budget: sweep.fit(budget, weights) for budget in budgets}
     first = {budget: allocate(fitted[budget], budget) for budget in budgets}
@@ -157,16 +173,15 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
         sweep = sweep.merged(rate_sweep(model, fit_batches, coder, local, progress=progress, features=fit_features))
         seconds["sweep"] += time.perf_counter() - clock
     numel, variance, means = stream_statistics(fit_features)
-    reference = measure_at_rates(model, eval_batches, eval_features, _Uncoded(), [np.inf] * len(floors),
+    reference = measure_at_rates(model, eval_batches, eval_features, Uncoded(), [np.inf] * len(floors),
                                  [0.0] * len(floors), means)[0]
     rows, extras = [], {"floors": eval_floors, "numel": numel, "variance": variance, "reference": reference,
-                        "surfaces": {}, "pareto": {}, "seconds": seconds}
+                        "weights": dict(zip(sweep.directions, weights.tolist())), "surfaces": {}, "pareto": {},
+                        "seconds": seconds}
     methods = METHODS + ((UNREFINED,) if refine_tuples else ())
     prepared: dict = {}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(budgets) * len(methods), desc="evaluating allocations", leave=False)
     for budget in budgets:
         clock = time.perf_counter()
@@ -188,19 +203,19 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
                                              means, prepared)
             if bar is not None:
                 bar.update()
-            distortions, total = task_distortions(metrics, reference, weights)
+            distortions, total = task_distortions(metrics, reference, sweep.directions, weights)
             rows.append(AllocationRow(budget, method, [float(r) for r in rates], used, metrics, distortions, total,
                                       surface.r2))
         seconds["evaluation"] += time.perf_counter() - clock
         if len(floors) == 2:
             clock = time.perf_counter()
-            per_task = [sweep.fit_task(budget, k) for k in range(len(TASK_METRICS))]
+            per_task = [sweep.fit_task(budget, k) for k in range(len(sweep.directions))]
             extras["pareto"][str(budget)] = list(pareto_segment(per_task, budget))
             seconds["fits"] += time.perf_counter() - clock
     return sweep, rows, extras
 
 
-class _Uncoded:
+class Uncoded:
     """The identity coder: the reference (uncompressed) metrics on the evaluation images."""
 
     name = "uncompressed"
@@ -213,6 +228,21 @@ class _Uncoded:
 
     def floor(self, features):
         return 0.0
+
+
+def split_batches(batches: list[dict[str, Tensor]], fraction: float):
+    """First ``fraction`` of the images to fit, the rest to evaluate (whole samples, order kept)."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"fit fraction {fraction}: expected a number between 0 and 1")
+    images = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+    n = len(images["image"])
+    cut = max(1, min(n - 1, round(fraction * n)))
+    size = batches[0]["image"].shape[0]
+
+    def chunks(lo, hi):
+        return [{k: v[i : min(i + size, hi)] for k, v in images.items()} for i in range(lo, hi, size)]
+
+    return chunks(0, cut), chunks(cut, n)
 
 
 def rows_as_dicts(rows: list[AllocationRow]) -> list[dict]:

@@ -308,9 +308,9 @@ def fit_surface(rates, distortions, *, method: str = "trf", starts: int = 4) -> 
         return float(y.mean() - terms.mean(axis=0) @ alpha), alpha, centred @ alpha - (y - y.mean())
 
     if method == "trf":
-        options = dict(bounds=(_BETA_LOWER, _BETA_UPPER), method="trf")
+        options = {"bounds": (_BETA_LOWER, _BETA_UPPER), "method": "trf"}
     else:
-        options = dict(method="lm")
+        options = {"method": "lm"}
 
     candidates = []
     grid = _grid_starts(x, y, int(starts))

@@ -1,4 +1,5 @@
-"""Rate sweeps: measure task distortion over sampled rate tuples (``pareto-optimal-bit-allocation-ci.md`` §VI-A).
+"""Rate sweeps: measure task distortion over sampled rate tuples (Alvar & Bajić, "Pareto-optimal
+bit allocation for collaborative intelligence", IEEE TIP 2021, §VI-A).
 
 The paper's experiment: for budgets ``R_min … R_max`` (total bits of all streams per image),
 sample rate tuples ``(R_1, …, R_N)`` with ``0.5·R_min ≤ ΣR ≤ 1.5·R_max`` (:func:`sample_rate_tuples`), code every
@@ -24,106 +25,32 @@ split (``RateSweep.fit(…, around=…)``): eq 2 only has to hold where the opti
 Rates are **bits per image** (all streams of one image together for ``ΣR``), measured on what
 the coder actually produced, not the targets.
 
-A *stream coder* turns features into their decoded version at a rate:
-``prepare(features[B,C,H,W]) -> state``, ``code(state, bits) -> (reconstruction[B,C,H,W],
-bits[B])`` and ``floor(features) -> bits`` (the least it can code). :class:`CodecCoder` wraps a
-real byte codec of :mod:`cilight.codecs`; the proxy coder (:mod:`cilight.codecs.proxy`)
-transforms once and re-quantizes per tuple.
+A *stream coder* (:func:`cilight.codecs.stream_coder`, derived from any registered codec) turns
+features into their decoded version at a rate: ``prepare(features[B,C,H,W]) -> state``,
+``code(state, bits) -> (reconstruction[B,C,H,W], bits[B])`` and ``floor(features) -> bits``.
+
+The tasks are the model's (:mod:`cilight.ci_models.tasks`): every metric of every task is
+recorded, and the primary metric of each task, with its direction, is a column of eq 1.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from cilight.allocation.distortion import task_distortion, total_distortion
+from cilight.allocation.distortion import task_distortion, task_weights, total_distortion
 from cilight.allocation.surface import DistortionSurface, fit_surface
-from cilight.codecs import MinMaxQuantizer, TileLayout, get_codec, jpeg2000, tile
-from cilight.codecs.proxy import Jpeg2000Proxy
-from cilight.codecs.container import HEADER_BYTES
+from cilight.codecs import StreamCoder
 from cilight.errors import ConfigError
 
-# Task metric → whether it rises with accuracy (eq 1 needs the direction).
-TASK_METRICS = {"segmentation_miou": True, "disparity_rmse": False, "reconstruction_psnr": True}
 
-
-class StreamCoder(Protocol):
-    name: str
-
-    def prepare(self, features: Tensor) -> Any: ...
-
-    def code(self, state: Any, bits: float) -> tuple[Tensor, Tensor]: ...
-
-    def floor(self, features: Tensor) -> float: ...
-
-
-@dataclass
-class CodecCoder:
-    """A real byte codec (default ``jpeg2000``) as a stream coder: encode and decode every sample."""
-
-    codec: Any = field(default_factory=lambda: get_codec("jpeg2000"))
-    name: str = "jpeg2000"
-
-    def prepare(self, features: Tensor) -> Tensor:
-        return features.detach().cpu()
-
-    def code(self, features: Tensor, bits: float) -> tuple[Tensor, Tensor]:
-        decoded, sizes = [], []
-        for x in features:
-            data = self.codec.encode(x, target_bits=bits)
-            decoded.append(self.codec.decode(data))
-            sizes.append(8 * len(data))
-        return torch.stack(decoded), torch.tensor(sizes, dtype=torch.float64)
-
-    def floor(self, features: Tensor) -> float:
-        """Bits of the smallest stream any sample can be coded into (header and side info included)."""
-        quantizer = self.codec.quantizer_
-        smallest = 0
-        for x in features:
-            q = quantizer.quantize(x)
-            image = tile(q.codes, TileLayout.named(self.codec.tiling, *x.shape)).numpy()
-            smallest = max(smallest, jpeg2000.smallest_codestream(image) + HEADER_BYTES + q.side.nbytes)
-        return 8.0 * smallest
-
-
-@dataclass
-class ProxyCoder:
-    """The differentiable JPEG2000 proxy as a stream coder: one DWT per stream, then a step per rate.
-
-    Rates include the container's header and min–max side information, exactly as the real
-    codec counts them, so proxy and ``jpeg2000`` sweeps are on the same axis.
-    """
-
-    proxy: Any = field(default_factory=lambda: Jpeg2000Proxy().eval())
-    name: str = "proxy"
-
-    overhead_bits: float = 8.0 * (HEADER_BYTES + MinMaxQuantizer().side_bytes(1))
-
-    steps: int = 33  # log-spaced steps tabulated once per stream; rates are interpolated between them
-
-    def prepare(self, features: Tensor) -> tuple[Any, Tensor, Tensor]:
-        """The transform, and each sample's predicted bits on a grid of steps (bits fall as step grows)."""
-        transformed = self.proxy.transform(features.detach())
-        grid = torch.logspace(-2, 4, self.steps, dtype=torch.float64)
-        bits = torch.stack([self.proxy.bits(transformed, float(s)).double() for s in grid], dim=1)  # [B, S]
-        return transformed, grid.log(), bits.clamp_min(1.0).log()
-
-    def code(self, prepared: tuple[Any, Tensor, Tensor], bits: float) -> tuple[Tensor, Tensor]:
-        transformed, log_steps, log_bits = prepared
-        target = math.log(max(bits - self.overhead_bits, 1.0))
-        # log bits is monotone (non-increasing) in log step: interpolate on the reversed axes
-        steps = [math.exp(float(np.interp(target, lb.flip(0).numpy(), log_steps.flip(0).numpy()))) for lb in log_bits]
-        reconstruction, predicted = self.proxy.quantize(transformed, torch.tensor(steps, dtype=transformed.image.dtype))
-        return reconstruction, predicted.double() + self.overhead_bits
-
-    def floor(self, features: Tensor) -> float:
-        """The real codec's floor: a proxy sweep must not ask for rates OpenJPEG cannot reach."""
-        return CodecCoder().floor(features)
+def distortion_metrics(model) -> dict[str, bool]:
+    """The eq 1 columns of ``model``: each task's primary metric key → whether higher is better."""
+    return {task.primary_key: task.primary.higher_is_better for task in model.tasks}
 
 
 def _tuples_with_totals(totals: np.ndarray, floors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -194,28 +121,43 @@ def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray
 
 @dataclass(frozen=True)
 class RateSweep:
-    """Measured points: rates ``(M, N)`` bits per image, task metrics ``(M,)`` each, and the reference."""
+    """Measured points: rates ``(M, N)`` bits per image, task metrics ``(M,)`` each, and the reference.
+
+    ``directions``: the eq 1 columns — each task's primary metric key → higher is better.
+    """
 
     rates: np.ndarray
     targets: np.ndarray
     metrics: dict[str, np.ndarray]
     reference: dict[str, float]
+    directions: dict[str, bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [m for m in self.directions if m not in self.metrics]
+        if missing:
+            raise ConfigError(f"rate sweep has no measurements of {missing}; measured {sorted(self.metrics)}")
 
     @property
     def distortions(self) -> np.ndarray:
-        """``(M, k)`` task distortions of eq 1 in percent, columns in :data:`TASK_METRICS` order."""
+        """``(M, k)`` task distortions of eq 1 in percent, one column per task (:attr:`directions`)."""
         return np.stack([task_distortion(self.metrics[m], self.reference[m], higher_is_better=up)
-                         for m, up in TASK_METRICS.items()], axis=1)
+                         for m, up in self.directions.items()], axis=1)
+
+    def task_weights(self, weights="equal") -> np.ndarray:
+        """Eq 17's weights as numbers; ``inverse-mean`` (eq 25) from the task distortions of every tuple."""
+        return task_weights(self.distortions, weights)
 
     def as_dict(self) -> dict:
         """The measured points as JSON-ready lists (what the callback and ``evaluate.py`` save)."""
         return {"rates": self.rates.tolist(), "targets": self.targets.tolist(),
-                "metrics": {k: v.tolist() for k, v in self.metrics.items()}, "reference": self.reference}
+                "metrics": {k: v.tolist() for k, v in self.metrics.items()}, "reference": self.reference,
+                "directions": self.directions}
 
     def merged(self, other: RateSweep) -> RateSweep:
         """This sweep's points and ``other``'s (same images and reference), e.g. a local refinement."""
         return RateSweep(np.concatenate([self.rates, other.rates]), np.concatenate([self.targets, other.targets]),
-                         {k: np.concatenate([v, other.metrics[k]]) for k, v in self.metrics.items()}, self.reference)
+                         {k: np.concatenate([v, other.metrics[k]]) for k, v in self.metrics.items()}, self.reference,
+                         self.directions)
 
     def near(self, total_rate: float, around=None) -> np.ndarray:
         """Mask of the points used for budget ``R_t``: ``0.75·R_t ≤ ΣR ≤ 1.25·R_t`` (§VI-A) and,
@@ -230,7 +172,10 @@ class RateSweep:
 
     def fit(self, total_rate: float, weights="equal", around=None) -> DistortionSurface:
         """Scalarize-first: the surface of eq 2 fitted to the total distortion (eq 17) near ``R_t``
-        (and near the allocation ``around``, for the local refinement)."""
+        (and near the allocation ``around``, for the local refinement).
+
+        ``weights`` should be numbers: ``inverse-mean`` given here would take eq 25's means over
+        the window only; :meth:`task_weights` takes them over every tuple."""
         near = self.near(total_rate, around)
         return fit_surface(self.rates[near], total_distortion(self.distortions[near], weights))
 
@@ -240,13 +185,6 @@ class RateSweep:
         return fit_surface(self.rates[near], self.distortions[near, task])
 
 
-def _compute(metrics) -> dict[str, float]:
-    out = {name: float(m.compute()) for name, m in metrics.items()}
-    for m in metrics.values():
-        m.reset()
-    return out
-
-
 @torch.no_grad()
 def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate_tuples: np.ndarray,
                progress: bool = True, features: list[list[Tensor]] | None = None) -> RateSweep:
@@ -254,41 +192,37 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
 
     ``features[b]``, the edge outputs of ``batches[b]``, when the caller already has them.
     """
-    from cilight.ci_models.multitask import task_metrics, update_task_metrics
-
     rate_tuples = np.asarray(rate_tuples, dtype=float)
     streams = len(model.split_points)
     if rate_tuples.ndim != 2 or rate_tuples.shape[1] != streams:
         raise ConfigError(f"rate tuples must have shape (M, {streams}) for streams {list(model.split_points)}, "
                           f"got {rate_tuples.shape}")
     model = model.eval()
-    metrics = task_metrics(model.hparams.num_classes, model.hparams.ignore_index, sync=False)  # one rank only
+    metrics = model.task_metrics(sync=False)  # one rank only
     if features is None:
         features = [model.features(batch["image"]) for batch in batches]
     for batch, feats in zip(batches, features):
-        update_task_metrics(metrics, model.decoder(feats), batch)
-    reference = _compute(metrics)
+        metrics.update(model.decoder(feats), batch)
+    reference = {k: float(v) for k, v in metrics.compute().items()}
     prepared = [[coder.prepare(f) for f in feats] for feats in features]
     rates = np.zeros_like(rate_tuples)
-    values = {name: np.zeros(len(rate_tuples)) for name in TASK_METRICS}
+    values = {name: np.zeros(len(rate_tuples)) for name in reference}
     iterator = range(len(rate_tuples))
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(iterator, desc=f"rate sweep ({coder.name})", leave=False)
     for i in iterator:
         bits = np.zeros(streams)
         count = 0
         for batch, states in zip(batches, prepared):
             coded = [coder.code(state, rate_tuples[i, s]) for s, state in enumerate(states)]
-            update_task_metrics(metrics, model.decoder([c[0] for c in coded]), batch)
+            metrics.update(model.decoder([c[0] for c in coded]), batch)
             bits += np.array([float(c[1].sum()) for c in coded])
             count += len(batch["image"])
         rates[i] = bits / count
-        for name, value in _compute(metrics).items():
-            values[name][i] = value
-    return RateSweep(rates, rate_tuples, values, reference)
+        for name, value in metrics.compute().items():
+            values[name][i] = float(value)
+    return RateSweep(rates, rate_tuples, values, reference, distortion_metrics(model))
 
 
-__all__ = ["LOCAL_SPREAD", "TASK_METRICS", "CodecCoder", "ProxyCoder", "RateSweep", "StreamCoder", "least_budget",
-           "local_rate_tuples", "rate_sweep", "sample_rate_tuples"]
+__all__ = ["LOCAL_SPREAD", "RateSweep", "distortion_metrics", "least_budget", "local_rate_tuples", "rate_sweep",
+           "sample_rate_tuples"]

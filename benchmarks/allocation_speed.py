@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import RESULTS, write_result
 from scipy.optimize import minimize
 
 from cilight.allocation import DistortionSurface, allocate
-from report import RESULTS, write_result
 
 PAPER_SURFACE = DistortionSurface(0.80, [72.45, 183.09], [7.07e-4, 2.11e-2])
 PAPER_BUDGETS = (1000.0, 1500.0, 2000.0)

@@ -31,7 +31,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-
 from report import RESULTS, write_result
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from report import RESULTS, write_result
 
 from cilight.codecs.jpeg2000 import CODEBLOCK, decode_codestream, encode_codestream

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+from report import RESULTS, write_result
 
 from cilight.allocation import RateDistortionCallback
 from cilight.ci_models import MultiTaskCI
 from cilight.datamodules import SyntheticStreets
-from report import RESULTS, write_result
 
 
 class EpochClock(pl.Callback):

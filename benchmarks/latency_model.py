@@ -37,8 +37,8 @@ from report import RESULTS, write_result
 
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.onnx_export import export_halves
-from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
 from cilight.datamodules import generate_sample
+from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
 
 HEIGHT, WIDTH = 256, 512
 SPLITS = {"layer2": ["layer2"], "layer3": ["layer3"], "layer4": ["layer4"], "layer2+layer3": ["layer2", "layer3"]}

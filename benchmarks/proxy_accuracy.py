@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from calibrate_proxy import HELD_OUT_RATES, SHAPES, accuracy, datasets, measure, real_codec, smooth_field
 from report import RESULTS, write_result
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from report import RESULTS, write_result
 from torch.utils.data import DataLoader
 
 from cilight.ci_models import MultiTaskCI, compressibility_loss
 from cilight.ci_models.multitask import normalized_stream
 from cilight.datamodules import SyntheticStreets
-from report import RESULTS, write_result
 
 
 class _Timer(pl.Callback):

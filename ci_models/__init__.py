@@ -1,7 +1,17 @@
-"""Split multi-task models for collaborative intelligence and their layers."""
+"""Split multi-task models for collaborative intelligence and their layers (``cilight.ci_models``).
+
+* :mod:`~cilight.ci_models.tasks` — tasks as data: head, loss, metrics, baseline, colouring, output name;
+* :mod:`~cilight.ci_models.backbone` — the edge encoder cut at split points;
+* :mod:`~cilight.ci_models.quantization` — the Q-layer;
+* :mod:`~cilight.ci_models.losses` — L_r (eq 1–5) and eq 6;
+* :mod:`~cilight.ci_models.heads` — the cloud half's branches;
+* :mod:`~cilight.ci_models.multitask` — :class:`MultiTaskCI`;
+* :mod:`~cilight.ci_models.halves`, :mod:`~cilight.ci_models.onnx_export` — the ONNX halves.
+"""
 
 from cilight.ci_models.backbone import BACKBONES, SPLIT_POINTS, ResNetEncoder, StreamLayout, stream_layouts
-from cilight.ci_models.heads import TASKS, CloudDecoder
+from cilight.ci_models.callbacks import PredictionGrid
+from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import (
     UncertaintyWeighting,
     compressibility_loss,
@@ -9,23 +19,48 @@ from cilight.ci_models.losses import (
     reconstruction_loss,
     segmentation_loss,
 )
-from cilight.ci_models.multitask import MultiTaskCI
+from cilight.ci_models.multitask import MultiTaskCI, normalized_stream
 from cilight.ci_models.quantization import QuantizationLayer, QuantizedStream
+from cilight.ci_models.tasks import (
+    DEFAULT_TASKS,
+    TASKS,
+    Baseline,
+    Task,
+    TaskContext,
+    TaskMetric,
+    TaskMetrics,
+    get_task,
+    register_task,
+    resolve_tasks,
+    trivial_baselines,
+)
 
 __all__ = [
     "BACKBONES",
+    "DEFAULT_TASKS",
     "SPLIT_POINTS",
     "TASKS",
+    "Baseline",
     "CloudDecoder",
     "MultiTaskCI",
+    "PredictionGrid",
     "QuantizationLayer",
     "QuantizedStream",
     "ResNetEncoder",
     "StreamLayout",
+    "Task",
+    "TaskContext",
+    "TaskMetric",
+    "TaskMetrics",
     "UncertaintyWeighting",
     "compressibility_loss",
     "disparity_loss",
+    "get_task",
+    "normalized_stream",
     "reconstruction_loss",
+    "register_task",
+    "resolve_tasks",
     "segmentation_loss",
     "stream_layouts",
+    "trivial_baselines",
 ]

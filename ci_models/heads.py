@@ -1,9 +1,10 @@
-"""Cloud half: stream fusion and the three task branches
-(``multitask-compressible-features-ci.md`` §2.1, Fig. 1, Models 1–3).
+"""Cloud half: stream fusion and one branch per task
+(Alvar & Bajić, ICIP 2019, §2.1, Fig. 1, Models 1–3).
 
 Every branch maps the received features back to input resolution with convolutions and
-transposed convolutions (each ×2). With several streams, deeper streams are upsampled to the
-shallowest one's grid and concatenated before the branches, so all tasks share one fused
+transposed convolutions (each ×2), then applies its task's output transform
+(:class:`~cilight.ci_models.tasks.Task`). With several streams, deeper streams are upsampled to
+the shallowest one's grid and concatenated before the branches, so all tasks share one fused
 tensor, just as they share the single bottleneck in the paper.
 
 ::
@@ -12,6 +13,7 @@ tensor, just as they share the single bottleneck in the paper.
     stream_2 (/s₂) ─ upsample ──► concat ─┬─► Model 1 ─► segmentation logits [B, K, H, W]
       …                                   ├─► Model 2 ─► disparity          [B, H, W]
                                           └─► Model 3 ─► reconstruction     [B, 3, H, W]
+                                              (one branch per task of the model)
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cilight.ci_models.backbone import StreamLayout
+from cilight.ci_models.tasks import Task, TaskContext
 from cilight.errors import ConfigError
-
-TASKS = ("segmentation", "disparity", "reconstruction")
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -60,28 +61,27 @@ class TaskBranch(nn.Module):
 
 
 class CloudDecoder(nn.Module):
-    """Fuses the received streams and runs the three task branches.
+    """Fuses the received streams and runs one branch per task.
 
     Args:
         layouts: the streams, shallow to deep (from :func:`~cilight.ci_models.backbone.stream_layouts`).
-        num_classes: segmentation classes.
+        tasks: the tasks, in output order.
+        context: number of classes and the other data facts the heads need.
         width: channels after the first conv of each branch; halved at every upsampling.
     """
 
-    def __init__(self, layouts: tuple[StreamLayout, ...], num_classes: int, width: int = 64) -> None:
+    def __init__(self, layouts: tuple[StreamLayout, ...], tasks: tuple[Task, ...], context: TaskContext,
+                 width: int = 64) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+        if context.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {context.num_classes}")
         if width < 8:
             raise ConfigError(f"decoder width must be at least 8, got {width}")
         self.stride = layouts[0].stride
+        self.tasks = tuple(tasks)
         fused = sum(layout.channels for layout in layouts)
         self.branches = nn.ModuleDict(
-            {
-                "segmentation": TaskBranch(fused, num_classes, self.stride, width),
-                "disparity": TaskBranch(fused, 1, self.stride, width),
-                "reconstruction": TaskBranch(fused, 3, self.stride, width),
-            }
+            {task.name: TaskBranch(fused, task.out_channels(context), self.stride, width) for task in self.tasks}
         )
 
     def fuse(self, streams: list[Tensor]) -> Tensor:
@@ -91,8 +91,4 @@ class CloudDecoder(nn.Module):
 
     def forward(self, streams: list[Tensor]) -> dict[str, Tensor]:
         x = self.fuse(streams)
-        return {
-            "segmentation": self.branches["segmentation"](x),
-            "disparity": self.branches["disparity"](x).squeeze(1),
-            "reconstruction": torch.sigmoid(self.branches["reconstruction"](x)),
-        }
+        return {task.name: task.output(self.branches[task.name](x)) for task in self.tasks}

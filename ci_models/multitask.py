@@ -1,4 +1,5 @@
-"""The multi-task collaborative-intelligence model (``multitask-compressible-features-ci.md``).
+"""The multi-task collaborative-intelligence model (Alvar & Bajić, "Multi-task learning with
+compressible features for collaborative intelligence", IEEE ICIP 2019).
 
 ::
 
@@ -6,8 +7,12 @@
     image ─► ResNet to split point(s) ─► Q-layer ───────┼──► fuse ─┬─► Model 1 ─► segmentation
                          │               (noise in      │          ├─► Model 2 ─► disparity
                          │                training)     │          └─► Model 3 ─► reconstruction
-                         └─► L_r (eq 1–5) on each stream
-    loss = UncertaintyWeighting(L_seg, L_disp, L_rec, L_r)   (eq 6)
+                         └─► L_r (eq 1–5) on each stream            (one branch per task)
+    loss = UncertaintyWeighting(L_task for every task, L_r)   (eq 6)
+
+The tasks are data (:mod:`cilight.ci_models.tasks`): ``tasks=[segmentation, disparity]`` trains
+the 2-task systems of the Pareto paper's §VI-C, and every loss, metric and output follows the
+list.
 
 Two choices go beyond the paper's text, both for reasons of correctness:
 
@@ -25,22 +30,16 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor, nn
-from torchmetrics import MeanSquaredError
-from torchmetrics.classification import MulticlassJaccardIndex
-from torchmetrics.image import PeakSignalNoiseRatio
+from torch import Tensor
 
 from cilight.ci_models.backbone import ResNetEncoder
-from cilight.ci_models.heads import TASKS, CloudDecoder
-from cilight.ci_models.losses import (
-    UncertaintyWeighting,
-    compressibility_loss,
-    disparity_loss,
-    reconstruction_loss,
-    segmentation_loss,
-)
+from cilight.ci_models.heads import CloudDecoder
+from cilight.ci_models.losses import UncertaintyWeighting, compressibility_loss
 from cilight.ci_models.quantization import QuantizationLayer, QuantizedStream
+from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
 from cilight.errors import ConfigError
+
+RATE_TERM = "compressibility"  # the name of L_r among the losses of eq 6
 
 
 def normalized_stream(x: Tensor) -> Tensor:
@@ -51,34 +50,6 @@ def normalized_stream(x: Tensor) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def task_metrics(num_classes: int, ignore_index: int = 255, sync: bool = True) -> nn.ModuleDict:
-    """The three task metrics: mIoU (ignoring ``ignore_index``), disparity RMSE on valid pixels, PSNR.
-
-    ``sync=False`` computes on this process's data only: under DDP, ``compute()`` otherwise
-    gathers from every rank, and a metric computed on one rank alone (the rate–distortion
-    callback's) would wait forever for the others.
-    """
-    options = {"sync_on_compute": sync}
-    return nn.ModuleDict(
-        {
-            "segmentation_miou": MulticlassJaccardIndex(num_classes, ignore_index=ignore_index, validate_args=False,
-                                                        **options),
-            "disparity_rmse": MeanSquaredError(squared=False, **options),
-            "reconstruction_psnr": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3),
-                                                        **options),
-        }
-    )
-
-
-def update_task_metrics(metrics: nn.ModuleDict, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
-    """Add one batch of task outputs and targets to :func:`task_metrics`."""
-    metrics["segmentation_miou"].update(outputs["segmentation"].argmax(1), batch["segmentation"])
-    mask = batch["disparity_mask"]
-    if mask.any():
-        metrics["disparity_rmse"].update(outputs["disparity"][mask], batch["disparity"][mask])
-    metrics["reconstruction_psnr"].update(outputs["reconstruction"].clamp(0, 1), batch["image"])
-
-
 class MultiTaskCI(pl.LightningModule):
     """Split multi-task model with compressible features.
 
@@ -86,6 +57,8 @@ class MultiTaskCI(pl.LightningModule):
         backbone: ``"resnet18"`` or ``"resnet34"`` (the paper's encoder).
         split_points: transmitted stage outputs, e.g. ``[layer4]`` (Encoder1), ``[layer3]``
             (Encoder2) or ``[layer2, layer3]`` (two streams).
+        tasks: task names (:data:`~cilight.ci_models.tasks.TASKS`) or import paths of
+            :class:`~cilight.ci_models.tasks.Task` objects; default all three of the paper.
         backbone_weights: ``None`` (random init), a local state-dict path, or a torchvision
             weight name such as ``IMAGENET1K_V1`` (downloads; needs internet).
         num_classes: segmentation classes (linked from the datamodule by ``train.py``).
@@ -103,6 +76,7 @@ class MultiTaskCI(pl.LightningModule):
         self,
         backbone: str = "resnet18",
         split_points: list[str] = ["layer3"],  # noqa: B006 (LightningCLI needs a literal default)
+        tasks: list[str] = ["segmentation", "disparity", "reconstruction"],  # noqa: B006 (DEFAULT_TASKS)
         backbone_weights: str | None = None,
         num_classes: int = 19,
         quantization_bits: int = 8,
@@ -118,20 +92,26 @@ class MultiTaskCI(pl.LightningModule):
         if lr <= 0:
             raise ConfigError(f"lr must be positive, got {lr}")
         self.save_hyperparameters()
+        self.tasks = resolve_tasks(tasks)
+        self.task_context = TaskContext(num_classes, ignore_index)
         self.encoder = ResNetEncoder(backbone, split_points, backbone_weights)
         self.layouts = self.encoder.layouts
-        self.quantizers = nn.ModuleList(QuantizationLayer(quantization_bits) for _ in self.layouts)
-        self.decoder = CloudDecoder(self.layouts, num_classes, decoder_width)
-        task_types = {"segmentation": "classification", "disparity": "regression", "reconstruction": "regression"}
+        self.quantizers = torch.nn.ModuleList(QuantizationLayer(quantization_bits) for _ in self.layouts)
+        self.decoder = CloudDecoder(self.layouts, self.tasks, self.task_context, decoder_width)
+        loss_types = {task.name: task.kind for task in self.tasks}
         if compressibility_weight > 0:
-            task_types["compressibility"] = "regression"
-        self.loss_weighting = UncertaintyWeighting(task_types)
-        self.val_metrics = task_metrics(num_classes, ignore_index)
-        self.test_metrics = task_metrics(num_classes, ignore_index)
+            loss_types[RATE_TERM] = "regression"
+        self.loss_weighting = UncertaintyWeighting(loss_types)
+        self.val_metrics = self.task_metrics()
+        self.test_metrics = self.task_metrics()
 
     @property
     def split_points(self) -> tuple[str, ...]:
         return self.encoder.split_points
+
+    def task_metrics(self, sync: bool = True) -> TaskMetrics:
+        """Fresh metrics of this model's tasks (``sync=False``: this process's data only)."""
+        return TaskMetrics(self.tasks, self.task_context, sync=sync)
 
     # ----------------------------------------------------------------- the two halves
     def edge(self, images: Tensor) -> list[QuantizedStream]:
@@ -147,12 +127,14 @@ class MultiTaskCI(pl.LightningModule):
         return self.encoder(images)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """Task outputs for ``images`` ``[B, 3, H, W]`` in [0, 1]: keys ``segmentation``
-        (logits ``[B, K, H, W]``), ``disparity`` (``[B, H, W]``), ``reconstruction``
-        (``[B, 3, H, W]``). The Q-layer adds noise in training and rounds in evaluation."""
-        return self._run(images)[0]
+        """Task outputs for ``images`` ``[B, 3, H, W]`` in [0, 1], keyed by task name
+        (``segmentation`` logits ``[B, K, H, W]``, ``disparity`` ``[B, H, W]``,
+        ``reconstruction`` ``[B, 3, H, W]``). The Q-layer adds noise in training and rounds in
+        evaluation."""
+        return self.run(images)[0]
 
-    def _run(self, images: Tensor) -> tuple[dict[str, Tensor], list[Tensor]]:
+    def run(self, images: Tensor) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """``(task outputs, unquantized stream tensors)`` of one forward pass."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}")
         stride = self.layouts[-1].stride
@@ -166,20 +148,17 @@ class MultiTaskCI(pl.LightningModule):
         return outputs, feats
 
     # ----------------------------------------------------------------- losses
-    def _losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        outputs, feats = self._run(batch["image"])
-        losses = {
-            "segmentation": segmentation_loss(outputs["segmentation"], batch["segmentation"], self.hparams.ignore_index),
-            "disparity": disparity_loss(outputs["disparity"], batch["disparity"], batch["disparity_mask"]),
-            "reconstruction": reconstruction_loss(outputs["reconstruction"], batch["image"]),
-        }
+    def losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``(losses by name — every task's and L_r's —, task outputs)`` of one batch."""
+        outputs, feats = self.run(batch["image"])
+        losses = {task.name: task.loss(outputs[task.name], batch, self.task_context) for task in self.tasks}
         if self.hparams.compressibility_weight > 0:
             rate = sum(compressibility_loss(normalized_stream(f)) for f in feats)
-            losses["compressibility"] = self.hparams.compressibility_weight * rate
+            losses[RATE_TERM] = self.hparams.compressibility_weight * rate
         return losses, outputs
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        losses, _ = self._losses(batch)
+        losses, _ = self.losses(batch)
         total = self.loss_weighting(losses)
         bs = batch["image"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
@@ -188,22 +167,17 @@ class MultiTaskCI(pl.LightningModule):
         return total
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
-        losses, outputs = self._losses(batch)
+        losses, outputs = self.losses(batch)
         bs = batch["image"].shape[0]
         self.log(f"{stage}/loss", self.loss_weighting(losses), prog_bar=stage == "val", batch_size=bs, sync_dist=True)
-        if "compressibility" in losses:
-            self.log(f"{stage}/compressibility", losses["compressibility"], batch_size=bs, sync_dist=True)
-        update_task_metrics(self.val_metrics if stage == "val" else self.test_metrics, outputs, batch)
+        if RATE_TERM in losses:
+            self.log(f"{stage}/{RATE_TERM}", losses[RATE_TERM], batch_size=bs, sync_dist=True)
+        (self.val_metrics if stage == "val" else self.test_metrics).update(outputs, batch)
         return {k: v.detach() for k, v in outputs.items()}
 
     def _log_epoch_metrics(self, stage: str) -> None:
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        values = {name: m.compute() for name, m in metrics.items()}
-        # IRMSE: the paper's "inverse RMSE" (higher is better, like mIoU and PSNR)
-        values["disparity_irmse"] = 1.0 / values["disparity_rmse"].clamp_min(1e-12)
+        values = (self.val_metrics if stage == "val" else self.test_metrics).compute()
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val")
-        for m in metrics.values():
-            m.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._eval_step(batch, "val")
@@ -225,4 +199,4 @@ class MultiTaskCI(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["MultiTaskCI", "TASKS", "normalized_stream", "task_metrics", "update_task_metrics"]
+__all__ = ["RATE_TERM", "MultiTaskCI", "normalized_stream"]

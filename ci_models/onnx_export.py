@@ -1,14 +1,15 @@
 """Export a trained :class:`MultiTaskCI` as two ONNX files, and check them against PyTorch.
 
-``mobile-cloud-inference-ci-thesis.md`` §4.1.2 (Fig. 4.3): the device runs the client model
-with its quantizer (``edge.onnx``), the server the dequantizer and the rest
-(``cloud.onnx``); :mod:`cilight.deploy` runs them with ONNX Runtime around the byte codecs.
+Ulhaq, B.A.Sc. thesis, SFU 2020, §4.1.2 (Fig. 4.3): the device runs the client model with its
+quantizer (``edge.onnx``), the server the dequantizer and the rest (``cloud.onnx``);
+:mod:`cilight.deploy` runs them with ONNX Runtime around the byte codecs.
 
 * Static image size (``height × width``, the size the model is deployed at: phones and
   accelerators want static shapes), dynamic batch axis ``batch``.
 * Single self-contained files (no external-data sidecar), ``onnx.checker`` full check.
-* ``metadata_props`` (:func:`metadata`): everything a runtime needs — split points, stream
-  shapes, tensor names, quantizer, codec defaults, model and cilight versions.
+* ``metadata_props`` (:func:`metadata`, a :class:`~cilight.codecs.wire.HalfMetadata`):
+  everything a runtime needs — split points, stream shapes, tensor names, output names (one
+  per task), quantizer, the default operating point, model and cilight versions.
 * :func:`verify_halves` runs both files on real samples and compares with the PyTorch model in
   eval mode; :func:`export_halves` refuses to leave files behind that fail it.
 """
@@ -16,7 +17,6 @@ with its quantizer (``edge.onnx``), the server the dequantizer and the rest
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 import cilight
-from cilight.ci_models.halves import IMAGE, CloudHalf, EdgeHalf, stream_tensor_names
-from cilight.ci_models.heads import TASKS
+from cilight.ci_models.halves import CloudHalf, EdgeHalf
+from cilight.codecs.operating_point import parse_operating_point
+from cilight.codecs.wire import IMAGE, HalfMetadata, onnx_session, stream_tensor_names
 from cilight.errors import CilightError, ConfigError
 
 DEFAULT_OPSET = 18
@@ -35,7 +36,8 @@ DEFAULT_OPSET = 18
 MIN_CODE_AGREEMENT = 0.999
 # Cloud half on identical inputs: max |ONNX − PyTorch| ≤ CLOUD_TOLERANCE · (1 + max |PyTorch|).
 CLOUD_TOLERANCE = 1e-4
-# Chained edge → cloud against the PyTorch model: segmentation labels agree on ≥ 99% of pixels.
+# Chained edge → cloud against the PyTorch model: labels of every classification task (segmentation)
+# agree on ≥ 99% of pixels.
 MIN_LABEL_AGREEMENT = 0.99
 
 
@@ -52,22 +54,21 @@ def model_version(model: torch.nn.Module) -> str:
     return "sha256:" + digest.hexdigest()[:12]
 
 
-def metadata(model, height: int, width: int, codec: dict | None = None) -> dict[str, str]:
-    """The ``metadata_props`` both files carry (values are strings; structures as JSON)."""
-    shapes = {layout.split_point: list(layout.shape(height, width)) for layout in model.layouts}
-    return {
-        "cilight_version": cilight.__version__,
-        "model_version": model_version(model),
-        "backbone": model.hparams.backbone,
-        "split_points": json.dumps(list(model.split_points)),
-        "stream_shapes": json.dumps(shapes),
-        "stream_tensors": json.dumps(stream_tensor_names(model.split_points)),
-        "input": json.dumps({"name": IMAGE, "shape": ["batch", 3, height, width], "dtype": "float32", "range": [0, 1]}),
-        "outputs": json.dumps(list(TASKS)),
-        "num_classes": str(model.hparams.num_classes),
-        "quantizer": json.dumps({"kind": "minmax", "bits": model.hparams.quantization_bits, "range": "per sample"}),
-        "codec": json.dumps(codec or {"name": "png"}),
-    }
+def metadata(model, height: int, width: int, codec: str = "png", half: str = "edge") -> HalfMetadata:
+    """The metadata both files carry; ``codec`` is the default operating point (``jpeg2000:bpe=1``)."""
+    return HalfMetadata(
+        half=half,
+        split_points=tuple(model.split_points),
+        stream_shapes={layout.split_point: layout.shape(height, width) for layout in model.layouts},
+        input_shape=(3, height, width),
+        outputs=tuple(task.output_name for task in model.tasks),
+        bits=model.hparams.quantization_bits,
+        codec=str(parse_operating_point(codec)),
+        num_classes=model.hparams.num_classes,
+        backbone=model.hparams.backbone,
+        model_version=model_version(model),
+        cilight_version=cilight.__version__,
+    )
 
 
 def check_image_size(model, height: int, width: int) -> None:
@@ -78,7 +79,8 @@ def check_image_size(model, height: int, width: int) -> None:
                               f"split point {model.split_points[-1]!r})")
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names, opset: int, meta: dict) -> None:
+def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names, opset: int,
+            meta: HalfMetadata) -> None:
     batch = torch.export.Dim("batch", min=1, max=1024)
     # CloudHalf.forward(*tensors) is one variadic argument for torch.export: nest its shapes.
     per_tensor = tuple({0: batch} for _ in args)
@@ -93,7 +95,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, outpu
     import onnx
 
     proto = program.model_proto
-    for key, value in meta.items():
+    for key, value in meta.props().items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save_model(proto, str(path), save_as_external_data=False)
     onnx.checker.check_model(str(path), full_check=True)
@@ -118,7 +120,7 @@ class ParityReport:
         out += [f"cloud {t}: max error {e:.2e} > {CLOUD_TOLERANCE:.0e}" for t, e in self.cloud_max_error.items()
                 if not e <= CLOUD_TOLERANCE]
         if self.chained_label_agreement < MIN_LABEL_AGREEMENT:
-            out.append(f"chained segmentation labels agree on {self.chained_label_agreement:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
+            out.append(f"chained labels agree on {self.chained_label_agreement:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
         return out
 
     def table(self) -> str:
@@ -128,7 +130,7 @@ class ParityReport:
                          f"   (need ≥ {MIN_CODE_AGREEMENT:.1%}, ≤ 1)")
         for t, e in self.cloud_max_error.items():
             lines.append(f"  cloud {t:<16} max |Δ|/(1+max|ref|) {e:.2e}   (need ≤ {CLOUD_TOLERANCE:.0e})")
-        lines.append(f"  edge→cloud segmentation labels agree {self.chained_label_agreement:.3%}"
+        lines.append(f"  edge→cloud labels agree {self.chained_label_agreement:.3%}"
                      f"   (need ≥ {MIN_LABEL_AGREEMENT:.0%})")
         for t, d in self.chained_mean_abs_difference.items():
             lines.append(f"  edge→cloud {t:<14} mean |Δ| {d:.2e}")
@@ -136,21 +138,13 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _sessions(edge_path: Path, cloud_path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return (ort.InferenceSession(str(edge_path), options, providers=["CPUExecutionProvider"]),
-            ort.InferenceSession(str(cloud_path), options, providers=["CPUExecutionProvider"]))
-
-
 @torch.no_grad()
 def verify_halves(model, edge_path: Path, cloud_path: Path, images: torch.Tensor) -> ParityReport:
     """Run both files on ``images`` with ONNX Runtime and compare with ``model`` in eval mode."""
     model = model.eval()
-    edge, cloud = _sessions(edge_path, cloud_path)
+    edge, cloud = onnx_session(edge_path), onnx_session(cloud_path)
     names = stream_tensor_names(model.split_points)
+    outputs = [task.output_name for task in model.tasks]
     onnx_streams = dict(zip(names, edge.run(names, {IMAGE: images.numpy()})))
     torch_streams = dict(zip(names, (t.numpy() for t in EdgeHalf(model)(images))))
     report = ParityReport(samples=len(images))
@@ -159,22 +153,28 @@ def verify_halves(model, edge_path: Path, cloud_path: Path, images: torch.Tensor
         report.code_agreement[split] = float(np.mean(a == b))
         report.max_code_difference[split] = int(np.abs(a - b).max())
     # The cloud half on identical inputs isolates the cloud graph from edge rounding.
-    cloud_onnx = dict(zip(TASKS, cloud.run(list(TASKS), torch_streams)))
-    cloud_torch = dict(zip(TASKS, (t.numpy() for t in CloudHalf(model)(*(torch.from_numpy(torch_streams[n]) for n in names)))))
-    for task in TASKS:
-        ref = cloud_torch[task]
-        report.cloud_max_error[task] = float(np.abs(cloud_onnx[task] - ref).max() / (1 + np.abs(ref).max()))
-    chained = dict(zip(TASKS, cloud.run(list(TASKS), onnx_streams)))
-    reference = {k: v.numpy() for k, v in model(images).items()}
-    report.chained_label_agreement = float(np.mean(chained["segmentation"].argmax(1) == reference["segmentation"].argmax(1)))
-    for task in ("disparity", "reconstruction"):
-        report.chained_mean_abs_difference[task] = float(np.abs(chained[task] - reference[task]).mean())
+    cloud_onnx = dict(zip(outputs, cloud.run(outputs, torch_streams)))
+    cloud_torch = dict(zip(outputs, (t.numpy() for t in CloudHalf(model)(*(torch.from_numpy(torch_streams[n]) for n in names)))))
+    for name in outputs:
+        ref = cloud_torch[name]
+        report.cloud_max_error[name] = float(np.abs(cloud_onnx[name] - ref).max() / (1 + np.abs(ref).max()))
+    chained = dict(zip(outputs, cloud.run(outputs, onnx_streams)))
+    reference = model(images)
+    for task in model.tasks:
+        got, ref = chained[task.output_name], reference[task.name].numpy()
+        if task.kind == "classification":  # labels: the argmax over classes, as a user reads them
+            report.chained_label_agreement = min(report.chained_label_agreement,
+                                                 float(np.mean(got.argmax(1) == ref.argmax(1))))
+        else:
+            report.chained_mean_abs_difference[task.name] = float(np.abs(got - ref).mean())
     return report
 
 
 def export_halves(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int = DEFAULT_OPSET,
-                  codec: dict | None = None) -> ParityReport:
+                  codec: str = "png") -> ParityReport:
     """Write ``out/edge.onnx`` and ``out/cloud.onnx``, then verify them on ``images``.
+
+    ``codec``: the operating point written as the runtimes' default (``png``, ``jpeg2000:bpe=1``).
 
     Raises :class:`ParityError` (and removes both files) if the check fails.
     """
@@ -186,13 +186,14 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     model = model.eval().cpu()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = metadata(model, height, width, codec)
     names = stream_tensor_names(model.split_points)
     example = images[:2]
     edge_path, cloud_path = out / "edge.onnx", out / "cloud.onnx"
-    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, {**meta, "half": "edge"})
+    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge"))
     streams = EdgeHalf(model)(example)
-    _export(CloudHalf(model), tuple(streams), cloud_path, names, TASKS, opset, {**meta, "half": "cloud"})
+    outputs = [task.output_name for task in model.tasks]
+    _export(CloudHalf(model), tuple(streams), cloud_path, names, outputs, opset,
+            metadata(model, height, width, codec, "cloud"))
     report = verify_halves(model, edge_path, cloud_path, images)
     if report.failures:
         edge_path.unlink()

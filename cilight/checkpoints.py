@@ -1,4 +1,4 @@
-"""Loading what ``train.py`` saved: the model and the datamodule it was trained on.
+"""Loading what ``train.py`` saved: the model, the datamodule it was trained on, its test images.
 
 LightningCLI stores the datamodule's class path and arguments in the checkpoint
 (``datamodule_hyper_parameters``), so ``export.py`` and ``evaluate.py`` need only ``--ckpt``.
@@ -11,30 +11,68 @@ from pathlib import Path
 
 import torch
 
-from cilight.errors import ConfigError
+from cilight.ci_models import MultiTaskCI
+from cilight.errors import CilightError, ConfigError
+
+SYNTHETIC = "cilight.datamodules.SyntheticStreets"
 
 
 def load_model(path: Path):
     """``(MultiTaskCI in eval mode, datamodule arguments with '_class_path')`` from a checkpoint."""
-    from cilight.ci_models import MultiTaskCI
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--ckpt {path}: no such checkpoint file")
     try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch reports unreadable files with many exception types, over many lines
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (torch.load: {reason[:160]})") from None
+    if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
+        raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (no state_dict and hyper_parameters)")
+    try:
         model = MultiTaskCI.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-        data = torch.load(path, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
-    except Exception as err:  # torch reports unreadable files with many exception types
-        raise ConfigError(f"--ckpt {path}: not a MultiTaskCI checkpoint ({type(err).__name__}: {err})") from None
-    return model.eval(), dict(data)
+    except CilightError:
+        raise
+    except Exception as err:
+        raise ConfigError(f"--ckpt {path}: not a MultiTaskCI checkpoint ({type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else ''})") from None
+    return model.eval(), dict(state.get("datamodule_hyper_parameters") or {})
 
 
 def datamodule_from(data: dict, **overrides):
     """Re-create the checkpoint's datamodule (default SyntheticStreets), with ``overrides`` applied."""
-    class_path = data.get("_class_path", "cilight.datamodules.SyntheticStreets")
+    class_path = data.get("_class_path", SYNTHETIC)
     module, _, name = class_path.rpartition(".")
     if not module.startswith("cilight."):
         raise ConfigError(f"checkpoint datamodule {class_path!r} is not a cilight datamodule")
     cls = getattr(importlib.import_module(module), name)
     kwargs = {k: v for k, v in data.items() if not k.startswith("_")}
     return cls(**{**kwargs, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def test_batches(data: dict, images: int | None = None, num_test: int | None = None,
+                 data_root: str | None = None) -> list[dict[str, torch.Tensor]]:
+    """The checkpoint's test split as batches: its first ``images`` images, or a rendered split of
+    ``num_test`` (SyntheticStreets only), from ``data_root`` if the dataset moved."""
+    overrides = {"root": data_root} if data_root else {}
+    if num_test is not None:
+        if data.get("_class_path", SYNTHETIC) != SYNTHETIC:
+            raise ConfigError(f"--num-test {num_test}: only SyntheticStreets renders a test split of any size; "
+                              f"this checkpoint's data is {data.get('_class_path')}")
+        if num_test < 2:
+            raise ConfigError(f"--num-test {num_test}: expected at least 2 images (some to fit, some to evaluate)")
+        overrides["num_test"] = num_test
+    datamodule = datamodule_from(data, **overrides)
+    datamodule.setup("test")
+    batches, count = [], 0
+    for batch in datamodule.test_dataloader():
+        if images and count >= images:
+            break
+        if images:
+            batch = {k: v[: images - count] for k, v in batch.items()}
+        batches.append(batch)
+        count += len(batch["image"])
+    return batches
+
+
+__all__ = ["datamodule_from", "load_model", "test_batches"]

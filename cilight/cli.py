@@ -1,4 +1,8 @@
-"""The training command line (``python train.py``), a LightningCLI with cilight's defaults.
+"""The training command line (``python train.py``), a LightningCLI.
+
+Every default — trainer settings, the callbacks, the model, the data — comes from
+``configs/default.yaml`` (read first, then any ``--config`` and the command line), so a user
+replaces or removes a callback by editing a YAML list, and the code adds none of its own.
 
 Everything a run writes lands in one run folder ``<default_root_dir>/<run_name>/``:
 
@@ -26,28 +30,27 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import warnings
+from argparse import ArgumentError
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-from argparse import ArgumentError
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from cilight.ci_models import MultiTaskCI
-from cilight.allocation.callback import RateDistortionCallback
-from cilight.ci_models.callbacks import PredictionGrid
-from cilight.datamodules import StreetSceneDataModule, trivial_baselines
+from cilight.ci_models import MultiTaskCI, trivial_baselines
+from cilight.ci_models.tasks import Task
+from cilight.datamodules import StreetSceneDataModule
+from cilight.entrypoint import run_main
 from cilight.errors import CilightError, ConfigError
 
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
 DEFAULT_ROOT = "runs"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
 class _DropAdverts(logging.Filter):
@@ -155,20 +158,20 @@ def _init_parameters(message: str) -> list[str]:
 
 
 class CilightCLI(LightningCLI):
-    """LightningCLI for :class:`MultiTaskCI` with any LightningDataModule (default: SyntheticStreets)."""
+    """LightningCLI for :class:`MultiTaskCI` with any LightningDataModule; defaults from ``configs/default.yaml``."""
 
     def __init__(self, args: Any = None, **kwargs: Any) -> None:
+        if not DEFAULT_CONFIG.is_file():
+            raise ConfigError(f"{DEFAULT_CONFIG} is missing; train.py reads its defaults from it")
         super().__init__(
             MultiTaskCI,
-            None,  # any LightningDataModule; the default is set in add_arguments_to_parser
+            None,  # any LightningDataModule; the default is the config's
             run=False,
             args=args,
             save_config_callback=ConfigToRun,
             save_config_kwargs={"overwrite": True},
-            seed_everything_default=0,
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "log_every_n_steps": 10, "max_epochs": 8},
             # errors come back as exceptions, which main() turns into one line
-            parser_kwargs={"exit_on_error": False},
+            parser_kwargs={"exit_on_error": False, "default_config_files": [str(DEFAULT_CONFIG)]},
             **kwargs,
         )
 
@@ -178,11 +181,8 @@ class CilightCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=True, help="Test the best checkpoint after fit.")
         parser.add_argument(
             "--baselines", type=bool, default=True,
-            help="After testing, also score trivial predictors (majority class, mean disparity, mean image).",
+            help="After testing, also score every task's trivial predictor (majority class, mean disparity, mean image).",
         )
-        parser.add_lightning_class_args(PredictionGrid, "grid")
-        parser.add_lightning_class_args(RateDistortionCallback, "rate_distortion")
-        parser.set_defaults({"data": {"class_path": "cilight.datamodules.SyntheticStreets"}})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.ignore_index", "model.ignore_index", apply_on="instantiate")
 
@@ -212,11 +212,10 @@ class CilightCLI(LightningCLI):
         logger = config.trainer.logger
         if logger is None or logger is True:
             kwargs["logger"] = self._wandb_logger(run_dir)
-        checkpoint = ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/loss", mode="min", save_last=True
-        )
-        callbacks = list(self.config_init.trainer.get("callbacks") or [])
-        kwargs["callbacks"] = [*callbacks, checkpoint]
+        # every file of the run lands in its folder: checkpoints without a dirpath go to <run>/checkpoints
+        for callback in self.config_init.trainer.get("callbacks") or []:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(run_dir / "checkpoints")
         kwargs["default_root_dir"] = str(run_dir)
         return super().instantiate_trainer(**kwargs)
 
@@ -248,39 +247,39 @@ class CilightCLI(LightningCLI):
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         if self.trainer.is_global_zero:
             report: dict[str, Any] = {"checkpoint": best, "metrics": metrics}
-            if self.config.baselines and isinstance(self.datamodule, StreetSceneDataModule):
-                report["trivial_baselines"] = trivial_baselines(self.datamodule)
-                print("\n" + format_comparison(metrics, report["trivial_baselines"]))
+            tasks = getattr(self.model, "tasks", ())
+            if self.config.baselines and tasks and isinstance(self.datamodule, StreetSceneDataModule):
+                report["trivial_baselines"] = trivial_baselines(
+                    tasks, self.model.task_context, self.datamodule.sequential_loader("train"),
+                    self.datamodule.sequential_loader("test"))
+                print("\n" + format_comparison(tasks, metrics, report["trivial_baselines"]))
             (self.run_dir / "test_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
             print(f"\nrun folder: {self.run_dir}\nbest checkpoint: {best or '(none)'}")
         return metrics
 
 
-_COMPARED = (
-    # (metric key, task, what is measured, the trivial predictor)
-    ("segmentation_miou", "segmentation", "mIoU, higher is better", "majority class"),
-    ("disparity_rmse", "disparity", "RMSE px, lower is better", "mean disparity"),
-    ("reconstruction_psnr", "reconstruction", "PSNR dB, higher is better", "mean image"),
-)
-
-
-def format_comparison(metrics: dict[str, float], baselines: dict[str, float], stage: str = "test") -> str:
-    """A small table of the model's metrics next to those of the trivial predictors."""
+def format_comparison(tasks: tuple[Task, ...], metrics: dict[str, float], baselines: dict[str, float],
+                      stage: str = "test") -> str:
+    """A small table of each task's primary metric next to that of its trivial predictor."""
     rows = [("task", "metric", "model", "trivial", "trivial predictor")]
-    for key, task, measure, predictor in _COMPARED:
+    for task in tasks:
+        metric, key = task.primary, task.primary_key
+        direction = "higher" if metric.higher_is_better else "lower"
         model = metrics.get(f"{stage}/{key}", float("nan"))
-        rows.append((task, measure, f"{model:.3f}", f"{baselines[key]:.3f}", predictor))
+        predictor = getattr(task.baseline, "description", "trivial predictor")
+        rows.append((task.name, f"{metric.label}, {direction} is better", f"{model:.3f}", f"{baselines[key]:.3f}",
+                     predictor))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def train(args: Any = None) -> int:
+    """Parse ``args`` (default: the command line), fit, test, report."""
+    _quiet_known_noise()
+    CilightCLI(args=args).fit_and_test()
+    return 0
+
+
 def main(args: Any = None) -> int:
     """Entry point of ``train.py``: a user error prints one line and exits with status 2."""
-    _quiet_known_noise()
-    try:
-        cli = CilightCLI(args=args)
-        cli.fit_and_test()
-    except CilightError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(train, args)

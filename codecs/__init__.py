@@ -2,55 +2,90 @@
 
 Imported as ``cilight.codecs`` (never as ``codecs``: that is the standard-library module).
 This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation``.
+
+* :mod:`~cilight.codecs.registry` — every codec declared once: name, container id, rate knob;
+* :mod:`~cilight.codecs.operating_point` — ``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=0.5``;
+* :mod:`~cilight.codecs.image` — PNG, JPEG and JPEG2000 feature codecs (``encode``/``decode``);
+* :mod:`~cilight.codecs.proxy` — the differentiable JPEG2000 proxy (codec ``proxy``);
+* :mod:`~cilight.codecs.coders` — the stream coder of any codec, for rate sweeps;
+* :mod:`~cilight.codecs.wire` — the edge–cloud wire format (tensor names, side information,
+  ONNX metadata, sessions);
+* quantizers, tiling, the container, concealment.
 """
 
+from cilight.codecs.coders import StreamCoder, stream_coder
 from cilight.codecs.concealment import METHODS as CONCEALMENT_METHODS
 from cilight.codecs.concealment import DatasetMean, channel_means, conceal, loss_mask
-from cilight.codecs.container import HEADER_BYTES
+from cilight.codecs.container import HEADER_BYTES, split_streams
 from cilight.codecs.errors import CodecError
-from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCalibration
-from cilight.codecs.image import CODECS, FeatureCodec, Jpeg2000Codec, JpegCodec, PngCodec, codec_of, decode, get_codec, register_codec
+from cilight.codecs.image import (
+    CodecCoder,
+    FeatureCodec,
+    Jpeg2000Codec,
+    JpegCodec,
+    PngCodec,
+    codec_of,
+    decode,
+    get_codec,
+)
+from cilight.codecs.operating_point import OperatingPoint, parse_operating_point, parse_operating_points
+from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCalibration, ProxyCoder
 from cilight.codecs.quantizers import (
     QUANTIZERS,
     ChannelQuantizer,
     ClipQuantizer,
     MinMaxQuantizer,
+    NeuronQuantizer,
+    NeuronStatistics,
     Quantized,
     Quantizer,
     get_quantizer,
     uniform_codes,
     uniform_values,
 )
+from cilight.codecs.registry import CODECS, RateKnob, codec_class, register_codec
 from cilight.codecs.tiling import TILINGS, TileLayout, tile, untile
 
 __all__ = [
-    "CONCEALMENT_METHODS",
-    "DatasetMean",
-    "channel_means",
-    "conceal",
-    "loss_mask",
     "CODECS",
+    "CONCEALMENT_METHODS",
     "HEADER_BYTES",
-    "Jpeg2000Proxy",
-    "ProxyCalibration",
-    "FeatureCodec",
-    "Jpeg2000Codec",
-    "JpegCodec",
-    "PngCodec",
-    "codec_of",
-    "decode",
-    "get_codec",
-    "register_codec",
     "QUANTIZERS",
     "TILINGS",
     "ChannelQuantizer",
     "ClipQuantizer",
+    "CodecCoder",
     "CodecError",
+    "DatasetMean",
+    "FeatureCodec",
+    "Jpeg2000Codec",
+    "Jpeg2000Proxy",
+    "JpegCodec",
     "MinMaxQuantizer",
+    "NeuronQuantizer",
+    "NeuronStatistics",
+    "OperatingPoint",
+    "PngCodec",
+    "ProxyCalibration",
+    "ProxyCoder",
     "Quantized",
     "Quantizer",
+    "RateKnob",
+    "StreamCoder",
     "TileLayout",
+    "channel_means",
+    "codec_class",
+    "codec_of",
+    "conceal",
+    "decode",
+    "get_codec",
     "get_quantizer",
+    "loss_mask",
+    "parse_operating_point",
+    "parse_operating_points",
+    "register_codec",
+    "split_streams",
+    "stream_coder",
     "tile",
     "uniform_codes",
     "uniform_values",

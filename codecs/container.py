@@ -8,9 +8,9 @@ towards the rate (a JPEG2000 ``target_bits`` includes the header and the side in
     offset size  field
     0      4     magic b"CIFT"
     4      1     container version (1)
-    5      1     codec id          (png 1, jpeg 2, jpeg2000 3)
+    5      1     codec id          (the codec's registered container_id: png 1, jpeg 2, jpeg2000 3)
     6      1     dtype of the tensor that was coded (float32 0, float16 1, bfloat16 2, float64 3)
-    7      1     quantizer kind    (minmax 0, channel 1, clip 2)
+    7      1     quantizer kind    (minmax 0, channel 1, clip 2, neuron 3)
     8      1     quantizer bits    (1–16)
     9      1     tiling            (square 0, power_of_two 1)
     10     2     C   (uint16)
@@ -36,6 +36,7 @@ import torch
 
 from cilight.codecs.errors import CodecError
 from cilight.codecs.quantizers import QUANTIZERS, Quantizer
+from cilight.codecs.registry import CODECS, codec_name_for_id, container_id_of
 from cilight.codecs.tiling import TILINGS, TileLayout
 
 MAGIC = b"CIFT"
@@ -43,9 +44,8 @@ VERSION = 1
 _HEADER = struct.Struct("<4sBBBBBBHHHI")
 HEADER_BYTES = _HEADER.size + 4  # + CRC-32
 
-CODEC_IDS = {"png": 1, "jpeg": 2, "jpeg2000": 3}
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-QUANTIZER_KINDS = tuple(QUANTIZERS)
+QUANTIZER_KINDS = tuple(QUANTIZERS)  # ordered by container_id, which is the index
 # Tiled images larger than this are refused before decoding (Pillow's bomb limit is ~179 M).
 MAX_IMAGE_PIXELS = 2**27
 
@@ -69,8 +69,9 @@ class Header:
     shape: tuple[int, int, int]
 
     def __post_init__(self) -> None:
-        if self.codec not in CODEC_IDS:
-            raise CodecError(f"codec {self.codec!r} has no container id; known: {', '.join(CODEC_IDS)}")
+        if container_id_of(self.codec) is None:
+            writers = [name for name, cls in CODECS.items() if cls.container_id is not None]
+            raise CodecError(f"codec {self.codec!r} has no container id; codecs that write bytes: {', '.join(writers)}")
         if self.dtype not in DTYPES:
             raise CodecError(f"tensor dtype {self.dtype} cannot be coded; expected one of {DTYPES}")
         if self.quantizer not in QUANTIZER_KINDS:
@@ -103,9 +104,9 @@ def pack(header: Header, side: np.ndarray, payload: bytes) -> bytes:
     fields = _HEADER.pack(
         MAGIC,
         VERSION,
-        CODEC_IDS[header.codec],
+        container_id_of(header.codec),
         DTYPES.index(header.dtype),
-        QUANTIZER_KINDS.index(header.quantizer),
+        QUANTIZERS[header.quantizer].container_id,
         header.bits,
         TILINGS.index(header.tiling),
         *header.shape,
@@ -127,11 +128,12 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
         raise CodecError(f"not a cilight feature stream: magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
         raise CodecError(f"container version {version} is not supported (this cilight reads version {VERSION})")
-    ids = {v: k for k, v in CODEC_IDS.items()}
-    if codec_id not in ids:
-        raise CodecError(f"unknown codec id {codec_id} in the stream header; known: {sorted(ids)}")
+    codec = codec_name_for_id(codec_id)
+    if codec is None:
+        known = sorted(cls.container_id for cls in CODECS.values() if cls.container_id is not None)
+        raise CodecError(f"unknown codec id {codec_id} in the stream header; known: {known}")
     header = Header(
-        codec=ids[codec_id],
+        codec=codec,
         dtype=_lookup(dict.fromkeys(DTYPES), dtype_id, "dtype"),
         quantizer=_lookup(QUANTIZER_KINDS, quantizer_id, "quantizer"),
         bits=bits,

@@ -252,7 +252,7 @@ def idwt2(pyramid: Pyramid) -> Tensor:
 
 
 # --------------------------------------------------------------------------- norms
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _norms_1d(levels: int) -> tuple[tuple[float, float], ...]:
     """L2 norms of the 1-D synthesis basis functions, ``(low, high)`` for levels 1…``levels``.
 

@@ -1,9 +1,10 @@
 """Feature codecs built on image codecs: quantize, tile, code the image, wrap in the container.
 
-``mobile-cloud-inference-ci-thesis.md`` §2.2 (tiling §2.2.1, JPEG §2.2.2, JPEG 2000 §2.2.3):
-a ``C×H×W`` tensor is quantized to integers (:mod:`cilight.codecs.quantizers`), its channels
-are tiled into one grey image (:mod:`cilight.codecs.tiling`) — the luma plane only, since
-chroma subsampling would mix unrelated channels — and the image is coded with an image codec.
+Ulhaq, "Mobile-cloud inference for collaborative intelligence", B.A.Sc. thesis, SFU 2020, §2.2
+(tiling §2.2.1, JPEG §2.2.2, JPEG 2000 §2.2.3): a ``C×H×W`` tensor is quantized to integers
+(:mod:`cilight.codecs.quantizers`), its channels are tiled into one grey image
+(:mod:`cilight.codecs.tiling`) — the luma plane only, since chroma subsampling would mix
+unrelated channels — and the image is coded with an image codec.
 
 ::
 
@@ -12,13 +13,16 @@ chroma subsampling would mix unrelated channels — and the image is coded with 
     bytes ─► parse + validate ─► image decoder ─► untile ─► dequantize ─► features [C,H,W] (original dtype)
 
 Every codec has the same contract: ``encode(features, **rate) -> bytes``,
-``decode(bytes) -> Tensor``; construct them by name with :func:`get_codec`.
+``decode(bytes) -> Tensor``; construct them by name with :func:`get_codec`. Each declares its
+container id and its rate knob (:mod:`cilight.codecs.registry`); :meth:`FeatureCodec.encode_to_bits`
+turns any knob into "this many bits" (a search over the knob, or the codec's own rate control),
+which is what a rate sweep needs (:class:`CodecCoder`).
 """
 
 from __future__ import annotations
 
-import difflib
 import io
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,8 +36,19 @@ from cilight.codecs import container, jpeg2000
 from cilight.codecs.errors import CodecError
 from cilight.codecs.pillow import pillow_decode
 from cilight.codecs.quantizers import Quantized, Quantizer, get_quantizer
+from cilight.codecs.registry import CODECS, RateKnob, codec_class, register_codec
 from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
+
+KNOB_SEARCH_STEPS = 16  # encodes a real-valued knob search may spend
+
+
+def construct(cls: type, options: dict):
+    """``cls(**options)``, with a wrong option name turned into one :class:`ConfigError`."""
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise ConfigError(f"codec {cls.name!r}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -41,39 +56,59 @@ class FeatureCodec(ABC):
     """Quantizer + tiling + an image codec; subclasses supply the image coding.
 
     Args:
-        quantizer: ``minmax`` (default), ``channel`` or ``clip``.
+        quantizer: ``minmax`` (default), ``channel``, ``clip``, ``neuron``, or a
+            :class:`~cilight.codecs.quantizers.Quantizer` instance (then ``bits`` is its bits).
         bits: bits per quantized element.
         tiling: ``square`` (default) or ``power_of_two``.
         clip_width: ``w`` of the ``clip`` quantizer, in standard deviations.
+
+    A subclass declares ``name``, ``container_id`` and ``rate`` (its :class:`RateKnob`, or
+    ``None``) and is registered with :func:`register_codec`.
     """
 
-    quantizer: str = "minmax"
+    quantizer: str | Quantizer = "minmax"
     bits: int = 8
     tiling: str = "square"
     clip_width: float = 3.0
 
     name: ClassVar[str]
+    container_id: ClassVar[int]
+    rate: ClassVar[RateKnob | None] = None
     max_bits: ClassVar[int] = 8
+    writes_bytes: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.quantizer, Quantizer):
+            object.__setattr__(self, "bits", self.quantizer.bits)
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or not 1 <= self.bits <= self.max_bits:
             raise ConfigError(f"{self.name} codec bits={self.bits!r}: expected an integer from 1 to {self.max_bits}")
         TileLayout.named(self.tiling, 1, 1, 1)  # validates the name
+        _ = self.quantizer_  # validates the quantizer name and options
 
     @property
     def quantizer_(self) -> Quantizer:
+        if isinstance(self.quantizer, Quantizer):
+            return self.quantizer
         options = {"width": self.clip_width} if self.quantizer == "clip" else {}
         return get_quantizer(self.quantizer, bits=self.bits, **options)
 
+    @classmethod
+    def stream_coder(cls, **options) -> CodecCoder:
+        """This codec as a rate sweep's stream coder (every sample coded to its target bits)."""
+        return CodecCoder(construct(cls, options))
+
     # -- the contract -------------------------------------------------------------------
     def encode(self, features: Tensor, **rate) -> bytes:
-        """Bytes of ``features`` (``[C, H, W]``, floating point): the container, all included."""
+        """Bytes of ``features`` (``[C, H, W]``, floating point): the container, all included.
+
+        ``rate``: this codec's knob (e.g. ``quality=90``), over the constructor's value.
+        """
         return self.encode_quantized(self.quantizer_.quantize(features), features.dtype, **rate)
 
     def decode(self, data: bytes) -> Tensor:
         """The tensor coded in ``data``, in its original shape and dtype."""
         header, quantized = self.decode_quantized(data)
-        return header.dequantizer().dequantize(quantized.codes, quantized.side).to(header.dtype)
+        return self.quantizer_for(header).dequantize(quantized.codes, quantized.side).to(header.dtype)
 
     def encode_quantized(self, quantized: Quantized, dtype: torch.dtype = torch.float32, **rate) -> bytes:
         """Bytes of codes that are already quantized (e.g. by an exported edge model).
@@ -90,7 +125,8 @@ class FeatureCodec(ABC):
             raise CodecError(f"codes must be integers from 0 to {quantizer.levels} for {self.bits}-bit quantization")
         header = container.Header(self.name, dtype, quantizer.kind, self.bits, self.tiling, tuple(codes.shape))
         image = tile(codes, header.layout).numpy()
-        payload = self._encode_image(image, overhead=container.HEADER_BYTES + side.nbytes, **self._rate(**rate))
+        options = self._rate(codes.numel(), **rate)
+        payload = self._encode_image(image, overhead=container.HEADER_BYTES + side.nbytes, **options)
         return container.pack(header, side, payload)
 
     def decode_quantized(self, data: bytes) -> tuple[container.Header, Quantized]:
@@ -108,13 +144,74 @@ class FeatureCodec(ABC):
             raise CodecError(f"{quantizer.kind} side information is not finite: {side_values.tolist()[:4]}")
         return header, Quantized(codes.to(torch.uint8 if header.bits <= 8 else torch.int32), side_values)
 
-    # -- what a codec supplies ----------------------------------------------------------
-    def _rate(self, **rate) -> dict:
-        """Validated rate options of one ``encode`` call (defaults from the constructor)."""
-        if rate:
-            raise ConfigError(f"the {self.name} codec takes no rate options, got {sorted(rate)}")
-        return {}
+    def quantizer_for(self, header: container.Header) -> Quantizer:
+        """The quantizer that dequantizes a stream with ``header``: this codec's own when it is of the
+        stream's kind and bits (it may hold statistics the header cannot), else the header's."""
+        own = self.quantizer_
+        if own.kind == header.quantizer and own.bits == header.bits:
+            return own
+        return header.dequantizer()
 
+    # -- rate ---------------------------------------------------------------------------
+    def encode_to_bits(self, features: Tensor, target_bits: float) -> bytes:
+        """The stream of ``features`` whose size (container included) is closest to ``target_bits``."""
+        return self._encode_to_bits(self.quantizer_.quantize(features), features.dtype, float(target_bits))
+
+    def floor_bits(self, features: Tensor) -> float:
+        """Bits of the smallest stream this codec writes for ``features`` (container included)."""
+        knob = self.rate
+        if knob is None:
+            return 8.0 * len(self.encode(features))
+        least = knob.low if knob.more_bits_when_higher else knob.high
+        return 8.0 * len(self.encode(features, **{knob.name: least}))
+
+    def _encode_to_bits(self, quantized: Quantized, dtype: torch.dtype, target_bits: float) -> bytes:
+        """Search the knob for the size closest to ``target_bits`` (sizes are monotone in it)."""
+        knob = self.rate
+        if knob is None:
+            return self.encode_quantized(quantized, dtype)
+        tried: dict[float, bytes] = {}
+
+        def size(value: float) -> float:
+            value = int(round(value)) if knob.integer else value
+            if value not in tried:
+                tried[value] = self.encode_quantized(quantized, dtype, **{knob.name: value})
+            return 8.0 * len(tried[value])
+
+        lo, hi = knob.low, knob.high
+        use_log = not knob.integer and lo > 0 and math.isfinite(hi)
+        for _ in range(KNOB_SEARCH_STEPS if not knob.integer else 64):
+            if (knob.integer and hi - lo <= 1) or (not knob.integer and not hi > lo):
+                break
+            mid = math.sqrt(lo * hi) if use_log else (lo + hi) / 2
+            too_many = size(mid) > target_bits
+            if too_many == knob.more_bits_when_higher:
+                hi = mid
+            else:
+                lo = mid
+        size(lo)
+        size(hi)
+        return min(tried.values(), key=lambda data: abs(8 * len(data) - target_bits))
+
+    def check_rate(self, **rate) -> None:
+        """Raise :class:`ConfigError` unless ``encode(features, **rate)`` has a valid rate (e.g. before an export)."""
+        self._rate(1, **rate)
+
+    def _rate(self, numel: int, **rate) -> dict:
+        """Validated rate options of one ``encode`` call (defaults from the constructor)."""
+        knob = self.rate
+        unknown = set(rate) - ({knob.name} if knob else set())
+        if unknown:
+            takes = f"its rate knob {knob.name!r}" if knob else "no rate options"
+            raise ConfigError(f"the {self.name} codec takes {takes}, got {sorted(unknown)}")
+        if knob is None:
+            return {}
+        value = rate.get(knob.name, getattr(self, knob.name, None))
+        if value is None:
+            raise ConfigError(f"the {self.name} codec needs {knob.name} ({knob.description})")
+        return {knob.name: knob.check(value, self.name)}
+
+    # -- what a codec supplies ----------------------------------------------------------
     @abstractmethod
     def _encode_image(self, image: np.ndarray, *, overhead: int, **rate) -> bytes:
         """Payload of the tiled code image; ``overhead`` = container bytes around it (for rate targets)."""
@@ -124,36 +221,61 @@ class FeatureCodec(ABC):
         """The tiled code image of ``shape`` in ``payload``; any failure is a :class:`CodecError`."""
 
 
-CODECS: dict[str, type[FeatureCodec]] = {}
+@dataclass
+class CodecCoder:
+    """A byte codec as a rate sweep's stream coder: encode every sample to its target, decode it.
 
+    ``prepare(features) -> state``, ``code(state, bits) -> (reconstruction [B,C,H,W], bits [B])``
+    and ``floor(features) -> bits``: the contract of every stream coder
+    (:func:`cilight.codecs.stream_coder`). Rates are the real stream sizes, container included.
+    """
 
-def register_codec(cls: type[FeatureCodec]) -> type[FeatureCodec]:
-    """Class decorator: make ``cls`` available to :func:`get_codec` under ``cls.name``."""
-    CODECS[cls.name] = cls
-    return cls
+    codec: FeatureCodec
+
+    @property
+    def name(self) -> str:
+        return self.codec.name
+
+    def prepare(self, features: Tensor) -> Tensor:
+        return features.detach().cpu()
+
+    def code(self, features: Tensor, bits: float) -> tuple[Tensor, Tensor]:
+        decoded, sizes = [], []
+        for x in features:
+            data = self.codec.encode_to_bits(x, bits)
+            decoded.append(self.codec.decode(data))
+            sizes.append(8 * len(data))
+        return torch.stack(decoded), torch.tensor(sizes, dtype=torch.float64)
+
+    def floor(self, features: Tensor) -> float:
+        """Bits of the smallest stream any sample can be coded into (header and side info included)."""
+        return max(self.codec.floor_bits(x) for x in features)
 
 
 def get_codec(name: str, **options) -> FeatureCodec:
-    """The feature codec called ``name`` (``png``, ``jpeg``, ``jpeg2000``) with ``options``."""
-    if name not in CODECS:
-        close = difflib.get_close_matches(str(name), CODECS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"codec={name!r}: expected one of {', '.join(CODECS)}{hint}")
-    try:
-        return CODECS[name](**options)
-    except TypeError as err:
-        raise ConfigError(f"codec {name!r}: {err}") from None
+    """The feature codec called ``name`` (``png``, ``jpeg``, ``jpeg2000`` or any registered one) with ``options``."""
+    cls = codec_class(name)
+    if not cls.writes_bytes:
+        raise ConfigError(f"codec {name!r} models a codec and writes no bytes; use it where a rate sweep codes "
+                          f"streams (e.g. evaluate.py allocate --codec {name}), or one of "
+                          f"{', '.join(n for n, c in CODECS.items() if c.writes_bytes)} for bytes")
+    return construct(cls, options)
 
 
-def codec_of(data: bytes) -> FeatureCodec:
-    """The codec that reads ``data``, as its header names it (quantizer, bits and tiling included)."""
+def codec_of(data: bytes, quantizer: Quantizer | None = None) -> FeatureCodec:
+    """The codec that reads ``data``, as its header names it (quantizer, bits and tiling included).
+
+    ``quantizer``: a quantizer holding what a header cannot (the per-neuron statistics);
+    used when it is of the stream's kind.
+    """
     header, _, _ = container.parse(data)
-    return CODECS[header.codec](quantizer=header.quantizer, bits=header.bits, tiling=header.tiling)
+    chosen = quantizer if quantizer is not None and quantizer.kind == header.quantizer else header.quantizer
+    return CODECS[header.codec](quantizer=chosen, bits=header.bits, tiling=header.tiling)
 
 
-def decode(data: bytes) -> Tensor:
+def decode(data: bytes, quantizer: Quantizer | None = None) -> Tensor:
     """Decode a stream of any registered codec (the codec is named in its header)."""
-    return codec_of(data).decode(data)
+    return codec_of(data, quantizer).decode(data)
 
 
 @register_codec
@@ -162,6 +284,7 @@ class PngCodec(FeatureCodec):
     """Lossless: the decoded tensor differs from the input only by the quantization error."""
 
     name: ClassVar[str] = "png"
+    container_id: ClassVar[int] = 1
     max_bits: ClassVar[int] = 16
 
     def _encode_image(self, image, *, overhead):
@@ -184,17 +307,12 @@ class JpegCodec(FeatureCodec):
     quality: int = 75
 
     name: ClassVar[str] = "jpeg"
+    container_id: ClassVar[int] = 2
+    rate: ClassVar[RateKnob] = RateKnob("quality", True, 1, 100, True, "libjpeg quality, higher spends more bits")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._rate()
-
-    def _rate(self, quality: int | None = None, **rest) -> dict:
-        super()._rate(**rest)
-        quality = self.quality if quality is None else quality
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise ConfigError(f"jpeg quality={quality!r}: expected an integer from 1 to 100")
-        return {"quality": quality}
+        self.rate.check(self.quality, self.name)
 
     def _encode_image(self, image, *, overhead, quality):
         out = io.BytesIO()
@@ -214,28 +332,49 @@ class Jpeg2000Codec(FeatureCodec):
     side information included — and the result lands within ``tolerance`` (relative) of it
     whenever OpenJPEG has a coding-pass boundary there; otherwise the closest size is used.
     A target below the smallest codestream raises :class:`CodecError` naming that minimum.
+    The rate knob is ``bpe``, bits per element of the tensor (``target_bits = bpe · C·H·W``);
+    ``target_bits`` gives the same in absolute bits.
     """
 
+    bpe: float | None = None
     target_bits: float | None = None
     tolerance: float = 0.01
 
     name: ClassVar[str] = "jpeg2000"
+    container_id: ClassVar[int] = 3
+    rate: ClassVar[RateKnob] = RateKnob(
+        "bpe", False, 1e-6, math.inf, True, "bits per tensor element, container included, > 0")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.target_bits is not None:
-            self._rate()
+        if self.bpe is not None or self.target_bits is not None:
+            self._rate(1)
         if not isinstance(self.tolerance, (int, float)) or not 0 < self.tolerance < 1:
             raise ConfigError(f"jpeg2000 tolerance={self.tolerance!r}: expected a fraction between 0 and 1")
 
-    def _rate(self, target_bits: float | None = None, **rest) -> dict:
-        super()._rate(**rest)
-        target_bits = self.target_bits if target_bits is None else target_bits
+    def _rate(self, numel: int, target_bits: float | None = None, bpe: float | None = None, **rest) -> dict:
+        if rest:
+            raise ConfigError(f"the jpeg2000 codec takes bpe or target_bits, got {sorted(rest)}")
+        if target_bits is not None and bpe is not None:
+            raise ConfigError(f"jpeg2000: give bpe={bpe!r} or target_bits={target_bits!r}, not both")
+        if target_bits is None and bpe is None:
+            target_bits, bpe = self.target_bits, self.bpe
+        if target_bits is None and bpe is None:
+            raise ConfigError("the jpeg2000 codec needs bpe (bits per element) or target_bits (total bits of the "
+                              "stream, header included)")
         if target_bits is None:
-            raise ConfigError("the jpeg2000 codec needs target_bits (total bits of the stream, header included)")
-        if isinstance(target_bits, bool) or not isinstance(target_bits, (int, float)) or not 0 < target_bits < float("inf"):
+            target_bits = self.rate.check(bpe, self.name) * numel
+        if isinstance(target_bits, bool) or not isinstance(target_bits, (int, float)) or not 0 < target_bits < math.inf:
             raise ConfigError(f"jpeg2000 target_bits={target_bits!r}: expected a positive, finite number of bits")
         return {"target_bits": float(target_bits)}
+
+    def _encode_to_bits(self, quantized, dtype, target_bits):
+        return self.encode_quantized(quantized, dtype, target_bits=target_bits)
+
+    def floor_bits(self, features: Tensor) -> float:
+        q = self.quantizer_.quantize(features)
+        image = tile(q.codes, TileLayout.named(self.tiling, *features.shape)).numpy()
+        return 8.0 * (jpeg2000.smallest_codestream(image) + container.HEADER_BYTES + q.side.nbytes)
 
     def _encode_image(self, image, *, overhead, target_bits):
         image = image.astype(np.uint8)

@@ -1,4 +1,4 @@
-"""A differentiable proxy of the JPEG2000 feature codec (issue 3, item 5).
+"""A differentiable proxy of the JPEG2000 feature codec.
 
 The real codec (:mod:`cilight.codecs.jpeg2000`) quantizes a ``[C, H, W]`` tensor to 8 bits
 over its min–max range, tiles the channels into one image and codes it with OpenJPEG at a
@@ -60,18 +60,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cilight.codecs.container import HEADER_BYTES
 from cilight.codecs.dwt import Pyramid, dwt2, idwt2, synthesis_norm
 from cilight.codecs.errors import CodecError
+from cilight.codecs.image import CodecCoder, construct, get_codec
 from cilight.codecs.jpeg2000 import CODEBLOCK, resolutions
-from cilight.codecs.quantizers import MIN_STEP, uniform_codes, uniform_values
+from cilight.codecs.quantizers import MIN_STEP, MinMaxQuantizer, uniform_codes, uniform_values
+from cilight.codecs.registry import RateKnob, register_codec
 from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
 
@@ -243,6 +248,7 @@ def _check_step(step: float | Tensor, batch: int, like: Tensor, name: str = "ste
 
 
 # --------------------------------------------------------------------------- the proxy
+@register_codec
 class Jpeg2000Proxy(nn.Module):
     """Differentiable model of the ``jpeg2000`` feature codec: ``(features, step) → (reconstruction, bits)``.
 
@@ -268,7 +274,21 @@ class Jpeg2000Proxy(nn.Module):
             ``None`` for the shipped default.
         relaxation: how the dead-zone quantizer behaves in training mode,
             ``"straight_through"`` or ``"noise"``; evaluation mode always rounds.
+
+    Registered as the codec ``proxy`` (rate knob ``step``, no container id: it writes no
+    bytes); :meth:`stream_coder` is how rate sweeps use it.
     """
+
+    name: ClassVar[str] = "proxy"
+    container_id: ClassVar[None] = None
+    rate: ClassVar[RateKnob] = RateKnob("step", False, 1e-2, 1e4, False,
+                                        "dead-zone step on the synthesis-weighted DWT coefficients")
+    writes_bytes: ClassVar[bool] = False
+
+    @classmethod
+    def stream_coder(cls, **options) -> ProxyCoder:
+        """The proxy as a rate sweep's stream coder (one DWT per stream, then a step per rate)."""
+        return ProxyCoder(construct(cls, options).eval())
 
     def __init__(
         self, calibration: ProxyCalibration | str | Path | None = None, relaxation: str = "straight_through"
@@ -464,3 +484,37 @@ class Jpeg2000Proxy(nn.Module):
         if not features.is_floating_point():
             raise CodecError(f"features must be floating point, got {features.dtype}")
         return features  # finiteness is checked on the min and max in transform()
+
+
+class ProxyCoder:
+    """The differentiable JPEG2000 proxy as a stream coder: one DWT per stream, then a step per rate.
+
+    Rates include the container's header and min–max side information, exactly as the real
+    codec counts them, so proxy and ``jpeg2000`` sweeps are on the same axis. The floor is the
+    real codec's: a proxy sweep must not ask for rates OpenJPEG cannot reach.
+    """
+
+    name = "proxy"
+    overhead_bits: float = 8.0 * (HEADER_BYTES + MinMaxQuantizer().side_bytes(1))
+    steps: int = 33  # log-spaced steps tabulated once per stream; rates are interpolated between them
+
+    def __init__(self, proxy: Jpeg2000Proxy | None = None) -> None:
+        self.proxy = proxy if proxy is not None else Jpeg2000Proxy().eval()
+
+    def prepare(self, features: Tensor) -> tuple[Any, Tensor, Tensor]:
+        """The transform, and each sample's predicted bits on a grid of steps (bits fall as step grows)."""
+        transformed = self.proxy.transform(features.detach())
+        grid = torch.logspace(-2, 4, self.steps, dtype=torch.float64)
+        bits = torch.stack([self.proxy.bits(transformed, float(s)).double() for s in grid], dim=1)  # [B, S]
+        return transformed, grid.log(), bits.clamp_min(1.0).log()
+
+    def code(self, prepared: tuple[Any, Tensor, Tensor], bits: float) -> tuple[Tensor, Tensor]:
+        transformed, log_steps, log_bits = prepared
+        target = math.log(max(bits - self.overhead_bits, 1.0))
+        # log bits is monotone (non-increasing) in log step: interpolate on the reversed axes
+        steps = [math.exp(float(np.interp(target, lb.flip(0).numpy(), log_steps.flip(0).numpy()))) for lb in log_bits]
+        reconstruction, predicted = self.proxy.quantize(transformed, torch.tensor(steps, dtype=transformed.image.dtype))
+        return reconstruction, predicted.double() + self.overhead_bits
+
+    def floor(self, features: Tensor) -> float:
+        return CodecCoder(get_codec("jpeg2000")).floor(features)

@@ -6,7 +6,7 @@ float [H, W] in pixels (0 = invalid) and ``disparity_mask`` bool [H, W].
 """
 
 from cilight.datamodules.cityscapes import Cityscapes
-from cilight.datamodules.common import IGNORE_INDEX, StreetSceneDataModule, trivial_baselines
+from cilight.datamodules.common import IGNORE_INDEX, StreetSceneDataModule
 from cilight.datamodules.synthetic import SyntheticStreets, generate_sample
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "StreetSceneDataModule",
     "SyntheticStreets",
     "generate_sample",
-    "trivial_baselines",
 ]

@@ -10,8 +10,8 @@ not depend on where the pixels come from live here:
   inside the network.
 * :class:`StreetSceneDataModule` builds the three loaders the same way for every dataset
   (seeded shuffling, ``drop_last`` only when it cannot empty an epoch, persistent workers).
-* :func:`trivial_baselines` measures what a model that ignores its input would score, the
-  floor every trained model must clear by a wide margin.
+* :meth:`StreetSceneDataModule.sequential_loader` serves a split in order, each sample once
+  (what the tasks' trivial baselines are measured on, in :mod:`cilight.ci_models.tasks`).
 
 Item contract (every dataset here returns exactly this dict of tensors)::
 
@@ -23,12 +23,10 @@ Item contract (every dataset here returns exactly this dict of tensors)::
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -140,6 +138,11 @@ class StreetSceneDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def sequential_loader(self, split: str, batch_size: int = 32) -> DataLoader:
+        """Every sample of ``split`` exactly once, in order (unlike the shuffled, drop_last train loader)."""
+        return DataLoader(self.dataset(split), batch_size=max(batch_size, self.batch_size), shuffle=False,
+                          num_workers=0)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 
@@ -153,69 +156,6 @@ class StreetSceneDataModule(pl.LightningDataModule):
         return self._loader("test")
 
 
-def _sequential_batches(dataset: Dataset, batch_size: int):
-    # Baselines must see every sample exactly once, unlike the shuffled, drop_last train loader.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-
-
-def trivial_baselines(datamodule: StreetSceneDataModule) -> dict[str, float]:
-    """Test-split scores of three predictors that ignore the input image.
-
-    Statistics come from the training split, scores from the test split:
-
-    * ``segmentation_miou``: predict the most frequent training class at every pixel; the
-      mean over classes of IoU from the confusion matrix of all non-ignored test pixels,
-      averaged over the classes that occur in the target or the prediction (a class with
-      an empty union is left out, like the usual ``nanmean`` FCN score).
-    * ``disparity_rmse``: predict the mean valid training disparity; RMSE over all valid
-      test pixels pooled.
-    * ``reconstruction_psnr``: predict the per-pixel mean training image; PSNR with peak 1.0
-      of each test image, averaged over images.
-    """
-    k = datamodule.num_classes
-    ignore = datamodule.ignore_index
-    batch_size = max(datamodule.batch_size, 32)
-
-    class_counts = np.zeros(k, np.int64)
-    disparity_sum, disparity_count = 0.0, 0
-    image_sum, image_count = None, 0
-    for batch in _sequential_batches(datamodule.dataset("train"), batch_size):
-        seg = batch["segmentation"]
-        class_counts += torch.bincount(seg[seg != ignore].flatten(), minlength=k)[:k].numpy()
-        valid = batch["disparity_mask"]
-        disparity_sum += batch["disparity"][valid].double().sum().item()
-        disparity_count += int(valid.sum())
-        images = batch["image"].double().sum(0)
-        image_sum = images if image_sum is None else image_sum + images
-        image_count += batch["image"].shape[0]
-    majority = int(class_counts.argmax())
-    mean_disparity = disparity_sum / max(disparity_count, 1)
-    mean_image = image_sum / image_count
-
-    confusion = np.zeros((k, k), np.int64)  # rows: target, columns: prediction
-    squared_error, error_count = 0.0, 0
-    psnrs = []
-    for batch in _sequential_batches(datamodule.dataset("test"), batch_size):
-        seg = batch["segmentation"]
-        target_counts = torch.bincount(seg[seg != ignore].flatten(), minlength=k)[:k].numpy()
-        confusion[:, majority] += target_counts
-        valid = batch["disparity_mask"]
-        squared_error += ((batch["disparity"][valid].double() - mean_disparity) ** 2).sum().item()
-        error_count += int(valid.sum())
-        mse = ((batch["image"].double() - mean_image) ** 2).flatten(1).mean(1)
-        psnrs.extend((10.0 * torch.log10(1.0 / mse.clamp_min(1e-12))).tolist())
-
-    true_positive = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - true_positive
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, true_positive / union, np.nan)
-    return {
-        "segmentation_miou": float(np.nanmean(iou)) if np.any(union > 0) else math.nan,
-        "disparity_rmse": math.sqrt(squared_error / error_count) if error_count else math.nan,
-        "reconstruction_psnr": float(np.mean(psnrs)),
-    }
-
-
 __all__ = [
     "IGNORE_INDEX",
     "SPLITS",
@@ -223,5 +163,4 @@ __all__ = [
     "check_fraction",
     "check_image_size",
     "check_int",
-    "trivial_baselines",
 ]

@@ -1,9 +1,14 @@
 """Deployment: run the exported edge and cloud halves over real bytes (``cilight.deploy``).
 
-Free of training code: needs ONNX Runtime, numpy and :mod:`cilight.codecs` only.
+Free of training code: needs ONNX Runtime, numpy and :mod:`cilight.codecs` only. The wire
+format that the exporter and both runtimes share — tensor names, side-information layout,
+ONNX metadata, the session factory — is :mod:`cilight.codecs.wire`: it lives beside the codecs
+so that the exporter (in ``cilight.ci_models``) and these runtimes import the same module
+while dependencies still flow one way (codecs ← ci_models, codecs ← deploy).
 """
 
+from cilight.codecs.wire import HalfMetadata, stream_tensor_names
 from cilight.deploy.latency import LatencyModel, Strategy
-from cilight.deploy.runtime import CloudRuntime, EdgeRuntime, HalfMetadata
+from cilight.deploy.runtime import CloudRuntime, EdgeRuntime
 
-__all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata", "LatencyModel", "Strategy"]
+__all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata", "LatencyModel", "Strategy", "stream_tensor_names"]

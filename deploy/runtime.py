@@ -1,6 +1,6 @@
 """Run exported halves over real bytes: ``EdgeRuntime`` (image → bytes), ``CloudRuntime`` (bytes → outputs).
 
-``mobile-cloud-inference-ci-thesis.md`` §4.1.2, Fig. 4.3. Only ONNX Runtime, numpy and
+Ulhaq, B.A.Sc. thesis, SFU 2020, §4.1.2, Fig. 4.3. Only ONNX Runtime, numpy and
 :mod:`cilight.codecs` are used — no training code, no PyTorch model — so this module is what
 a server (or a phone app's Python prototype) ships.
 
@@ -10,86 +10,22 @@ a server (or a phone app's Python prototype) ships.
             bytes = container_1 ‖ container_2 ‖ …   (one cilight.codecs container per stream, split-point order)
     cloud:  bytes ─► split_streams ─► codec.decode_quantized ─► codes_s, [min, max]_s ─► cloud.onnx ─► outputs
 
-The edge and cloud share nothing but the bytes and the metadata of the two files.
+The edge and cloud share nothing but the bytes and the metadata of the two files; tensor names,
+side-information layout and metadata come from :mod:`cilight.codecs.wire`.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cilight.codecs import CodecError, Quantized, get_codec
-from cilight.codecs.container import split_streams
-from cilight.codecs.image import codec_of
+from cilight.codecs import CodecError, Quantized, codec_of, get_codec, parse_operating_point, split_streams
+from cilight.codecs.wire import IMAGE, HalfMetadata, open_half, stream_range, stream_side
 from cilight.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class HalfMetadata:
-    """The ``metadata_props`` written by ``export.py``, parsed and checked."""
-
-    half: str
-    split_points: tuple[str, ...]
-    stream_shapes: dict[str, tuple[int, int, int]]
-    input_shape: tuple[int, int, int]  # (3, H, W)
-    bits: int
-    codec: dict
-    num_classes: int
-    model_version: str
-    cilight_version: str
-
-    @classmethod
-    def read(cls, session, path: Path) -> HalfMetadata:
-        props = session.get_modelmeta().custom_metadata_map
-        try:
-            shapes = json.loads(props["stream_shapes"])
-            return cls(
-                half=props["half"],
-                split_points=tuple(json.loads(props["split_points"])),
-                stream_shapes={k: tuple(v) for k, v in shapes.items()},
-                input_shape=tuple(json.loads(props["input"])["shape"][1:]),
-                bits=int(json.loads(props["quantizer"])["bits"]),
-                codec=json.loads(props["codec"]),
-                num_classes=int(props["num_classes"]),
-                model_version=props["model_version"],
-                cilight_version=props["cilight_version"],
-            )
-        except (KeyError, ValueError, TypeError) as err:
-            raise ConfigError(f"{path} has no valid cilight metadata ({err}); export it with export.py") from None
-
-
-def _session(path: Path | str, half: str):
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{half} model {path} does not exist")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    meta = HalfMetadata.read(session, path)
-    if meta.half != half:
-        raise ConfigError(f"{path} is the {meta.half} half, expected the {half} half")
-    return session, meta
-
-
-def _codec(meta: HalfMetadata, name: str | None, options: dict):
-    """The codec and per-stream default rates: the metadata's unless ``name`` overrides them.
-
-    A ``bits_per_element`` in the metadata becomes each stream's ``target_bits``.
-    """
-    name = name or meta.codec.get("name", "png")
-    defaults = {k: v for k, v in meta.codec.items() if k != "name"} if name == meta.codec.get("name") else {}
-    bits_per_element = defaults.pop("bits_per_element", None)
-    rates = {}
-    if bits_per_element is not None and "target_bits" not in options:
-        rates = {s: {"target_bits": bits_per_element * math.prod(shape)} for s, shape in meta.stream_shapes.items()}
-    return get_codec(name, quantizer="minmax", bits=meta.bits, **{**defaults, **options}), rates
+__all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata"]
 
 
 class EdgeRuntime:
@@ -97,13 +33,16 @@ class EdgeRuntime:
 
     Args:
         edge_path: the ``edge.onnx`` written by ``export.py``.
-        codec: codec name (``png``, ``jpeg``, ``jpeg2000``); default: the one in the metadata.
-        **options: codec options (``quality=``, ``target_bits=`` …), over the metadata's.
+        codec: an operating point (``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=0.5``);
+            default: the one in the metadata.
+        **rate: rate options for every stream (e.g. ``target_bits=20000``), over the point's.
     """
 
-    def __init__(self, edge_path: Path | str, codec: str | None = None, **options) -> None:
-        self.session, self.meta = _session(edge_path, "edge")
-        self.codec, self.default_rates = _codec(self.meta, codec, options)
+    def __init__(self, edge_path: Path | str, codec: str | None = None, **rate) -> None:
+        self.session, self.meta = open_half(edge_path, "edge")
+        point = parse_operating_point(codec or self.meta.codec)
+        self.codec = get_codec(point.codec, quantizer="minmax", bits=self.meta.bits, **point.codec_options)
+        self.default_rate = {**point.rate_options, **rate}
 
     def features(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``edge.onnx``: ``{codes_s, minimum_s, maximum_s}`` for every stream ``s``."""
@@ -114,17 +53,16 @@ class EdgeRuntime:
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ConfigError(f"images must have shape [batch, {', '.join(map(str, expected))}] "
                               f"(the size the model was exported at), got {list(images.shape)}")
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, {"image": images})))
+        names = self.meta.stream_names
+        return dict(zip(names, self.session.run(names, {IMAGE: images})))
 
     def encode(self, images: np.ndarray, rates: dict[str, dict] | None = None) -> list[bytes]:
         """One byte string per image: the stream containers in split-point order.
 
         ``rates`` maps a split point to rate options of that stream (e.g.
-        ``{"layer3": {"target_bits": 20000}}``); streams not named use the defaults (the
-        metadata's ``bits_per_element`` for jpeg2000, else the codec's own).
+        ``{"layer3": {"target_bits": 20000}}``); streams not named use the runtime's rate.
         """
-        rates = {**self.default_rates, **(rates or {})}
+        rates = rates or {}
         unknown = set(rates) - set(self.meta.split_points)
         if unknown:
             raise ConfigError(f"rates for unknown streams {sorted(unknown)}; this model sends {list(self.meta.split_points)}")
@@ -133,9 +71,9 @@ class EdgeRuntime:
         for b in range(len(tensors[f"codes_{self.meta.split_points[0]}"])):
             frame = b""
             for s in self.meta.split_points:
-                side = np.array([tensors[f"minimum_{s}"][b], tensors[f"maximum_{s}"][b]], dtype=np.float32)
+                side = stream_side(tensors[f"minimum_{s}"][b], tensors[f"maximum_{s}"][b])
                 quantized = Quantized(torch.from_numpy(tensors[f"codes_{s}"][b]), side)
-                frame += self.codec.encode_quantized(quantized, **rates.get(s, {}))
+                frame += self.codec.encode_quantized(quantized, **{**self.default_rate, **rates.get(s, {})})
             frames.append(frame)
         return frames
 
@@ -144,7 +82,7 @@ class CloudRuntime:
     """Bytes → task outputs, with ``cloud.onnx``; the codec is read from each stream's header."""
 
     def __init__(self, cloud_path: Path | str) -> None:
-        self.session, self.meta = _session(cloud_path, "cloud")
+        self.session, self.meta = open_half(cloud_path, "cloud")
 
     def decode(self, frame: bytes) -> dict[str, np.ndarray]:
         """The streams in ``frame`` as ``cloud.onnx`` inputs (batch of one)."""
@@ -159,15 +97,13 @@ class CloudRuntime:
                 raise CodecError(f"stream {split}: {header.quantizer} {header.bits}-bit {list(header.shape)}, expected "
                                  f"minmax {self.meta.bits}-bit {list(self.meta.stream_shapes[split])}")
             inputs[f"codes_{split}"] = quantized.codes.numpy().astype(np.uint8)[None]
-            inputs[f"minimum_{split}"] = quantized.side[:1].astype(np.float32)
-            inputs[f"maximum_{split}"] = quantized.side[1:].astype(np.float32)
+            inputs[f"minimum_{split}"], inputs[f"maximum_{split}"] = stream_range(quantized.side)
         return inputs
 
     def infer(self, frames: list[bytes] | bytes) -> dict[str, np.ndarray]:
-        """Task outputs (``segmentation`` logits, ``disparity``, ``reconstruction``) for each frame, batched."""
+        """Task outputs (one array per task, named as in the metadata) for each frame, batched."""
         frames = [frames] if isinstance(frames, (bytes, bytearray)) else list(frames)
         decoded = [self.decode(f) for f in frames]
         inputs = {k: np.concatenate([d[k] for d in decoded]) for k in decoded[0]}
-        names = [o.name for o in self.session.get_outputs()]
+        names = list(self.meta.outputs)
         return dict(zip(names, self.session.run(names, inputs)))
-

@@ -11,8 +11,15 @@ import torch
 
 from cilight.allocation.callback import RateDistortionCallback, make_coder
 from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line
-from cilight.allocation.sweep import (LOCAL_SPREAD, CodecCoder, ProxyCoder, RateSweep, local_rate_tuples, rate_sweep,
-                                     sample_rate_tuples)
+from cilight.allocation.sweep import (
+    LOCAL_SPREAD,
+    CodecCoder,
+    ProxyCoder,
+    RateSweep,
+    local_rate_tuples,
+    rate_sweep,
+    sample_rate_tuples,
+)
 from cilight.ci_models import MultiTaskCI
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError

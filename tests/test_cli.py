@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_entry_point
 
 from cilight.ci_models import MultiTaskCI
 from cilight.cli import summarize_config_error
-from conftest import ROOT, run_entry_point
 
 TINY = [
     "--data.height", "64", "--data.width", "128",

@@ -20,10 +20,10 @@ from cilight.codecs import (
     decode,
     get_codec,
     get_quantizer,
+    jpeg2000,
     tile,
     untile,
 )
-from cilight.codecs import jpeg2000
 from cilight.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "data"

@@ -19,7 +19,7 @@ KEYS = {"image", "segmentation", "disparity", "disparity_mask"}
 
 
 def tiny_synthetic(**overrides) -> SyntheticStreets:
-    options = dict(height=H, width=W, num_train=6, num_val=3, num_test=4, batch_size=4, seed=0)
+    options = {"height": H, "width": W, "num_train": 6, "num_val": 3, "num_test": 4, "batch_size": 4, "seed": 0}
     return SyntheticStreets(**{**options, **overrides})
 
 

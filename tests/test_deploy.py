@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import run_entry_point
 
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.halves import CloudHalf, EdgeHalf, stream_tensor_names
@@ -15,7 +16,6 @@ from cilight.ci_models.onnx_export import export_halves, model_version
 from cilight.codecs import CodecError
 from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
 from cilight.errors import ConfigError
-from conftest import run_entry_point
 
 HEIGHT, WIDTH = 64, 96
 
@@ -95,7 +95,7 @@ def test_runtime_end_to_end_over_bytes(exported, codec, options):
         assert labels.mean() > 0.99
         np.testing.assert_allclose(outputs["disparity"], reference["disparity"].numpy(), atol=1e-3)
     else:
-        for s in model.split_points:  # every stream at its target (±1%, or the closest pass)
+        for _s in model.split_points:  # every stream at its target (±1%, or the closest pass)
             assert len(frames[0]) <= len(model.split_points) * 6000 / 8 * 1.05
 
 
@@ -153,7 +153,8 @@ def test_latency_matches_a_hand_computation():
 
 
 def test_latency_scaling_and_errors(tmp_path):
-    slow = Strategy("split", client_inference=0.01, server_inference=0.01, data_bytes=1).scaled(client_slowdown=8, server_speedup=2)
+    slow = Strategy("split", client_inference=0.01, server_inference=0.01, data_bytes=1)
+    slow = slow.scaled(client_slowdown=8, server_speedup=2)
     assert slow.client_inference == pytest.approx(0.08) and slow.server_inference == pytest.approx(0.005)
     with pytest.raises(ConfigError, match="client_inference=-1"):
         Strategy("x", client_inference=-1)

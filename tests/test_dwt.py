@@ -34,7 +34,10 @@ def reference_analyze(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(x)
     if n == 1:
         return x.copy(), x[:0].copy()
-    low = [sum(c * (symmetric(x, 2 * k + j) + (symmetric(x, 2 * k - j) if j else 0)) for j, c in H0.items()) for k in range((n + 1) // 2)]
+    low = [
+        sum(c * (symmetric(x, 2 * k + j) + (symmetric(x, 2 * k - j) if j else 0)) for j, c in H0.items())
+        for k in range((n + 1) // 2)
+    ]
     high = [
         sum(c * (symmetric(x, 2 * k + 1 + j) + (symmetric(x, 2 * k + 1 - j) if j else 0)) for j, c in H1.items())
         for k in range(n // 2)

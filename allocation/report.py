@@ -1,0 +1,146 @@
+"""Reporting the allocation experiment: tables, plots, CSV and JSON, and W&B logging.
+
+What ``evaluate.py allocate`` prints and writes and what :class:`RateDistortionCallback` logs
+after an epoch, in one place beside the experiment (:mod:`~cilight.allocation.experiment`).
+Every table loops over the metrics the rows carry, so a model with other tasks gets other
+columns and nothing here changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from cilight.allocation.distortion import total_distortion
+from cilight.allocation.experiment import AllocationRow, rows_as_dicts
+from cilight.allocation.surface import DistortionSurface
+from cilight.allocation.sweep import RateSweep
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+
+
+def allocation_table(rows: list[AllocationRow], extras: dict) -> str:
+    """Table III/IV of the Pareto paper: one line per budget and method, the lowest D_t marked ``*``."""
+    metrics = list(extras["reference"])
+    lines = [f"{'R_t (kbit)':>10} {'method':>9} {'rates (kbit)':>22} " + " ".join(f"{m:>20}" for m in metrics)
+             + f" {'D_t (%)':>8} {'R²':>6}"]
+    lines.append(f"{'—':>10} {'reference':>9} {'uncompressed':>22} "
+                 + " ".join(f"{extras['reference'][m]:20.4f}" for m in metrics))
+    best: dict[float, float] = {}
+    for r in rows:
+        best[r.budget] = min(best.get(r.budget, np.inf), r.total_distortion)
+    for r in rows:
+        rates = ", ".join(f"{x / 1e3:.2f}" for x in r.rates)
+        mark = " *" if r.total_distortion == best[r.budget] else ""
+        lines.append(f"{r.budget / 1e3:10.2f} {r.method:>9} {rates:>22} "
+                     + " ".join(f"{r.metrics[m]:20.4f}" for m in metrics)
+                     + f" {r.total_distortion:8.3f} {r.r2:6.3f}{mark}")
+    for budget, segment in extras.get("pareto", {}).items():
+        lines.append(f"Pareto set at R_t = {float(budget) / 1e3:.2f} kbit: "
+                     f"R_1 ∈ [{segment[0] / 1e3:.2f}, {segment[1] / 1e3:.2f}] kbit")
+    return "\n".join(lines)
+
+
+def plot_allocations(rows: list[AllocationRow], path: Path) -> Path:
+    """Bars of D_t per method at every budget."""
+    budgets = sorted({r.budget for r in rows})
+    methods = list(dict.fromkeys(r.method for r in rows))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        values = [next(r.total_distortion for r in rows if r.budget == b and r.method == method) for b in budgets]
+        ax.bar(np.arange(len(budgets)) + i * width, values, width, label=method)
+    ax.set_xticks(np.arange(len(budgets)) + width * (len(methods) - 1) / 2, [f"{b / 1e3:g}" for b in budgets])
+    ax.set_xlabel("total rate R_t (kbit per image)")
+    ax.set_ylabel("total distortion D_t (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_allocation(out: Path, sweep: RateSweep, rows: list[AllocationRow], extras: dict, settings: dict) -> list[Path]:
+    """``allocation.json`` (rows, extras, settings, the sweep), ``allocation.csv`` and ``allocation.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = rows_as_dicts(rows)
+    (out / "allocation.json").write_text(json.dumps({"rows": records, **extras, **settings, "sweep": sweep.as_dict()},
+                                                    indent=1, default=float))
+    with open(out / "allocation.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["budget_bits", "method", "rates_bits", "bits_used", *records[0]["metrics"], "total_distortion",
+                         "r2"])
+        for r in rows:
+            writer.writerow([r.budget, r.method, " ".join(f"{x:.0f}" for x in r.rates),
+                             " ".join(f"{x:.0f}" for x in r.bits_used), *r.metrics.values(), r.total_distortion, r.r2])
+    plot_allocations(rows, out / "allocation.png")
+    return [out / "allocation.json", out / "allocation.csv", out / "allocation.png"]
+
+
+def plot_curve(sweep: RateSweep, path: Path) -> Path:
+    """Every metric of one stream against its rate, with the uncompressed value dashed."""
+    fig, axes = plt.subplots(1, len(sweep.metrics), figsize=(3 * len(sweep.metrics), 3.5), squeeze=False)
+    for ax, (name, values) in zip(axes[0], sweep.metrics.items()):
+        ax.scatter(sweep.rates.sum(1) / 1e3, values, s=10)
+        ax.axhline(sweep.reference[name], color="gray", ls="--", lw=1)
+        ax.set_xlabel("rate (kbit per image)")
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_surface(sweep: RateSweep, budget: float, fitted: dict, weights, path: Path) -> Path:
+    """Measured points and the fitted surface near ``budget`` (like the paper's Fig. 2/7), 2 streams."""
+    surface = DistortionSurface(fitted["gamma"], fitted["alpha"], fitted["beta"])
+    near = sweep.near(budget)
+    r = sweep.rates[near] / 1e3
+    d = total_distortion(sweep.distortions[near], weights)
+    g1, g2 = np.meshgrid(np.linspace(r[:, 0].min(), r[:, 0].max(), 30), np.linspace(r[:, 1].min(), r[:, 1].max(), 30))
+    z = surface(np.stack([g1.ravel(), g2.ravel()], 1) * 1e3).reshape(g1.shape)
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_subplot(projection="3d")
+    ax.plot_surface(g1, g2, z, alpha=0.4, cmap="viridis")
+    ax.scatter(r[:, 0], r[:, 1], d, color="k", s=8)
+    ax.set_xlabel("R1 (kbit)")
+    ax.set_ylabel("R2 (kbit)")
+    ax.set_zlabel("total distortion (%)")
+    ax.set_title(f"R_t = {budget / 1e3:.1f} kbit, R² = {fitted['r2']:.3f}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def wandb_loggers(trainer) -> list:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+def log_to_wandb(trainer, values: dict) -> None:
+    """Scalars, and images for :class:`~pathlib.Path` values, to every W&B logger of ``trainer``."""
+    for logger in wandb_loggers(trainer):
+        import wandb
+
+        logger.experiment.log({k: wandb.Image(str(v)) if isinstance(v, Path) else v for k, v in values.items()},
+                              commit=False)
+
+
+def log_allocation_table(trainer, rows: list[AllocationRow]) -> None:
+    """The rows as a W&B table ``rate_distortion/allocations``."""
+    metrics = list(rows[0].metrics) if rows else []
+    columns = ["budget", "method", "rates", *metrics, "total_distortion", "r2"]
+    data = [[r.budget, r.method, json.dumps([round(x) for x in r.rates]), *(r.metrics[m] for m in metrics),
+             r.total_distortion, r.r2] for r in rows]
+    for logger in wandb_loggers(trainer):
+        logger.log_table("rate_distortion/allocations", columns=columns, data=data)
+
+
+__all__ = ["allocation_table", "log_allocation_table", "log_to_wandb", "plot_allocations", "plot_curve", "plot_surface",
+           "write_allocation"]

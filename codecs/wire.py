@@ -1,0 +1,162 @@
+"""The wire format between the edge and the cloud halves, defined once.
+
+What the exporter writes and both runtimes read (Ulhaq, B.A.Sc. thesis, SFU 2020, §4.1.2,
+Fig. 4.3: the device runs the client model with its quantizer, the server the dequantizer and
+the rest; the codec in between belongs to neither):
+
+::
+
+    edge.onnx   image [batch, 3, H, W] in [0, 1]  ─►  per stream s, in split-point order:
+                                                       codes_s uint8 [batch, C, h, w], minimum_s [batch], maximum_s [batch]
+    bytes       one cilight.codecs container per stream, concatenated in split-point order;
+                min–max side information = MinMaxQuantizer.side_of(minimum_s, maximum_s)
+    cloud.onnx  codes_s, minimum_s, maximum_s (every s)  ─►  one output per task, named by the task
+
+* :func:`stream_tensor_names` — the ONNX input/output names of the streams;
+* :class:`HalfMetadata` — the ``metadata_props`` both files carry, written (:meth:`HalfMetadata.props`)
+  and read (:meth:`HalfMetadata.from_props`) by this one class;
+* :func:`onnx_session` / :func:`open_half` — the one ONNX Runtime session factory.
+
+Only numpy, the codecs and (lazily) ONNX Runtime are used, so the runtimes stay free of
+training code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cilight.codecs.operating_point import OperatingPoint, parse_operating_point
+from cilight.codecs.quantizers import MinMaxQuantizer
+from cilight.errors import ConfigError
+
+IMAGE = "image"
+STREAM_FIELDS = ("codes", "minimum", "maximum")
+HALVES = ("edge", "cloud")
+
+
+def stream_tensor_names(split_points) -> list[str]:
+    """``codes_<split>``, ``minimum_<split>``, ``maximum_<split>`` for each split point, in order."""
+    return [f"{field}_{split}" for split in split_points for field in STREAM_FIELDS]
+
+
+def stream_side(minimum: float, maximum: float) -> np.ndarray:
+    """The container's side information of one stream, from the edge half's ``minimum_s``/``maximum_s``."""
+    return MinMaxQuantizer.side_of(minimum, maximum)
+
+
+def stream_range(side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(minimum_s, maximum_s)`` as the cloud half's ``[1]``-shaped float32 inputs, from the side information."""
+    return MinMaxQuantizer.range_of(side)
+
+
+@dataclass(frozen=True)
+class HalfMetadata:
+    """The ``metadata_props`` of an exported half, validated on creation.
+
+    ``codec`` is the default operating point (``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=1``);
+    ``outputs`` the cloud half's output names, one per task, in order.
+    """
+
+    half: str
+    split_points: tuple[str, ...]
+    stream_shapes: dict[str, tuple[int, int, int]]
+    input_shape: tuple[int, int, int]  # (3, H, W)
+    outputs: tuple[str, ...]
+    bits: int
+    codec: str
+    num_classes: int
+    backbone: str
+    model_version: str
+    cilight_version: str
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.half not in HALVES:
+            raise ConfigError(f"half={self.half!r}: expected one of {HALVES}")
+        if not self.split_points or set(self.stream_shapes) != set(self.split_points):
+            raise ConfigError(f"stream shapes {sorted(self.stream_shapes)} do not match split points {list(self.split_points)}")
+        if any(len(shape) != 3 for shape in self.stream_shapes.values()) or len(self.input_shape) != 3:
+            raise ConfigError("stream and input shapes must be [C, H, W]")
+        if not self.outputs:
+            raise ConfigError("a cloud half needs at least one output")
+        _ = self.operating_point  # validates the codec
+
+    @property
+    def operating_point(self) -> OperatingPoint:
+        return parse_operating_point(self.codec)
+
+    @property
+    def stream_names(self) -> list[str]:
+        return stream_tensor_names(self.split_points)
+
+    def props(self) -> dict[str, str]:
+        """As ONNX ``metadata_props``: strings, structures as JSON."""
+        return {
+            "half": self.half,
+            "cilight_version": self.cilight_version,
+            "model_version": self.model_version,
+            "backbone": self.backbone,
+            "split_points": json.dumps(list(self.split_points)),
+            "stream_shapes": json.dumps({k: list(v) for k, v in self.stream_shapes.items()}),
+            "stream_tensors": json.dumps(self.stream_names),
+            "input": json.dumps({"name": IMAGE, "shape": ["batch", *self.input_shape], "dtype": "float32",
+                                 "range": [0, 1]}),
+            "outputs": json.dumps(list(self.outputs)),
+            "num_classes": str(self.num_classes),
+            "quantizer": json.dumps({"kind": MinMaxQuantizer.kind, "bits": self.bits, "range": "per sample"}),
+            "codec": self.codec,
+            "extra": json.dumps(self.extra),
+        }
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], where: str | Path = "model") -> HalfMetadata:
+        try:
+            return cls(
+                half=props["half"],
+                split_points=tuple(json.loads(props["split_points"])),
+                stream_shapes={k: tuple(v) for k, v in json.loads(props["stream_shapes"]).items()},
+                input_shape=tuple(json.loads(props["input"])["shape"][1:]),
+                outputs=tuple(json.loads(props["outputs"])),
+                bits=int(json.loads(props["quantizer"])["bits"]),
+                codec=props["codec"],
+                num_classes=int(props["num_classes"]),
+                backbone=props["backbone"],
+                model_version=props["model_version"],
+                cilight_version=props["cilight_version"],
+                extra=json.loads(props.get("extra", "{}")),
+            )
+        except (KeyError, ValueError, TypeError) as err:
+            raise ConfigError(f"{where} has no valid cilight metadata ({type(err).__name__}: {err}); "
+                              "export it with export.py") from None
+
+
+def onnx_session(path: str | Path):
+    """An ONNX Runtime session on the CPU, quiet, for ``path`` (which must exist)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; expected an .onnx file written by export.py")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def open_half(path: str | Path, half: str):
+    """``(session, HalfMetadata)`` for the ``half`` (``edge`` or ``cloud``) written to ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{half} model {path} does not exist")
+    session = onnx_session(path)
+    meta = HalfMetadata.from_props(session.get_modelmeta().custom_metadata_map, path)
+    if meta.half != half:
+        raise ConfigError(f"{path} is the {meta.half} half, expected the {half} half")
+    return session, meta
+
+
+__all__ = ["HALVES", "IMAGE", "STREAM_FIELDS", "HalfMetadata", "onnx_session", "open_half", "stream_range",
+           "stream_side", "stream_tensor_names"]
