@@ -1,4 +1,4 @@
-"""Pareto sets of multi-task bit allocation (``pareto-optimal-bit-allocation-ci.md`` §V-A, §V-B, App. B).
+"""Pareto sets of multi-task bit allocation (Alvar & Bajić, IEEE TIP 2021, §V-A, §V-B, App. B).
 
 * :func:`pareto_segment` — 2 streams, k tasks (Theorem 2): the Pareto set is the part of the
   line ``R_1 + R_2 = R_t`` between the per-task minima of eq 18.

@@ -1,4 +1,4 @@
-"""Bit allocation among streams (``pareto-optimal-bit-allocation-ci.md`` §IV, §V, §VI-A).
+"""Bit allocation among streams (Alvar & Bajić, IEEE TIP 2021, §IV, §V, §VI-A).
 
 * :func:`allocate` — the closed-form solution (eq 12–15) of the single-objective problem (3):
   minimise ``D(R)`` of one surface (a single task, or the total distortion of eq 17 fitted

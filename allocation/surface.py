@@ -1,4 +1,4 @@
-"""Distortion–rate surfaces (``pareto-optimal-bit-allocation-ci.md`` §III-C, eq 2).
+"""Distortion–rate surfaces (Alvar & Bajić, IEEE TIP 2021, §III-C, eq 2).
 
 A task distortion, as a function of the rate tuple ``R = (R_1, …, R_N)`` of the N streams, is
 modelled by the convex, monotonically decreasing surface of eq 2::
@@ -6,7 +6,7 @@ modelled by the convex, monotonically decreasing surface of eq 2::
     D(R) ≈ γ + Σ_j α_j 2^(−β_j R_j)
 
 with one offset ``γ`` per task (a scalar, not one per stream) and one ``(α_j, β_j)`` pair per
-stream. The bit-allocation paper (``bit-allocation-multitask-ci.md`` eq 4) uses the same form
+stream. The bit-allocation paper (Alvar & Bajić, ICASSP 2020, eq 4) uses the same form
 for the total distortion.
 
 Rate units: a surface works in whatever unit its rates were given in (bits, kbit, bits per

@@ -2,7 +2,7 @@
 
 1. Trains ``python train.py --model.split_points [layer2,layer3]`` (``--split-points``; default
    settings otherwise) unless ``--ckpt`` names a checkpoint.
-2. Runs ``python evaluate.py allocate --ckpt CKPT --budgets 6 12 24 --num-test 512`` as a user
+2. Runs ``python evaluate.py allocate --ckpt CKPT --budgets 6 12 24 --num-test 512 --refine-tuples 24`` as a user
    would (fresh process), writing its CSV/JSON/PNG to ``--out``. The budgets are 0.25, 0.5 and
    1 bit per element of both streams (the callback's defaults), rounded: 6/12/24 kbit for
    layer2 + layer3 (24 576 elements at 64×128), 10/20/40 kbit for layer1 + layer3 (40 960).
@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 from report import RESULTS, write_result
@@ -87,7 +86,7 @@ def main() -> None:
         seconds["train"] = time.perf_counter() - start
         ckpt = min((args.runs / run_name / "checkpoints").glob("best-*.ckpt"))
     command = ["evaluate.py", "allocate", "--ckpt", str(ckpt), "--budgets", *args.budgets,
-               "--num-test", str(NUM_TEST), "--out", str(args.out)]
+               "--num-test", str(NUM_TEST), "--refine-tuples", "24", "--out", str(args.out)]
     start = time.perf_counter()
     run([sys.executable, *command])
     seconds["evaluate"] = time.perf_counter() - start
@@ -96,18 +95,18 @@ def main() -> None:
 
     scan = {}
     if args.scan:
-        from cilight.allocation.experiment import scan_budget_line
-        from cilight.allocation.sweep import CodecCoder
-        from cilight.checkpoints import load_model
-        from cilight.evaluate_cli import split_batches, test_batches
+        from cilight.allocation import scan_budget_line
+        from cilight.allocation.experiment import split_batches
+        from cilight.checkpoints import load_model, test_batches
+        from cilight.codecs import stream_coder
 
         start = time.perf_counter()
         model, data = load_model(ckpt)
-        batches = test_batches(data, SimpleNamespace(data_root=None, images=None, num_test=NUM_TEST))
-        _, held_out = split_batches(batches, 0.2)
+        _, held_out = split_batches(test_batches(data, num_test=NUM_TEST), 0.2)
+        weights = list(table["weights"].values())  # the numbers the allocation was scored with
         for budget in table["budgets_kbit"]:
-            scan[str(budget * 1e3)] = scan_budget_line(model, held_out, CodecCoder(), budget * 1e3,
-                                                       np.round(np.arange(0.40, 0.701, 0.02), 2), table["weights"])
+            scan[str(budget * 1e3)] = scan_budget_line(model, held_out, stream_coder("jpeg2000"), budget * 1e3,
+                                                       np.round(np.arange(0.40, 0.701, 0.02), 2), weights)
         seconds["scan"] = time.perf_counter() - start
         plot_scan(scan, rows, args.out / "budget_line.png")
 

@@ -1,4 +1,4 @@
-"""What the rate–distortion callback adds to training (issue 5: ≤ 10% of an epoch at defaults).
+"""What the rate–distortion callback adds to training (target: ≤ 10% of training time at defaults).
 
 Trains the default model with two split points (``python train.py --model.split_points
 [layer2,layer3]``: ResNet-18, SyntheticStreets 1024/128 images at 64×128, batch 16) for

@@ -1,4 +1,4 @@
-"""Rate accuracy and speed of the ``jpeg2000`` feature codec (issue 3, benchmark 1).
+"""Rate accuracy and speed of the ``jpeg2000`` feature codec.
 
 For every tensor and every target from 0.1 to 2 bits per element (log-spaced), codes the
 tensor with ``get_codec("jpeg2000").encode(x, target_bits=…)`` and records the relative

@@ -1,6 +1,6 @@
-"""Which strategy wins at which bandwidth: the thesis' latency model on measured times (issue 4).
+"""Which strategy wins at which bandwidth: the thesis' latency model on measured times.
 
-``mobile-cloud-inference-ci-thesis.md`` §4.2, eq 4.1–4.6. For each strategy it measures, on
+Ulhaq, B.A.Sc. thesis, SFU 2020, §4.2, eq 4.1–4.6. For each strategy it measures, on
 this machine, at 256×512 and batch 1 (medians of ``--repeats`` runs):
 
 * shared inference at each split (``layer2``, ``layer3``, ``layer4`` and the 2-stream

@@ -1,4 +1,4 @@
-"""ONNX Runtime against PyTorch eager for the same edge and cloud halves (issue 4, benchmark).
+"""ONNX Runtime against PyTorch eager for the same edge and cloud halves.
 
 Exports the default model (ResNet-18 split at layer3) and the 3-stream benchmark model at
 64×128 and 256×512, then times edge and cloud halves with ONNX Runtime (CPU provider) and with
@@ -25,8 +25,9 @@ from activations import trained_model
 from report import RESULTS, write_result
 
 from cilight.ci_models import MultiTaskCI
-from cilight.ci_models.halves import CloudHalf, EdgeHalf, stream_tensor_names
-from cilight.ci_models.onnx_export import _sessions, export_halves
+from cilight.ci_models.halves import CloudHalf, EdgeHalf
+from cilight.ci_models.onnx_export import export_halves
+from cilight.codecs.wire import onnx_session, stream_tensor_names
 from cilight.datamodules import generate_sample
 
 
@@ -54,7 +55,7 @@ def measure(name: str, model: MultiTaskCI, height: int, width: int, repeats: int
         export_halves(model, Path(tmp), height, width, images(2, height, width))
         export_s = time.perf_counter() - start
         sizes = {half: (Path(tmp) / f"{half}.onnx").stat().st_size for half in ("edge", "cloud")}
-        edge_ort, cloud_ort = _sessions(Path(tmp) / "edge.onnx", Path(tmp) / "cloud.onnx")
+        edge_ort, cloud_ort = onnx_session(Path(tmp) / "edge.onnx"), onnx_session(Path(tmp) / "cloud.onnx")
         names = stream_tensor_names(model.split_points)
         edge_pt, cloud_pt = EdgeHalf(model), CloudHalf(model)
         result = {"model": name, "split_points": list(model.split_points), "height": height, "width": width,

@@ -54,7 +54,7 @@ def plain_loop(model: MultiTaskCI, batches: list[dict], warmup: int) -> float:
     for i, batch in enumerate(batches):
         if i == warmup:
             start = time.perf_counter()
-        losses, _ = model._losses(batch)
+        losses, _ = model.losses(batch)
         loss = model.loss_weighting(losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,7 +84,7 @@ def compressibility_share(model: MultiTaskCI, batches: list[dict], reps: int = 1
         fs = [f.clone().requires_grad_(True) for f in feats]
         sum(compressibility_loss(normalized_stream(f)) for f in fs).backward()
     def full_step():
-        losses, _ = model._losses(batches[0])
+        losses, _ = model.losses(batches[0])
         model.zero_grad(set_to_none=True)
         model.loss_weighting(losses).backward()
     for fn in (lr_step, full_step):

@@ -1,5 +1,5 @@
 """Edge encoder: a torchvision ResNet cut at one or more split points
-(``multitask-compressible-features-ci.md`` §2.1 and §3).
+(Alvar & Bajić, ICIP 2019, §2.1 and §3).
 
 The paper's Encoder1 is ResNet-34 up to ``layer4`` (stride 32, 512 channels) and its Encoder2
 stops after ``layer3`` (stride 16, 256 channels). With several split points every named

@@ -1,4 +1,4 @@
-"""Losses of the multi-task CI model (``multitask-compressible-features-ci.md`` §2.2–2.3).
+"""Losses of the multi-task CI model (Alvar & Bajić, ICIP 2019, §2.2–2.3).
 
 * :func:`compressibility_loss` — the DPCM + DCT feature compressibility loss L_r (eq 1–5).
 * :class:`UncertaintyWeighting` — the uncertainty-weighted total loss (eq 6, after Kendall et al.).

@@ -1,5 +1,5 @@
 """The Q-layer: uniform n-bit quantization of a transmitted stream
-(``multitask-compressible-features-ci.md`` §2.1, Fig. 1).
+(Alvar & Bajić, ICIP 2019, §2.1, Fig. 1).
 
 Each stream is quantized over its own min–max range, per sample: with
 ``Δ = (max − min) / (2ⁿ − 1)`` the codes are ``q = round((F − min) / Δ)`` and the cloud

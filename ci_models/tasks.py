@@ -252,7 +252,7 @@ def trivial_baselines(tasks: Iterable[Task], context: TaskContext, train_batches
             baseline.observe(batch)
     metrics = TaskMetrics(tasks, context, sync=False)
     for batch in test_batches:
-        metrics.update({name: b.predict(batch) for name, b in baselines.items()}, batch)
+        metrics.update({name: b.predict(batch).contiguous() for name, b in baselines.items()}, batch)
     return {key: float(value) for key, value in metrics.compute().items()}
 
 

@@ -24,9 +24,9 @@ def load_model(path: Path):
         raise ConfigError(f"--ckpt {path}: no such checkpoint file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch reports unreadable files with many exception types, over many lines
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (torch.load: {reason[:160]})") from None
+    except Exception as err:  # many exception types, and messages of many lines advising unsafe loading
+        raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (torch.load with weights only "
+                          f"could not read it: {type(err).__name__})") from None
     if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
         raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (no state_dict and hyper_parameters)")
     try:
@@ -34,8 +34,8 @@ def load_model(path: Path):
     except CilightError:
         raise
     except Exception as err:
-        raise ConfigError(f"--ckpt {path}: not a MultiTaskCI checkpoint ({type(err).__name__}: "
-                          f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else ''})") from None
+        first_line = (str(err).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"--ckpt {path}: not a MultiTaskCI checkpoint ({type(err).__name__}: {first_line})") from None
     return model.eval(), dict(state.get("datamodule_hyper_parameters") or {})
 
 

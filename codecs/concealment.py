@@ -1,6 +1,6 @@
 """Error concealment: filling in tensor elements or channels lost in transmission.
 
-``mobile-cloud-inference-ci-thesis.md`` §3.2 (Fig. 3.3) compares four ways of replacing the
+Ulhaq, B.A.Sc. thesis, SFU 2020, §3.2 (Fig. 3.3) compares four ways of replacing the
 missing entries ``(y, x, c)`` of a received ``C×H×W`` tensor ``T``:
 
 * ``zero`` — 0;

@@ -1,6 +1,6 @@
 """JPEG2000 codestreams of tiled 8-bit feature images, through OpenJPEG.
 
-``mobile-cloud-inference-ci-thesis.md`` §2.2.3 and ``pareto-optimal-bit-allocation-ci.md``
+Ulhaq, B.A.Sc. thesis, SFU 2020, §2.2.3 and Alvar & Bajić, IEEE TIP 2021,
 §VI-A code tiled, 8-bit min–max quantized tensors with JPEG2000 because its rate control can
 hit a requested size. Pillow bundles OpenJPEG and exposes its fixed-rate mode in memory; this
 module fixes the encoder settings in one place so the real codec and the differentiable proxy

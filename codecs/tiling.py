@@ -1,9 +1,9 @@
 """Tiling: the channels of a ``C×H×W`` tensor laid out on a grid to make one 2-D image.
 
-``mobile-cloud-inference-ci-thesis.md`` §2.2.1: each channel becomes one ``H×W`` tile of a
+Ulhaq, B.A.Sc. thesis, SFU 2020, §2.2.1: each channel becomes one ``H×W`` tile of a
 ``rows × cols`` grid (``C ≤ rows·cols``), row-major, so a channel stays contiguous for the
 codec's spatial transform and the image is close to square, which image codecs prefer.
-``back-and-forth-prediction.md`` §3.2 fixes the grid to powers of two:
+Choi et al., ICASSP 2020, §3.2 fixes the grid to powers of two:
 ``cols = 2^⌈½·log₂C⌉``, ``rows = 2^⌊½·log₂C⌋`` (for a C that is not a power of two, the next
 power of two).
 

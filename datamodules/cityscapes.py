@@ -1,6 +1,6 @@
 """Cityscapes: real street scenes with fine semantic labels and stereo disparity, read from disk.
 
-The dataset of ``papers/multitask-compressible-features-ci.md`` §3: the 2,975 finely
+The dataset of Alvar & Bajić, ICIP 2019, §3: the 2,975 finely
 annotated training images with their segmentation and disparity maps, tested on the 500
 images of the official ``val`` split, resized to 512×256. The official ``test`` split has no
 public labels, so it is not used; instead the official ``val`` split is our *test* split, and

@@ -1,4 +1,4 @@
-"""The latency model of shared inference (``mobile-cloud-inference-ci-thesis.md`` §4.2, eq 4.1–4.6).
+"""The latency model of shared inference (Ulhaq, B.A.Sc. thesis, SFU 2020, §4.2, eq 4.1–4.6).
 
 A strategy Ω is the 4-tuple ``(I_c, E_c, E_s, I_s)`` of client inference, client encoding,
 server decoding and server inference times, plus the bytes ``D`` it sends. Its total latency

@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cilight.allocation.callback import RateDistortionCallback, make_coder
+from cilight.allocation.callback import RateDistortionCallback
 from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line
-from cilight.allocation.sweep import (
-    LOCAL_SPREAD,
-    CodecCoder,
-    ProxyCoder,
-    RateSweep,
-    local_rate_tuples,
-    rate_sweep,
-    sample_rate_tuples,
-)
+from cilight.allocation.sweep import LOCAL_SPREAD, RateSweep, local_rate_tuples, rate_sweep, sample_rate_tuples
 from cilight.ci_models import MultiTaskCI
+from cilight.codecs import CodecCoder, ProxyCoder, get_codec, stream_coder
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError
 
@@ -82,7 +75,7 @@ def tiny():
 
 def test_real_codec_sweep_measures_its_rates_and_loses_accuracy_at_low_rate(tiny):
     model, batches = tiny
-    coder = CodecCoder()
+    coder = CodecCoder(get_codec("jpeg2000"))
     with torch.no_grad():
         floors = [coder.floor(f) for f in model.features(batches[0]["image"])]
     tuples = np.array([[f + 200 for f in floors], [40000.0, 20000.0]])
@@ -98,7 +91,7 @@ def test_proxy_coder_tracks_the_real_codec(tiny):
     model, batches = tiny
     with torch.no_grad():
         features = model.features(batches[0]["image"])[1]
-    proxy, real = ProxyCoder(), CodecCoder()
+    proxy, real = ProxyCoder(), CodecCoder(get_codec("jpeg2000"))
     for bits in (6000.0, 12000.0):
         rec_p, bits_p = proxy.code(proxy.prepare(features), bits)
         rec_r, bits_r = real.code(real.prepare(features), bits)
@@ -110,15 +103,18 @@ def test_proxy_coder_tracks_the_real_codec(tiny):
 def test_allocation_experiment_compares_four_methods(tiny):
     model, batches = tiny
     budgets = [8000.0, 16000.0]
-    sweep, rows, extras = run_allocation(model, batches, batches, ProxyCoder(), budgets, tuples=30, progress=False)
+    sweep, rows, extras = run_allocation(model, batches, batches, ProxyCoder(), budgets, tuples=30, refine_tuples=0,
+                                         progress=False)
     assert [(r.budget, r.method) for r in rows] == [(b, m) for b in budgets for m in METHODS]
     for r in rows:
         assert sum(r.rates) == pytest.approx(r.budget) and min(r.rates) >= 0
         assert sum(r.bits_used) <= r.budget * 1.1
         assert r.r2 is not None and np.isfinite(r.total_distortion)
     assert set(extras["pareto"]) == {str(b) for b in budgets}
-    with pytest.raises(ConfigError, match="coder='lossless'"):
-        make_coder("lossless")
+    with pytest.raises(ConfigError, match="codec='lossless'"):
+        stream_coder("lossless")
+    with pytest.raises(ConfigError, match="a rate sweep sets every stream's rate"):
+        stream_coder("jpeg:quality=90")
 
 
 def test_refined_allocation_adds_a_local_sweep(tiny):
@@ -170,7 +166,7 @@ def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
         RateDistortionCallback(weights="eqaul")
     with pytest.raises(ConfigError, match="refine_tuples=-1"):
         RateDistortionCallback(refine_tuples=-1)
-    with pytest.raises(ConfigError, match="coder='jpg'"):
+    with pytest.raises(ConfigError, match="codec='jpg'"):
         RateDistortionCallback(coder="jpg")
 
 
@@ -189,39 +185,52 @@ def test_callback_follows_its_interval_and_can_be_turned_off(tmp_path):
     assert len(curve["rates"]) == 12 and set(curve["metrics"]) == set(curve["reference"])
 
 
-@pytest.mark.slow
-def test_evaluate_allocate_end_to_end(tmp_path):
-    from conftest import run_entry_point
-    from test_cli import TINY
+def test_eq25_weights_come_from_every_tuple_and_score_every_row(tiny):
+    """inverse-mean weights (eq 25) by hand: w_i ∝ 1 / mean over all tuples of D_i, the same for every row."""
+    model, batches = tiny
+    sweep, rows, extras = run_allocation(model, batches, batches, ProxyCoder(), [8000.0, 16000.0], tuples=30,
+                                         refine_tuples=0, weights="inverse-mean", progress=False)
+    columns = list(sweep.directions)
+    by_hand = []
+    for m in columns:
+        ref, values = sweep.reference[m], sweep.metrics[m]
+        drop = (ref - values) if sweep.directions[m] else (values - ref)
+        by_hand.append(np.mean(100 * drop / ref))
+    w = (1 / np.array(by_hand)) / np.sum(1 / np.array(by_hand))
+    np.testing.assert_allclose(list(extras["weights"].values()), w, rtol=1e-12)
+    for r in rows:
+        assert r.total_distortion == pytest.approx(sum(wi * r.distortions[m] for wi, m in zip(w, columns)), rel=1e-12)
 
-    proc = run_entry_point("train.py", [*TINY, "--model.split_points", "[layer2,layer3]", "--rate_distortion.every_n_epochs",
-                                        "0", "--trainer.default_root_dir", tmp_path / "runs", "--run_name", "t"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
-    assert not (tmp_path / "runs" / "t" / "rate_distortion").exists()  # every_n_epochs 0: off
+
+@pytest.mark.slow
+def test_evaluate_allocate_end_to_end_on_a_two_task_model(two_task_checkpoint, tmp_path, capsys):
+    from cilight.evaluate_cli import main
+
     out = tmp_path / "allocation"
-    args = ["allocate", "--ckpt", ckpt, "--budgets", "10", "20", "--tuples", "20", "--refine-tuples", "10",
-            "--num-test", "10", "--fit-fraction", "0.4", "--out", out]
-    proc = run_entry_point("evaluate.py", args, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "fitting on 4 test images with proxy, evaluating on 6 with jpeg2000" in proc.stdout
-    assert proc.stdout.count("proposed") == 2 and "Pareto set at R_t = 10.00 kbit" in proc.stdout
+    args = ["allocate", "--ckpt", str(two_task_checkpoint), "--budgets", "10", "20", "--tuples", "20",
+            "--refine-tuples", "10", "--num-test", "10", "--fit-fraction", "0.4", "--out", str(out)]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    assert "fitting on 4 test images with proxy, evaluating on 6 with jpeg2000" in stdout
+    assert stdout.count("proposed") == 2 and "Pareto set at R_t = 10.00 kbit" in stdout
     result = json.loads((out / "allocation.json").read_text())
     methods = (*METHODS, UNREFINED)
     assert [(r["budget"], r["method"]) for r in result["rows"]] == [(b, m) for b in (1e4, 2e4) for m in methods]
     for r in result["rows"]:
         assert sum(r["rates"]) == pytest.approx(r["budget"]) and 0 <= r["r2"] <= 1
+        assert set(r["distortions"]) == {"segmentation_miou", "disparity_rmse"}  # the model's two tasks
     assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep"]["rates"]) == 20 + 2 * 10
     assert len((out / "allocation.csv").read_text().splitlines()) == 1 + 10
     assert (out / "allocation.png").stat().st_size > 1000
     for bad, needle in ((["--budgets", "-5"], "--budgets [-5.0]: expected positive kbit per image"),
                         (["--budgets", "1"], "budget 1000 bits is too small"),
-                        (["--weights", "1", "x", "1"], "--weights 1 x 1: expected 3 numbers"),
+                        (["--weights", "1", "x"], "--weights 1 x: expected 2 numbers"),
+                        (["--weights", "1", "1", "1"], "expected 2 numbers (one per task)"),
+                        (["--codec", "jpg"], "did you mean 'jpeg'"),
                         (["--num-test", "1"], "--num-test 1: expected at least 2 images")):
-        proc = run_entry_point("evaluate.py", [*args, *bad], tmp_path)
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-        assert proc.returncode == 2 and len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
-        assert "Traceback" not in proc.stderr
+        assert main([*args, *bad]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and needle in errors[0], errors
 
 
 def test_callback_raises_budgets_the_codec_cannot_reach(tmp_path):

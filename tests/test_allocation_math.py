@@ -30,7 +30,7 @@ from cilight.allocation import (
 )
 from cilight.errors import ConfigError
 
-# bit-allocation-multitask-ci.md §3: the fitted total-distortion surface, rates in kbit.
+# Alvar & Bajić, ICASSP 2020, §3: the fitted total-distortion surface, rates in kbit.
 PAPER = DistortionSurface(0.80, [72.45, 183.09], [7.07e-4, 2.11e-2])
 
 

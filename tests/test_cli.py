@@ -7,21 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_entry_point
+import yaml
+from conftest import ROOT, TINY, train
 
 from cilight.ci_models import MultiTaskCI
 from cilight.cli import summarize_config_error
 
-TINY = [
-    "--data.height", "64", "--data.width", "128",
-    "--data.num_train", "8", "--data.num_val", "4", "--data.num_test", "4", "--data.batch_size", "4",
-    "--model.decoder_width", "16",
-    "--trainer.max_epochs", "1", "--trainer.enable_model_summary", "false",
-]
 
-
-def train(args: list[str], tmp_path: Path, timeout: float = 240, extra_env: dict | None = None):
-    return run_entry_point("train.py", args, tmp_path, timeout, extra_env)
+def callbacks_config(path: Path, **rate_distortion) -> Path:
+    """The default callbacks with the rate–distortion callback's arguments changed, as a ``--config`` file."""
+    config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    callbacks = config["trainer"]["callbacks"]
+    for callback in callbacks:
+        if callback["class_path"].endswith("RateDistortionCallback"):
+            callback["init_args"].update(rate_distortion)
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    return path
 
 
 @pytest.mark.slow
@@ -36,7 +37,8 @@ def test_fit_test_and_resume(tmp_path):
     assert list((run / "samples").glob("epoch_*.png"))
     report = json.loads((run / "test_metrics.json").read_text())
     metrics = report["metrics"]
-    assert set(report["trivial_baselines"]) == {"segmentation_miou", "disparity_rmse", "reconstruction_psnr"}
+    assert set(report["trivial_baselines"]) == {"segmentation_miou", "disparity_rmse", "disparity_irmse",
+                                                "reconstruction_psnr"}
     assert "majority class" in proc.stdout and "mean disparity" in proc.stdout
     assert {"test/segmentation_miou", "test/disparity_rmse", "test/disparity_irmse", "test/reconstruction_psnr"} <= set(metrics)
     assert "test/segmentation_miou" in proc.stdout
@@ -65,6 +67,7 @@ def test_fit_test_and_resume(tmp_path):
         (["--data.height", "100"], "height=100: expected an integer >= 32 and a multiple of 32"),
         (["--data", "Cityscapes", "--data.root", "/nonexistent/cityscapes"], "/nonexistent/cityscapes"),
         (["--ckpt_path", "/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
+        (["--model.tasks", "[segmentation,dispartiy]"], "did you mean 'disparity'"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, needle):
@@ -94,23 +97,31 @@ def test_summarize_config_error_keeps_the_informative_alternative():
     )
 
 
-def test_default_config_file_is_the_default(tmp_path):
+def test_defaults_and_callbacks_come_from_the_config_file(tmp_path):
     def resolved(*args):
         proc = train([*args, "--print_config"], tmp_path, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        return [line for line in proc.stdout.splitlines() if not line.startswith("config:")]
+        return yaml.safe_load(proc.stdout)
 
-    assert resolved("--config", str(ROOT / "configs" / "default.yaml")) == resolved()
+    default = resolved()
+    callbacks = [c["class_path"] for c in default["trainer"]["callbacks"]]
+    assert callbacks == ["lightning.pytorch.callbacks.ModelCheckpoint", "cilight.ci_models.PredictionGrid",
+                         "cilight.allocation.RateDistortionCallback"]
+    assert default["trainer"]["max_epochs"] == 8 and default["seed_everything"] == 0
+    # a user's file replaces the list: here without the rate–distortion callback
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"trainer": {"callbacks": default["trainer"]["callbacks"][:2]}}))
+    assert [c["class_path"] for c in resolved("--config", mine)["trainer"]["callbacks"]] == callbacks[:2]
 
 
 @pytest.mark.slow
 def test_ddp_two_processes(tmp_path):
     """Two CPU processes, two streams, and the rate–distortion callback's barriers on every rank."""
     root = tmp_path / "runs"
-    args = [*TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp", "--trainer.accelerator", "cpu",
-            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.split_points", "[layer2,layer3]",
-            "--rate_distortion.every_n_epochs", "1", "--rate_distortion.images", "2",
-            "--rate_distortion.tuples", "20", "--rate_distortion.budgets_bpe", "[0.4,0.8]"]
+    config = callbacks_config(tmp_path / "callbacks.yaml", every_n_epochs=1, images=2, tuples=20, budgets_bpe=[0.4, 0.8])
+    args = ["--config", config, *TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--model.split_points", "[layer2,layer3]"]
     proc = train(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = root / "ddp"

@@ -8,35 +8,27 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_entry_point
+from conftest import smooth_images, tiny_model
 
-from cilight.ci_models import MultiTaskCI
-from cilight.ci_models.halves import CloudHalf, EdgeHalf, stream_tensor_names
+from cilight.ci_models.halves import CloudHalf, EdgeHalf
 from cilight.ci_models.onnx_export import export_halves, model_version
 from cilight.codecs import CodecError
+from cilight.codecs.wire import HalfMetadata, stream_tensor_names
 from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
 from cilight.errors import ConfigError
 
 HEIGHT, WIDTH = 64, 96
 
 
-def tiny_model(split_points) -> MultiTaskCI:
-    torch.manual_seed(0)
-    return MultiTaskCI(backbone="resnet18", split_points=split_points, num_classes=5, decoder_width=8).eval()
-
-
 def scenes(n: int, seed: int = 0) -> torch.Tensor:
-    # smooth images, so codes span the range like real features do
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n, 3, HEIGHT // 8, WIDTH // 8, generator=g)
-    return torch.nn.functional.interpolate(low, size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)
+    return smooth_images(n, HEIGHT, WIDTH, seed)
 
 
 @pytest.fixture(scope="module", params=[["layer3"], ["layer2", "layer3"]], ids=["single", "multi"])
 def exported(request, tmp_path_factory):
     model = tiny_model(request.param)
     out = tmp_path_factory.mktemp("onnx")
-    report = export_halves(model, out, HEIGHT, WIDTH, scenes(3), codec={"name": "png"})
+    report = export_halves(model, out, HEIGHT, WIDTH, scenes(3), codec="png")
     return model, out, report
 
 
@@ -53,6 +45,9 @@ def test_files_are_single_checked_and_carry_metadata(exported):
             lay.split_point: list(lay.shape(HEIGHT, WIDTH)) for lay in model.layouts}
         assert json.loads(meta["quantizer"])["bits"] == 8
         assert meta["model_version"] == model_version(model)
+        assert json.loads(meta["outputs"]) == [t.output_name for t in model.tasks]
+        parsed = HalfMetadata.from_props(meta)  # the runtimes' reader of what the exporter wrote
+        assert parsed.props() == meta and parsed.codec == "png"
     edge = onnx.load(out / "edge.onnx")
     assert [o.name for o in edge.graph.output] == stream_tensor_names(model.split_points)
     assert edge.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
@@ -78,7 +73,7 @@ def test_parity_and_dynamic_batch(exported):
             np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("codec,options", [("png", {}), ("jpeg2000", {"target_bits": 6000})])
+@pytest.mark.parametrize("codec,options", [("png", {}), ("jpeg2000", {"target_bits": 6000}), ("jpeg:quality=80", {})])
 def test_runtime_end_to_end_over_bytes(exported, codec, options):
     model, out, _ = exported
     edge, cloud = EdgeRuntime(out / "edge.onnx", codec, **options), CloudRuntime(out / "cloud.onnx")
@@ -94,9 +89,8 @@ def test_runtime_end_to_end_over_bytes(exported, codec, options):
         labels = outputs["segmentation"].argmax(1) == reference["segmentation"].argmax(1).numpy()
         assert labels.mean() > 0.99
         np.testing.assert_allclose(outputs["disparity"], reference["disparity"].numpy(), atol=1e-3)
-    else:
-        for _s in model.split_points:  # every stream at its target (±1%, or the closest pass)
-            assert len(frames[0]) <= len(model.split_points) * 6000 / 8 * 1.05
+    elif codec == "jpeg2000":  # every stream at its target (±1%, or the closest pass)
+        assert len(frames[0]) <= len(model.split_points) * 6000 / 8 * 1.05
 
 
 def test_runtime_rejects_bad_bytes_and_sizes(exported):
@@ -125,6 +119,8 @@ def test_runtime_rejects_bad_bytes_and_sizes(exported):
 
 def test_export_validates_its_arguments(tmp_path):
     model = tiny_model(["layer3"])
+    with pytest.raises(ConfigError, match="did you mean 'jpeg'"):
+        export_halves(model, tmp_path, HEIGHT, WIDTH, scenes(1), codec="jpg:quality=3")
     with pytest.raises(ConfigError, match="height=50: expected a positive multiple of 16"):
         export_halves(model, tmp_path, 50, WIDTH, scenes(1))
     with pytest.raises(ConfigError, match="opset=11"):
@@ -170,23 +166,27 @@ def test_latency_scaling_and_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_cli_on_a_trained_checkpoint(tmp_path):
-    from test_cli import TINY
-
-    proc = run_entry_point("train.py", [*TINY, "--trainer.default_root_dir", tmp_path / "runs", "--run_name", "t"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = tmp_path / "runs" / "t" / "checkpoints" / "last.ckpt"
-    demo = tmp_path / "street.png"
+def test_export_cli_on_a_trained_checkpoint(tiny_checkpoint, tmp_path, capsys):
     from PIL import Image
 
+    from cilight.export_cli import main
+
+    demo = tmp_path / "street.png"
     Image.fromarray((scenes(1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(demo)
     out = tmp_path / "onnx"
-    proc = run_entry_point("export.py", ["--ckpt", ckpt, "--out", out, "--samples", "2", "--demo", demo,
-                                         "--codec", "jpeg2000", "--bits-per-element", "2"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "PASSED" in proc.stdout and "bytes (jpeg2000)" in proc.stdout
+    assert main(["--ckpt", str(tiny_checkpoint), "--out", str(out), "--samples", "2", "--demo", str(demo),
+                 "--codec", "jpeg2000:bpe=2"]) == 0
+    stdout = capsys.readouterr().out
+    assert "PASSED" in stdout and "bytes (jpeg2000:bpe=2)" in stdout
     for name in ("edge.onnx", "cloud.onnx", "demo_segmentation.png", "demo_disparity.png", "demo_reconstruction.png"):
         assert (out / name).stat().st_size > 0
     assert Image.open(out / "demo_segmentation.png").size == (128, 64)  # the training size of TINY
-    proc = run_entry_point("export.py", ["--ckpt", tmp_path / "nope.ckpt", "--out", out], tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: --ckpt {tmp_path / 'nope.ckpt'}: no such checkpoint file"
+    missing, not_a_checkpoint = tmp_path / "nope.ckpt", tmp_path / "street.ckpt"
+    not_a_checkpoint.write_bytes(demo.read_bytes())
+    for ckpt, expected in ((missing, f"error: --ckpt {missing}: no such checkpoint file"),
+                           (not_a_checkpoint, f"error: --ckpt {not_a_checkpoint}: not a checkpoint written by train.py")):
+        assert main(["--ckpt", str(ckpt), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(expected) and "weights_only" not in err, err
+    assert main(["--ckpt", str(tiny_checkpoint), "--out", str(out), "--codec", "jpeg2000"]) == 2
+    assert "needs bpe" in capsys.readouterr().err

@@ -105,10 +105,10 @@ def test_benchmark_mode_has_no_compressibility_term():
         "disparity": torch.rand(2, H, W),
         "disparity_mask": torch.ones(2, H, W, dtype=torch.bool),
     }
-    losses, _ = model._losses(batch)
+    losses, _ = model.losses(batch)
     assert set(losses) == {"segmentation", "disparity", "reconstruction"}
     with_lr = MultiTaskCI(num_classes=4, decoder_width=16)
-    assert "compressibility" in with_lr._losses(batch)[0]
+    assert "compressibility" in with_lr.losses(batch)[0]
 
 
 def test_compressibility_term_is_scale_invariant():

@@ -54,6 +54,9 @@ from cilight.datamodules.synthetic.scene import (
     FOCAL_PER_WIDTH,
     GROUND_CLASSES,
     HORIZON_RANGE,
+    IGNORE,
+    ROAD,
+    SKY,
     Camera,
 )
 
@@ -65,6 +68,9 @@ __all__ = [
     "FOCAL_PER_WIDTH",
     "GROUND_CLASSES",
     "HORIZON_RANGE",
+    "IGNORE",
+    "ROAD",
+    "SKY",
     "Camera",
     "SyntheticStreets",
     "SyntheticStreetsDataset",
