@@ -190,3 +190,18 @@ def test_export_cli_on_a_trained_checkpoint(tiny_checkpoint, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and err.startswith(expected) and "weights_only" not in err, err
     assert main(["--ckpt", str(tiny_checkpoint), "--out", str(out), "--codec", "jpeg2000"]) == 2
     assert "needs bpe" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_cli_on_a_two_stream_two_task_checkpoint(two_task_checkpoint, tmp_path, capsys):
+    from cilight.export_cli import main
+
+    out = tmp_path / "onnx"
+    assert main(["--ckpt", str(two_task_checkpoint), "--out", str(out), "--samples", "2", "--codec", "jpeg:quality=90"]) == 0
+    stdout = capsys.readouterr().out
+    assert "PASSED" in stdout and "layer2, layer3" in stdout and "tasks segmentation, disparity" in stdout
+    meta = HalfMetadata.from_props({p.key: p.value for p in onnx.load(out / "cloud.onnx").metadata_props})
+    assert meta.outputs == ("segmentation", "disparity") and meta.codec == "jpeg:quality=90"
+    frames = EdgeRuntime(out / "edge.onnx").encode(smooth_images(2, 64, 128, seed=3).numpy())
+    outputs = CloudRuntime(out / "cloud.onnx").infer(frames)
+    assert list(outputs) == ["segmentation", "disparity"] and outputs["disparity"].shape == (2, 64, 128)
