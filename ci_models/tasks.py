@@ -139,6 +139,24 @@ class Task:
         """The metric that stands for the task (eq 1's A_i, the comparison table, BD-rate)."""
         return self.metrics[0]
 
+    @property
+    def rate_accuracy(self) -> TaskMetric:
+        """The metric of rate–accuracy curves and BD-rate: the first one that rises with accuracy.
+
+        BD-rate integrates rate over a metric that grows with quality, so a task whose primary
+        metric falls (disparity RMSE) is measured by a rising one (IRMSE = 1/RMSE), as in Alvar &
+        Bajić, IEEE ICIP 2019, Table 1. A task without a rising metric has no BD-rate.
+        """
+        for metric in self.metrics:
+            if metric.higher_is_better:
+                return metric
+        raise ConfigError(f"task {self.name!r} has no metric that rises with accuracy "
+                          f"({', '.join(m.name for m in self.metrics)}), so no rate–accuracy curve")
+
+    @property
+    def rate_accuracy_key(self) -> str:
+        return self.key(self.rate_accuracy)
+
     def key(self, metric: TaskMetric) -> str:
         return f"{self.name}_{metric.name}"
 

@@ -13,7 +13,7 @@ This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation`
 * quantizers, tiling, the container, concealment.
 """
 
-from cilight.codecs.coders import StreamCoder, stream_coder
+from cilight.codecs.coders import StreamCoder, point_coder, stream_coder
 from cilight.codecs.concealment import METHODS as CONCEALMENT_METHODS
 from cilight.codecs.concealment import DatasetMean, channel_means, conceal, loss_mask
 from cilight.codecs.container import HEADER_BYTES, split_streams
@@ -85,6 +85,7 @@ __all__ = [
     "parse_operating_points",
     "register_codec",
     "split_streams",
+    "point_coder",
     "stream_coder",
     "tile",
     "uniform_codes",

@@ -247,6 +247,12 @@ class CodecCoder:
             sizes.append(8 * len(data))
         return torch.stack(decoded), torch.tensor(sizes, dtype=torch.float64)
 
+    def code_at(self, features: Tensor, **rate) -> tuple[Tensor, Tensor]:
+        """Every sample at one value of the rate knob (an operating point such as ``jpeg:quality=90``)."""
+        data = [self.codec.encode(x, **rate) for x in features]
+        return (torch.stack([self.codec.decode(d) for d in data]),
+                torch.tensor([8.0 * len(d) for d in data], dtype=torch.float64))
+
     def floor(self, features: Tensor) -> float:
         """Bits of the smallest stream any sample can be coded into (header and side info included)."""
         return max(self.codec.floor_bits(x) for x in features)

@@ -516,5 +516,10 @@ class ProxyCoder:
         reconstruction, predicted = self.proxy.quantize(transformed, torch.tensor(steps, dtype=transformed.image.dtype))
         return reconstruction, predicted.double() + self.overhead_bits
 
+    def code_at(self, prepared: tuple[Any, Tensor, Tensor], step: float) -> tuple[Tensor, Tensor]:
+        """Every sample at one dead-zone ``step`` (an operating point ``proxy:step=…``)."""
+        reconstruction, predicted = self.proxy.quantize(prepared[0], float(step))
+        return reconstruction, predicted.double() + self.overhead_bits
+
     def floor(self, features: Tensor) -> float:
         return CodecCoder(get_codec("jpeg2000")).floor(features)

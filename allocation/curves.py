@@ -1,0 +1,268 @@
+"""Rate–accuracy curves measured with real bytes, and the BD-rate table between models.
+
+Alvar & Bajić, "Multi-task learning with compressible features for collaborative intelligence",
+IEEE ICIP 2019, §3: every stream of every test image is coded at a set of operating points
+(PNG, then JPEG at quality 95, 90, 85, 80), the cloud half runs on the decoded tensors, and each
+task's metric is plotted against the bits sent (Fig. 4); the BD-rate between two such curves is
+Table 1.
+
+::
+
+    test images ─► edge ─► features_s ─► codec at operating point p ─► bytes ─► decode ─► cloud ─► metrics(p)
+                                     └──► Q-layer only (no codec) ──────────────────────► cloud ─► reference
+    curves of model A, model B ─► per task and curve family: bd_rate / bd_metric / overlap ─► table, plots
+
+Rates are the real container sizes (header and min–max side information included), summed
+over the streams of an image: **bits per image**, and the same divided by the elements of all
+streams (**bits per element**). The proxy (``proxy:step=…``) writes no bytes; its points carry
+the bits it predicts for the same container.
+
+A *curve family* is a named list of operating points that form one curve, written
+``[name=]point+point+…`` with each point in the operating-point syntax, e.g.
+``paper=png+jpeg:quality=95,90,85,80`` (:func:`parse_families`). Each family gets its own BD-rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from cilight.allocation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
+from cilight.codecs import OperatingPoint, parse_operating_points, point_coder
+from cilight.errors import ConfigError
+
+PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"  # ICIP 2019 §3, Table 1
+DEFAULT_FAMILIES = (PAPER_FAMILY,)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One curve: a name and its operating points, in the order given."""
+
+    name: str
+    points: tuple[OperatingPoint, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "+:/ "):
+            raise ConfigError(f"curve family name {self.name!r}: expected a short name without '+', ':', '/' or spaces")
+        if not self.points:
+            raise ConfigError(f"curve family {self.name!r} has no operating points")
+        texts = [str(p) for p in self.points]
+        if len(set(texts)) != len(texts):
+            raise ConfigError(f"curve family {self.name!r} lists an operating point twice: {texts}")
+
+    def __str__(self) -> str:
+        return f"{self.name}=" + "+".join(str(p) for p in self.points)
+
+
+def parse_families(texts: str | Iterable[str]) -> tuple[Family, ...]:
+    """Curve families from ``[name=]point+point+…`` strings; unnamed ones are named by their codecs."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise ConfigError("no curve families: expected e.g. 'paper=png+jpeg:quality=95,90,85,80'")
+    families = []
+    for text in texts:
+        head = text.split(":", 1)[0].split("+", 1)[0]
+        name, points_text = (text.split("=", 1) if "=" in head else ("", text))
+        pieces = [p for p in points_text.split("+") if p.strip()]
+        if not pieces:
+            raise ConfigError(f"curve family {text!r}: expected operating points, e.g. 'png+jpeg:quality=95,90'")
+        points = parse_operating_points(pieces)
+        name = name.strip() or "+".join(dict.fromkeys(p.codec for p in points))
+        families.append(Family(name, points))
+    names = [f.name for f in families]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"curve families {names} share a name; name them, e.g. 'wide=jpeg:quality=95,…'")
+    return tuple(families)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One operating point measured on the test images: mean bits and every task metric."""
+
+    family: str
+    point: str
+    bits_per_image: float  # all streams of an image, containers included
+    bits_per_element: float  # the same over the elements of all streams
+    stream_bits: tuple[float, ...]  # mean bits per image of each stream
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RateAccuracyCurves:
+    """The curves of one model: measured points, the uncompressed reference, and how to redo them.
+
+    ``tasks`` maps each task to the metric key its curve and BD-rate use
+    (:attr:`cilight.ci_models.Task.rate_accuracy`: IRMSE for disparity).
+    """
+
+    points: tuple[CurvePoint, ...]
+    reference: dict[str, float]  # Q-layer only, no codec
+    tasks: dict[str, str]
+    elements: int  # elements of all streams of one image
+    images: int
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for task, key in self.tasks.items():
+            missing = [p.point for p in self.points if key not in p.metrics]
+            if missing or key not in self.reference:
+                raise ConfigError(f"curves of task {task!r} have no {key!r} at {missing or ['the reference']}")
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.family for p in self.points))
+
+    def family(self, name: str) -> list[CurvePoint]:
+        points = [p for p in self.points if p.family == name]
+        if not points:
+            raise ConfigError(f"no curve family {name!r}; measured {', '.join(self.families)}")
+        return points
+
+    def curve(self, task: str, family: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(bits per image, metric)`` of ``task`` along ``family``, in measurement order."""
+        if task not in self.tasks:
+            raise ConfigError(f"task {task!r}: these curves have {', '.join(self.tasks)}")
+        points = self.family(family)
+        key = self.tasks[task]
+        return (np.array([p.bits_per_image for p in points]), np.array([p.metrics[key] for p in points]))
+
+    # -- files ---------------------------------------------------------------------------
+    def as_dict(self) -> dict:
+        return {"points": [asdict(p) for p in self.points], "reference": self.reference, "tasks": self.tasks,
+                "elements": self.elements, "images": self.images, "provenance": self.provenance}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RateAccuracyCurves:
+        try:
+            points = tuple(CurvePoint(**{**p, "stream_bits": tuple(p["stream_bits"])}) for p in data["points"])
+            return cls(points, dict(data["reference"]), dict(data["tasks"]), int(data["elements"]),
+                       int(data["images"]), dict(data.get("provenance", {})))
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"not a curves file written by evaluate.py curves ({type(err).__name__}: {err})") from None
+
+    def write(self, folder: Path, stem: str = "curves") -> list[Path]:
+        """``<stem>.json`` (everything, re-readable by :meth:`read`) and ``<stem>.csv`` (one row per point)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
+        json_path.write_text(json.dumps(self.as_dict(), indent=1))
+        keys = sorted(self.reference)
+        with csv_path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["family", "point", "bits_per_image", "bits_per_element", *keys])
+            writer.writerow(["uncompressed", "q-layer", "", "", *(self.reference[k] for k in keys)])
+            for p in self.points:
+                writer.writerow([p.family, p.point, p.bits_per_image, p.bits_per_element, *(p.metrics[k] for k in keys)])
+        return [json_path, csv_path]
+
+    @classmethod
+    def read(cls, path: Path) -> RateAccuracyCurves:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read curves ({type(err).__name__}: {err})") from None
+
+
+@torch.no_grad()
+def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequence[Family], progress: bool = True,
+                   provenance: dict | None = None) -> RateAccuracyCurves:
+    """Code every stream of every image at every operating point of ``families`` and measure the tasks.
+
+    ``model``: a :class:`~cilight.ci_models.MultiTaskCI` (its edge features, Q-layer, cloud half
+    and tasks). The edge runs once per batch; each codec's per-stream preparation once per batch
+    and codec; the cloud half once per batch and operating point.
+    """
+    model = model.eval()
+    points = [(family.name, point) for family in families for point in family.points]
+    coders = {str(point): point_coder(point) for _, point in points}
+    reference = model.task_metrics(sync=False)
+    measured = [model.task_metrics(sync=False) for _ in points]
+    bits = np.zeros((len(points), len(model.split_points)))
+    images = sum(len(b["image"]) for b in batches)
+    if images == 0:
+        raise ConfigError("no test images to measure curves on")
+    bar = tqdm(total=images * len(points), desc="rate–accuracy curves", unit="image", disable=not progress)
+    elements = 0
+    for batch in batches:
+        features = model.features(batch["image"])
+        elements = sum(int(f[0].numel()) for f in features)
+        reference.update(model.decoder([q(f) for q, f in zip(model.quantizers, features)]), batch)
+        prepared: dict[str, list] = {}
+        for i, (_, point) in enumerate(points):
+            coder, rate = coders[str(point)]
+            key = str(point.with_rate(None))
+            if key not in prepared:
+                prepared[key] = [coder.prepare(f) for f in features]
+            coded = [coder.code_at(state, **rate) for state in prepared[key]]
+            measured[i].update(model.decoder([c[0].to(f.dtype) for c, f in zip(coded, features)]), batch)
+            bits[i] += [float(c[1].sum()) for c in coded]
+            bar.update(len(batch["image"]))
+    bar.close()
+    bits /= images
+    result = []
+    for (family, point), metrics, stream_bits in zip(points, measured, bits):
+        total = float(stream_bits.sum())
+        result.append(CurvePoint(family, str(point), total, total / elements, tuple(stream_bits.tolist()),
+                                 {k: float(v) for k, v in metrics.compute().items()}))
+    return RateAccuracyCurves(tuple(result), {k: float(v) for k, v in reference.compute().items()},
+                              {task.name: task.rate_accuracy_key for task in model.tasks}, elements, images,
+                              dict(provenance or {}))
+
+
+# --------------------------------------------------------------------------- BD-rate between models
+@dataclass(frozen=True)
+class BdRateRow:
+    """BD-rate and BD-metric of one test model against the anchor, for one task and curve family.
+
+    ``bd_rate`` / ``bd_metric`` are ``None`` when refused; ``note`` then says why (too little
+    overlap, a curve that does not rise with rate …). ``overlap`` is the share of the two metric
+    ranges both curves cover (BD-rate integrates over it).
+    """
+
+    test: str
+    task: str
+    metric: str
+    family: str
+    bd_rate: float | None
+    bd_metric: float | None
+    overlap: float
+    note: str = ""
+
+
+def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves], method: str = "cubic",
+                 min_overlap: float = MIN_OVERLAP) -> list[BdRateRow]:
+    """Table 1 of the ICIP paper: every test model × task × family the anchor was measured on."""
+    rows = []
+    for name, test in tests.items():
+        for family in anchor.families:
+            if family not in test.families:
+                raise ConfigError(f"test model {name!r} was not measured on curve family {family!r} "
+                                  f"(has {', '.join(test.families)})")
+            for task, key in anchor.tasks.items():
+                if task not in test.tasks:
+                    continue
+                (ra, ma), (rt, mt) = anchor.curve(task, family), test.curve(task, family)
+                share = metric_overlap(ma, mt)
+                values, notes = [], []
+                for delta in (bd_rate, bd_metric):
+                    try:
+                        values.append(delta(ra, ma, rt, mt, method=method, min_overlap=min_overlap))
+                    except ValueError as err:
+                        values.append(None)
+                        notes.append(f"{delta.__name__}: {err}")
+                rows.append(BdRateRow(name, task, key, family, values[0], values[1], share, "; ".join(notes)))
+    return rows
+
+
+__all__ = ["DEFAULT_FAMILIES", "PAPER_FAMILY", "BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves",
+           "bd_rate_rows", "measure_curves", "parse_families"]
