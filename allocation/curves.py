@@ -76,7 +76,7 @@ def parse_families(texts: str | Iterable[str]) -> tuple[Family, ...]:
         if not pieces:
             raise ConfigError(f"curve family {text!r}: expected operating points, e.g. 'png+jpeg:quality=95,90'")
         points = parse_operating_points(pieces)
-        name = name.strip() or "+".join(dict.fromkeys(p.codec for p in points))
+        name = name.strip() or "-".join(dict.fromkeys(p.codec for p in points))
         families.append(Family(name, points))
     names = [f.name for f in families]
     if len(set(names)) != len(names):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
+from cilight.allocation.curves import BdRateRow, RateAccuracyCurves
 from cilight.allocation.distortion import total_distortion
 from cilight.allocation.experiment import AllocationRow, rows_as_dicts
 from cilight.allocation.surface import DistortionSurface
@@ -117,6 +119,95 @@ def plot_surface(sweep: RateSweep, budget: float, fitted: dict, weights, path: P
     return path
 
 
+def curves_table(curves: RateAccuracyCurves) -> str:
+    """One line per operating point: bits per image and per element, every task's curve metric."""
+    keys = list(curves.tasks.values())
+    lines = [f"{'family':>10} {'operating point':>22} {'kbit/image':>10} {'bits/elem':>9} " + " ".join(f"{k:>22}" for k in keys)]
+    lines.append(f"{'—':>10} {'uncompressed (Q-layer)':>22} {'—':>10} {'—':>9} "
+                 + " ".join(f"{curves.reference[k]:22.4f}" for k in keys))
+    for p in curves.points:
+        lines.append(f"{p.family:>10} {p.point:>22} {p.bits_per_image / 1e3:10.2f} {p.bits_per_element:9.4f} "
+                     + " ".join(f"{p.metrics[k]:22.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def bd_rate_table(rows: list[BdRateRow]) -> str:
+    """Table 1 of the ICIP 2019 paper: BD-rate (%) and BD-metric per test model, task and curve family,
+    with the overlap of the metric ranges the BD-rate integrates over."""
+    lines = [f"{'test':>16} {'family':>10} {'task':>15} {'metric':>22} {'BD-rate %':>10} {'BD-metric':>10} {'overlap':>8}"]
+    for r in rows:
+        rate = f"{r.bd_rate:10.2f}" if r.bd_rate is not None else f"{'refused':>10}"
+        metric = f"{r.bd_metric:10.4f}" if r.bd_metric is not None else f"{'refused':>10}"
+        lines.append(f"{r.test:>16} {r.family:>10} {r.task:>15} {r.metric:>22} {rate} {metric} {100 * r.overlap:7.0f}%")
+    notes = [f"  {r.test}/{r.family}/{r.task}: {r.note}" for r in rows if r.note]
+    return "\n".join(lines + (["refused:"] + notes if notes else []))
+
+
+def plot_rate_accuracy(models: dict[str, RateAccuracyCurves], task: str, path: Path) -> Path:
+    """Fig. 4 of the ICIP 2019 paper: ``task``'s metric against kbit per image, one line per model and
+    curve family, each model's uncompressed value dotted."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    markers = "osD^v<>"
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    key = ""
+    for m, (name, curves) in enumerate(models.items()):
+        if task not in curves.tasks:
+            continue
+        key = curves.tasks[task]
+        color = colors[m % len(colors)]
+        for f, family in enumerate(curves.families):
+            rates, metric = curves.curve(task, family)
+            order = np.argsort(rates)
+            ax.plot(rates[order] / 1e3, metric[order], marker=markers[f % len(markers)], color=color, ms=4, lw=1,
+                    label=f"{name} ({family})")
+        ax.axhline(curves.reference[key], color=color, ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("rate (kbit per image, all streams)")
+    ax.set_ylabel(key)
+    ax.set_title(task)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_bd_rates(out: Path, rows: list[BdRateRow], models: dict[str, RateAccuracyCurves], settings: dict) -> list[Path]:
+    """``bdrate.json`` (rows, settings, every model's curves), ``bdrate.csv`` and ``rd_<task>.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bdrate.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], **settings,
+                                                 "curves": {k: v.as_dict() for k, v in models.items()}}, indent=1))
+    with open(out / "bdrate.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["test", "family", "task", "metric", "bd_rate_percent", "bd_metric", "overlap", "note"])
+        for r in rows:
+            writer.writerow([r.test, r.family, r.task, r.metric, r.bd_rate, r.bd_metric, r.overlap, r.note])
+    tasks = dict.fromkeys(t for curves in models.values() for t in curves.tasks)
+    plots = [plot_rate_accuracy(models, task, out / f"rd_{task}.png") for task in tasks]
+    return [out / "bdrate.json", out / "bdrate.csv", *plots]
+
+
+def log_to_active_run(values: dict, tables: dict[str, tuple[list[str], list[list]]] | None = None) -> bool:
+    """Scalars, images (:class:`~pathlib.Path` values) and tables to the active W&B run, if there is one
+    (``evaluate.py`` inside a W&B-launched job); ``False`` when there is none."""
+    try:
+        import wandb
+    except ImportError:
+        return False
+    if wandb.run is None:
+        return False
+    payload = {k: wandb.Image(str(v)) if isinstance(v, Path) else v for k, v in values.items()}
+    for name, (columns, data) in (tables or {}).items():
+        payload[name] = wandb.Table(columns=columns, data=data)
+    wandb.log(payload)
+    return True
+
+
+def bd_rate_wandb_table(rows: list[BdRateRow]) -> tuple[list[str], list[list]]:
+    columns = ["test", "family", "task", "metric", "bd_rate_percent", "bd_metric", "overlap"]
+    return columns, [[r.test, r.family, r.task, r.metric, r.bd_rate, r.bd_metric, r.overlap] for r in rows]
+
+
 def wandb_loggers(trainer) -> list:
     from lightning.pytorch.loggers import WandbLogger
 
@@ -142,5 +233,6 @@ def log_allocation_table(trainer, rows: list[AllocationRow]) -> None:
         logger.log_table("rate_distortion/allocations", columns=columns, data=data)
 
 
-__all__ = ["allocation_table", "log_allocation_table", "log_to_wandb", "plot_allocations", "plot_curve", "plot_surface",
-           "write_allocation"]
+__all__ = ["allocation_table", "bd_rate_table", "bd_rate_wandb_table", "curves_table", "log_allocation_table",
+           "log_to_active_run", "log_to_wandb", "plot_allocations", "plot_curve", "plot_rate_accuracy", "plot_surface",
+           "write_allocation", "write_bd_rates"]

@@ -6,11 +6,16 @@ LightningCLI stores the datamodule's class path and arguments in the checkpoint
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import subprocess
 from pathlib import Path
 
 import torch
 
+import cilight
+from cilight.allocation.curves import RateAccuracyCurves, measure_curves
 from cilight.ci_models import MultiTaskCI
 from cilight.errors import CilightError, ConfigError
 
@@ -75,4 +80,55 @@ def test_batches(data: dict, images: int | None = None, num_test: int | None = N
     return batches
 
 
-__all__ = ["datamodule_from", "load_model", "test_batches"]
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_revision() -> str | None:
+    """The commit of the cilight source tree, with ``+dirty`` if it has changes; ``None`` outside git."""
+    root = Path(cilight.__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def checkpoint_curves(ckpt: Path, families, images: int | None = None, num_test: int | None = None,
+                      data_root: str | None = None, out: Path | None = None, reuse: bool = True,
+                      progress: bool = True) -> tuple[RateAccuracyCurves, list[Path], bool]:
+    """``(curves, files written, reused)``: the rate–accuracy curves of a checkpoint on its test split.
+
+    Written to ``out`` (default ``<run>/curves/``) as ``curves.json`` and ``curves.csv`` with what
+    is needed to redo them. With ``reuse``, a saved ``curves.json`` of the same checkpoint (by
+    hash), families, images and data is read instead of measured again.
+    """
+    ckpt = Path(ckpt)
+    model, data = load_model(ckpt)
+    out = Path(out) if out else ckpt.resolve().parent.parent / "curves"
+    request = {"checkpoint_sha256": file_sha256(ckpt), "families": [str(f) for f in families],
+               "images": images, "num_test": num_test, "data": json.loads(json.dumps(data, default=str))}
+    saved = out / "curves.json"
+    if reuse and saved.is_file():
+        try:
+            curves = RateAccuracyCurves.read(saved)
+        except ConfigError:
+            curves = None
+        if curves is not None and {k: curves.provenance.get(k) for k in request} == request:
+            return curves, [], True
+    batches = test_batches(data, images, num_test, data_root)
+    provenance = {"checkpoint": str(ckpt.resolve()), **request, "cilight": cilight.__version__,
+                  "torch": torch.__version__, "git": git_revision()}
+    curves = measure_curves(model, batches, families, progress=progress, provenance=provenance)
+    return curves, curves.write(out), False
+
+
+__all__ = ["checkpoint_curves", "datamodule_from", "file_sha256", "git_revision", "load_model", "test_batches"]

@@ -1,4 +1,19 @@
-"""``python evaluate.py allocate``: the bit-allocation experiment of the Pareto paper on a checkpoint.
+"""``python evaluate.py curves|bdrate|allocate``: rate–accuracy curves, BD-rate tables, bit allocation.
+
+    python evaluate.py curves --ckpt CKPT [--codecs FAMILY …] [--images N] [--out DIR]
+    python evaluate.py bdrate --anchor CKPT_A --test CKPT_B [CKPT_C …] [--codecs FAMILY …]
+                              [--method cubic|pchip|akima] [--min-overlap 0.5] [--out DIR]
+
+``curves`` codes every stream of every test image at each operating point with the real codec
+and measures every task (ICIP 2019 §3, Fig. 4); a FAMILY is one curve,
+``[name=]point+point+…`` (default ``paper=png+jpeg:quality=95,90,85,80``; e.g.
+``wide=jpeg:quality=95,80,60,40,20`` or ``j2k=jpeg2000:bpe=0.1,0.2,0.5,1,2``). Results go to
+``<run>/curves/`` beside the checkpoint. ``bdrate`` measures (or reuses the saved curves of)
+every model and prints Table 1: BD-rate and BD-metric of each test model against the anchor per
+task and family, with the overlap of the metric ranges (a BD-rate over less than
+``--min-overlap`` of them is refused). Disparity enters as IRMSE = 1/RMSE. It writes
+``bdrate.json``, ``bdrate.csv`` and ``rd_<task>.png`` to ``--out`` and logs them to an active
+W&B run.
 
     python evaluate.py allocate --ckpt CKPT --budgets 8 12 16 [--weights 1 1 1] [--codec proxy]
                                 [--eval-codec jpeg2000] [--tuples 100] [--refine-tuples 10]
@@ -20,9 +35,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cilight.allocation.bdrate import METHODS as BD_METHODS
+from cilight.allocation.bdrate import MIN_OVERLAP
+from cilight.allocation.curves import DEFAULT_FAMILIES, bd_rate_rows, parse_families
 from cilight.allocation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
-from cilight.allocation.report import allocation_table, write_allocation
-from cilight.checkpoints import load_model, test_batches
+from cilight.allocation.report import (
+    allocation_table,
+    bd_rate_table,
+    bd_rate_wandb_table,
+    curves_table,
+    log_to_active_run,
+    write_allocation,
+    write_bd_rates,
+)
+from cilight.checkpoints import checkpoint_curves, load_model, test_batches
 from cilight.codecs import stream_coder
 from cilight.entrypoint import run_main
 from cilight.errors import ConfigError
@@ -31,6 +57,28 @@ from cilight.errors import ConfigError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def data_options(p):
+        p.add_argument("--codecs", nargs="+", default=list(DEFAULT_FAMILIES),
+                       help="curve families, each [name=]point+point+… (default: %(default)s)")
+        p.add_argument("--images", type=int, help="use only the first N test images")
+        p.add_argument("--num-test", type=int,
+                       help="render a test split of N images (SyntheticStreets only; default: the checkpoint's)")
+        p.add_argument("--data-root", help="dataset root (Cityscapes), if not the one in the checkpoint")
+        p.add_argument("--remeasure", action="store_true", help="measure again even if saved curves match")
+
+    c = commands.add_parser("curves", help="rate-accuracy curves of one checkpoint with real codecs")
+    c.add_argument("--ckpt", required=True, type=Path)
+    data_options(c)
+    c.add_argument("--out", type=Path, help="folder for curves.json/csv (default: <run>/curves/)")
+    b = commands.add_parser("bdrate", help="BD-rate of test checkpoints against an anchor, per task (Table 1)")
+    b.add_argument("--anchor", required=True, type=Path)
+    b.add_argument("--test", required=True, type=Path, nargs="+")
+    data_options(b)
+    b.add_argument("--method", default="cubic", choices=BD_METHODS, help="interpolation (default: cubic, VCEG-M33)")
+    b.add_argument("--min-overlap", type=float, default=MIN_OVERLAP,
+                   help=f"refuse BD-rates over less than this share of the metric ranges (default {MIN_OVERLAP})")
+    b.add_argument("--out", type=Path, help="folder for the table and plots (default: <anchor run>/bdrate/)")
     p = commands.add_parser("allocate", help="fit D(R) surfaces, allocate bits, compare with Methods 1-3")
     p.add_argument("--ckpt", required=True, type=Path)
     p.add_argument("--budgets", required=True, type=float, nargs="+", help="total rates, kbit per image")
@@ -90,7 +138,51 @@ def allocate(args) -> int:
     return 0
 
 
-COMMANDS = {"allocate": allocate}
+def _curves_of(ckpt: Path, args, families):
+    curves, written, reused = checkpoint_curves(ckpt, families, args.images, args.num_test, args.data_root,
+                                                getattr(args, "out", None) if args.command == "curves" else None,
+                                                reuse=not args.remeasure)
+    where = "reused " + str(ckpt.resolve().parent.parent / "curves" / "curves.json") if reused else \
+        "wrote " + ", ".join(map(str, written))
+    print(f"{ckpt}: {curves.images} test images, {where}")
+    return curves
+
+
+def curves(args) -> int:
+    families = parse_families(args.codecs)
+    print(curves_table(_curves_of(args.ckpt, args, families)))
+    return 0
+
+
+def model_names(paths: list[Path]) -> list[str]:
+    """Short unique names: the run folder of each checkpoint, else its path."""
+    names = [p.resolve().parent.parent.name or p.stem for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
+def bdrate(args) -> int:
+    families = parse_families(args.codecs)
+    if not 0 <= args.min_overlap <= 1:
+        raise ConfigError(f"--min-overlap {args.min_overlap}: expected a share in [0, 1]")
+    paths = [args.anchor, *args.test]
+    names = model_names(paths)
+    models = {name: _curves_of(path, args, families) for name, path in zip(names, paths)}
+    anchor, tests = names[0], {n: models[n] for n in names[1:]}
+    rows = bd_rate_rows(models[anchor], tests, method=args.method, min_overlap=args.min_overlap)
+    print(f"BD-rate against {anchor} ({args.method}; negative = fewer bits at equal accuracy)")
+    print(bd_rate_table(rows))
+    out = args.out or args.anchor.resolve().parent.parent / "bdrate"
+    settings = {"anchor": str(args.anchor), "tests": [str(t) for t in args.test], "names": names,
+                "families": [str(f) for f in families], "method": args.method, "min_overlap": args.min_overlap}
+    written = write_bd_rates(out, rows, models, settings)
+    print("wrote " + ", ".join(str(p) for p in written))
+    plots = {f"bdrate/{p.stem}": p for p in written if p.suffix == ".png"}
+    if log_to_active_run(plots, {"bdrate/table": bd_rate_wandb_table(rows)}):
+        print("logged the table and plots to the active W&B run")
+    return 0
+
+
+COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate}
 
 
 def evaluate(argv=None) -> int:
