@@ -2,9 +2,11 @@
 
 Alvar & Bajić, IEEE TIP 2021, §VI-A, run on the model being trained, so a researcher sees in
 W&B how the distortion–rate surfaces and the best allocation move while the features learn to
-compress. With one stream it logs the rate–distortion curve only; with ≥ 2 streams it fits
-surfaces per budget, allocates (eq 15) and compares with Methods 1–3 (a Table III per epoch),
-and for 2 streams logs the Pareto segment (Theorem 2) and a 3-D surface plot.
+compress. With one stream it logs the rate–accuracy curve (in the format of ``evaluate.py
+curves``); with ≥ 2 streams it fits surfaces per budget on ``images`` validation images,
+allocates (eq 15) and evaluates every allocation and Methods 1–3 on ``eval_images`` *other*
+validation images (a Table III per epoch), and for 2 streams logs the Pareto segment
+(Theorem 2) and a 3-D surface plot.
 
 DDP: the sweep uses the first validation batches seen by rank 0 (a fixed subset), runs on rank
 0 only, and every rank meets at a barrier before and after it, so no collective is skipped.
@@ -22,8 +24,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from cilight.allocation.curves import curves_from_sweep
 from cilight.allocation.distortion import check_weights
-from cilight.allocation.experiment import REFINE_TUPLES, rows_as_dicts, run_allocation
+from cilight.allocation.experiment import rows_as_dicts, run_allocation
 from cilight.allocation.report import log_allocation_table, log_to_wandb, plot_curve, plot_surface
 from cilight.allocation.sweep import least_budget, rate_sweep, sample_rate_tuples
 from cilight.codecs import stream_coder
@@ -33,38 +36,42 @@ from cilight.errors import CilightError, ConfigError
 class RateDistortionCallback(pl.Callback):
     """Rate sweep, surface fits and allocations after validation, every ``every_n_epochs``.
 
-    ``configs/default.yaml`` lists it among the callbacks of every ``python train.py`` run. One run costs
-    about ``(tuples + (refine_tuples + 5) × budgets + 1) × images`` passes of the cloud half plus
-    the proxy: on the default 2-stream model at 64×128 about 37% of a training epoch, hence the
-    default of every 4th epoch (``python benchmarks/callback_cost.py`` measures both).
+    ``configs/default.yaml`` lists it among the callbacks of every ``python train.py`` run, after
+    every epoch. One run costs about ``(tuples + refine_tuples × budgets) × images + (5 ×
+    budgets + 1) × eval_images`` cloud-half passes plus the proxy; ``python
+    benchmarks/callback_cost.py`` measures it against the training time of the default and the
+    2-stream model.
 
     Args:
         budgets_bpe: budgets as bits per element of all streams together (resolution-free);
             each becomes ``R_t = bpe × Σ numel`` bits per image.
-        tuples: rate tuples per sweep (the paper uses 100).
+        tuples: rate tuples per sweep (the paper uses 100; ``evaluate.py allocate`` too).
         refine_tuples: tuples per budget of the local sweep around the first allocation, after
-            which the surface is refitted there (:mod:`~cilight.allocation.sweep`); 0 turns it
-            off, other values are raised to the ``2(2N + 1)`` the local fit of N streams needs.
-        images: validation images in the fixed subset.
+            which the surface is refitted there (:mod:`~cilight.allocation.sweep`); 0 (default
+            here, unlike ``evaluate.py allocate``'s ``REFINE_TUPLES``) turns it off — it would
+            double the callback's cost; other values are raised to the ``2(2N + 1)`` the local
+            fit of N streams needs.
+        images: validation images the sweep and the fits use (the first ones seen).
+        eval_images: further validation images every allocation is evaluated on (≥ 2 streams).
         coder: the codec of the sweep, any registered codec without a rate value (``proxy``,
             ``jpeg2000``, ``jpeg`` …).
         weights: task weights of eq 17 (``equal``, ``inverse-mean`` or a list).
         every_n_epochs: run after every n-th validation epoch; 0 turns the callback off.
     """
 
-    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 48, images: int = 12,  # noqa: B006
-                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 4,
-                 refine_tuples: int = REFINE_TUPLES) -> None:
+    def __init__(self, budgets_bpe: list[float] = [0.25, 0.5, 1.0], tuples: int = 30, images: int = 8,  # noqa: B006
+                 coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 1,
+                 refine_tuples: int = 0, eval_images: int = 8) -> None:
         super().__init__()
         if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
             raise ConfigError(f"budgets_bpe={budgets_bpe!r}: expected positive bits per element")
-        if tuples < 10 or images < 1 or every_n_epochs < 0 or refine_tuples < 0:
-            raise ConfigError(f"tuples={tuples} (expected ≥ 10), images={images} (≥ 1), "
-                              f"every_n_epochs={every_n_epochs} (≥ 0; 0 turns the callback off), "
+        if tuples < 10 or images < 1 or eval_images < 1 or every_n_epochs < 0 or refine_tuples < 0:
+            raise ConfigError(f"tuples={tuples} (expected ≥ 10), images={images} (≥ 1), eval_images={eval_images} "
+                              f"(≥ 1), every_n_epochs={every_n_epochs} (≥ 0; 0 turns the callback off), "
                               f"refine_tuples={refine_tuples} (≥ 0; 0 turns the refinement off)")
         stream_coder(coder)  # typos fail now, not after the first epoch
         check_weights(weights)
-        self.budgets_bpe, self.tuples, self.images = list(budgets_bpe), tuples, images
+        self.budgets_bpe, self.tuples, self.images, self.eval_images = list(budgets_bpe), tuples, images, eval_images
         self.coder_name, self.weights, self.every_n_epochs = coder, weights, every_n_epochs
         self.refine_tuples = refine_tuples
         self._batches: list[dict[str, Tensor]] = []
@@ -78,8 +85,9 @@ class RateDistortionCallback(pl.Callback):
         if not trainer.is_global_zero or not self._due(trainer):
             return
         have = sum(len(b["image"]) for b in self._batches)
-        if have < self.images:
-            keep = self.images - have
+        wanted = self.images + (self.eval_images if len(pl_module.split_points) > 1 else 0)
+        if have < wanted:
+            keep = wanted - have
             self._batches.append({k: v[:keep].detach().cpu() for k, v in batch.items() if isinstance(v, Tensor)})
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -103,9 +111,17 @@ class RateDistortionCallback(pl.Callback):
             log_to_wandb(trainer, {"rate_distortion/seconds": self.last_seconds})
         trainer.strategy.barrier("rate_distortion_end")
 
+    def _split(self, batches: list[dict[str, Tensor]]) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+        """The first ``images`` validation images to fit, the ones after them to evaluate."""
+        images = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+        fit = {k: v[: self.images] for k, v in images.items()}
+        held_out = {k: v[self.images :] for k, v in images.items()}
+        return [fit], ([held_out] if len(held_out["image"]) else [])
+
     def _run(self, trainer, model, batches) -> None:
         coder = stream_coder(self.coder_name)
-        first = model.features(batches[0]["image"])
+        fit, held_out = self._split(batches)
+        first = model.features(fit[0]["image"])
         numel = sum(int(f[0].numel()) for f in first)
         floors = [coder.floor(f) for f in first]
         # A budget the codec cannot reach (small tensors at low bits per element) is raised to the
@@ -115,23 +131,35 @@ class RateDistortionCallback(pl.Callback):
         folder = Path(trainer.default_root_dir) / "rate_distortion"
         folder.mkdir(parents=True, exist_ok=True)
         epoch = trainer.current_epoch
+        fitted_on = len(fit[0]["image"])
         if len(model.split_points) == 1:
-            sweep = rate_sweep(model, batches, coder, sample_rate_tuples(self.tuples, floors, budgets),
-                               progress=False)
-            result = {"epoch": epoch, **sweep.as_dict()}
+            clock = time.perf_counter()
+            sweep = rate_sweep(model, fit, coder, sample_rate_tuples(self.tuples, floors, budgets), progress=False,
+                               features=[first])
+            seconds = {"sweep": time.perf_counter() - clock}
+            curves = curves_from_sweep(sweep, model.tasks, numel, fitted_on,
+                                       {"coder": coder.name, "epoch": epoch, "split_point": model.split_points[0],
+                                        "reference": "unquantized features"})
+            curves.write(folder, f"epoch_{epoch:03d}_curves")
+            result = {"epoch": epoch, "images": fitted_on, **sweep.as_dict(), "seconds": seconds}
             plot = plot_curve(sweep, folder / f"epoch_{epoch:03d}.png")
             log_to_wandb(trainer, {"rate_distortion/curve": plot})
         else:
+            if not held_out:
+                raise ConfigError(f"no validation images left to evaluate on after the {fitted_on} fitted on; "
+                                  f"the validation split needs more than images={self.images}")
             refine = max(self.refine_tuples, 2 * (2 * len(floors) + 1)) if self.refine_tuples else 0
-            sweep, rows, extras = run_allocation(model, batches, batches, coder, budgets, tuples=self.tuples,
+            sweep, rows, extras = run_allocation(model, fit, held_out, coder, budgets, tuples=self.tuples,
                                                  refine_tuples=refine, weights=self.weights, progress=False)
-            result = {"epoch": epoch, "budgets_bits": budgets, "rows": rows_as_dicts(rows), **extras,
-                      "sweep": sweep.as_dict()}
+            evaluated_on = len(held_out[0]["image"])
+            result = {"epoch": epoch, "budgets_bits": budgets, "fit_images": fitted_on, "eval_images": evaluated_on,
+                      "rows": rows_as_dicts(rows), **extras, "sweep": sweep.as_dict()}
             scalars = {f"rate_distortion/r2@{r.budget:.0f}": r.r2 for r in rows if r.method == "proposed"}
             for r in rows:
                 scalars[f"rate_distortion/{r.method}_total_distortion@{r.budget:.0f}"] = r.total_distortion
             log_to_wandb(trainer, scalars)
-            log_allocation_table(trainer, rows)
+            log_allocation_table(trainer, rows, f"fit on {fitted_on} validation images, evaluated on "
+                                                f"{evaluated_on} others")
             if len(model.split_points) == 2:
                 clock = time.perf_counter()
                 middle = budgets[len(budgets) // 2]

@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cilight.allocation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
+from cilight.allocation.sweep import cloud_outputs
 from cilight.codecs import OperatingPoint, parse_operating_points, point_coder
 from cilight.errors import ConfigError
 
@@ -196,7 +197,7 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
     for batch in batches:
         features = model.features(batch["image"])
         elements = sum(int(f[0].numel()) for f in features)
-        reference.update(model.decoder([q(f) for q, f in zip(model.quantizers, features)]), batch)
+        reference.update(cloud_outputs(model, [q(f) for q, f in zip(model.quantizers, features)]), batch)
         prepared: dict[str, list] = {}
         for i, (_, point) in enumerate(points):
             coder, rate = coders[str(point)]
@@ -204,7 +205,7 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
             if key not in prepared:
                 prepared[key] = [coder.prepare(f) for f in features]
             coded = [coder.code_at(state, **rate) for state in prepared[key]]
-            measured[i].update(model.decoder([c[0].to(f.dtype) for c, f in zip(coded, features)]), batch)
+            measured[i].update(cloud_outputs(model, [c[0].to(f.dtype) for c, f in zip(coded, features)]), batch)
             bits[i] += [float(c[1].sum()) for c in coded]
             bar.update(len(batch["image"]))
     bar.close()
@@ -217,6 +218,20 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
     return RateAccuracyCurves(tuple(result), {k: float(v) for k, v in reference.compute().items()},
                               {task.name: task.rate_accuracy_key for task in model.tasks}, elements, images,
                               dict(provenance or {}))
+
+
+def curves_from_sweep(sweep, tasks, elements: int, images: int, provenance: dict | None = None) -> RateAccuracyCurves:
+    """A one-stream rate sweep (:func:`~cilight.allocation.sweep.rate_sweep`) as rate–accuracy curves,
+    one family named by its coder, points in order of rate: what the per-epoch callback logs."""
+    if sweep.rates.ndim != 2 or sweep.rates.shape[1] != 1:
+        raise ConfigError(f"a rate–accuracy curve comes from a one-stream sweep, got rates of shape {sweep.rates.shape}")
+    family = (provenance or {}).get("coder", "sweep")
+    order = np.argsort(sweep.rates[:, 0])
+    points = tuple(CurvePoint(family, f"{family}@{sweep.targets[i, 0]:.0f}bits", float(sweep.rates[i, 0]),
+                              float(sweep.rates[i, 0]) / elements, (float(sweep.rates[i, 0]),),
+                              {k: float(v[i]) for k, v in sweep.metrics.items()}) for i in order)
+    return RateAccuracyCurves(points, dict(sweep.reference), {t.name: t.rate_accuracy_key for t in tasks}, elements,
+                              images, dict(provenance or {}))
 
 
 # --------------------------------------------------------------------------- BD-rate between models
@@ -265,4 +280,4 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
 
 
 __all__ = ["DEFAULT_FAMILIES", "PAPER_FAMILY", "BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves",
-           "bd_rate_rows", "measure_curves", "parse_families"]
+           "bd_rate_rows", "curves_from_sweep", "measure_curves", "parse_families"]

@@ -31,7 +31,14 @@ from tqdm.auto import tqdm
 from cilight.allocation.distortion import task_distortion, total_distortion
 from cilight.allocation.pareto import pareto_segment
 from cilight.allocation.solve import allocate, baseline_allocations
-from cilight.allocation.sweep import RateSweep, distortion_metrics, local_rate_tuples, rate_sweep, sample_rate_tuples
+from cilight.allocation.sweep import (
+    RateSweep,
+    cloud_outputs,
+    distortion_metrics,
+    local_rate_tuples,
+    rate_sweep,
+    sample_rate_tuples,
+)
 from cilight.codecs import StreamCoder
 from cilight.errors import ConfigError
 
@@ -78,7 +85,7 @@ def measure_at_rates(model, batches: list[dict[str, Tensor]], features: list[lis
             x, bits = coder.code(prepared[b, s], float(rate))
             decoded.append(x)
             used[s] += float(bits.sum())
-        metrics.update(model.decoder(decoded), batch)
+        metrics.update(cloud_outputs(model, decoded), batch)
         count += len(batch["image"])
     return {k: float(v) for k, v in metrics.compute().items()}, (used / count).tolist()
 
@@ -137,14 +144,16 @@ def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[flo
 
 def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = TUPLES,
                    refine_tuples: int = REFINE_TUPLES, weights="equal", seed: int = 0, progress: bool = True,
-                   evaluation_coder: StreamCoder | None = None) -> tuple[RateSweep, list[AllocationRow], dict]:
+                   evaluation_coder: StreamCoder | None = None,
+                   stratified: bool = True) -> tuple[RateSweep, list[AllocationRow], dict]:
     """Sweep on ``fit_batches`` with ``coder``, fit per budget, allocate, and evaluate every method on
     ``eval_batches`` with ``evaluation_coder`` (default: the same coder).
 
     ``refine_tuples``: rate tuples per budget of the local sweep around the first allocation
     (0: the paper's single sweep). ``weights``: eq 17's task weights — ``equal``,
     ``inverse-mean`` (eq 25, from the first sweep's tuples) or one number per task; the numbers
-    used are in ``extras["weights"]``.
+    used are in ``extras["weights"]``. ``stratified=False`` draws the tuples uniformly, as
+    printed in §VI-A (:func:`~cilight.allocation.sweep.sample_rate_tuples`).
     """
     budgets = sorted(float(b) for b in budgets)
     points = 2 * len(model.split_points) + 1  # eq 2's parameters
@@ -158,7 +167,7 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     floors = [coder.floor(f) for f in fit_features[0]]
     eval_floors = [evaluation_coder.floor(f) for f in fit_features[0]]
     clock = time.perf_counter()
-    sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed),
+    sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed, stratified),
                        progress=progress, features=fit_features)
     seconds = {"sweep": time.perf_counter() - clock, "fits": 0.0, "evaluation": 0.0}
     weights = sweep.task_weights(weights)  # eq 25 over every tuple of the §VI-A sweep, once
@@ -170,7 +179,8 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
         clock = time.perf_counter()
         local = np.concatenate([local_rate_tuples(refine_tuples, first[b], floors, seed + 1 + i)
                                 for i, b in enumerate(budgets)])
-        sweep = sweep.merged(rate_sweep(model, fit_batches, coder, local, progress=progress, features=fit_features))
+        sweep = sweep.merged(rate_sweep(model, fit_batches, coder, local, progress=progress, features=fit_features,
+                                        reference=sweep.reference))
         seconds["sweep"] += time.perf_counter() - clock
     numel, variance, means = stream_statistics(fit_features)
     reference = measure_at_rates(model, eval_batches, eval_features, Uncoded(), [np.inf] * len(floors),
@@ -230,19 +240,28 @@ class Uncoded:
         return 0.0
 
 
-def split_batches(batches: list[dict[str, Tensor]], fraction: float):
-    """First ``fraction`` of the images to fit, the rest to evaluate (whole samples, order kept)."""
+def split_batches(batches: list[dict[str, Tensor]], fraction: float, seed: int = 0):
+    """A seeded random ``fraction`` of the images to fit, the rest to evaluate (§VI-A: 20% / 80%).
+
+    Random rather than the first images in loader order: on Cityscapes those are one city. Each
+    part keeps the loader's batch size and the images' relative order.
+    """
     if not 0 < fraction < 1:
         raise ConfigError(f"fit fraction {fraction}: expected a number between 0 and 1")
     images = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
     n = len(images["image"])
+    if n < 2:
+        raise ConfigError(f"{n} test image: fitting and evaluating on different images needs at least 2")
     cut = max(1, min(n - 1, round(fraction * n)))
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(n)[:cut]] = True
     size = batches[0]["image"].shape[0]
 
-    def chunks(lo, hi):
-        return [{k: v[i : min(i + size, hi)] for k, v in images.items()} for i in range(lo, hi, size)]
+    def chunks(mask):
+        index = torch.from_numpy(np.flatnonzero(mask))
+        return [{k: v[index[i : i + size]] for k, v in images.items()} for i in range(0, len(index), size)]
 
-    return chunks(0, cut), chunks(cut, n)
+    return chunks(chosen), chunks(~chosen)
 
 
 def rows_as_dicts(rows: list[AllocationRow]) -> list[dict]:

@@ -223,12 +223,13 @@ def log_to_wandb(trainer, values: dict) -> None:
                               commit=False)
 
 
-def log_allocation_table(trainer, rows: list[AllocationRow]) -> None:
-    """The rows as a W&B table ``rate_distortion/allocations``."""
+def log_allocation_table(trainer, rows: list[AllocationRow], caption: str = "") -> None:
+    """The rows as a W&B table ``rate_distortion/allocations``; ``caption`` says which images it
+    was fitted and evaluated on (a column, so it stays with the table)."""
     metrics = list(rows[0].metrics) if rows else []
-    columns = ["budget", "method", "rates", *metrics, "total_distortion", "r2"]
+    columns = ["budget", "method", "rates", *metrics, "total_distortion", "r2", "images"]
     data = [[r.budget, r.method, json.dumps([round(x) for x in r.rates]), *(r.metrics[m] for m in metrics),
-             r.total_distortion, r.r2] for r in rows]
+             r.total_distortion, r.r2, caption] for r in rows]
     for logger in wandb_loggers(trainer):
         logger.log_table("rate_distortion/allocations", columns=columns, data=data)
 

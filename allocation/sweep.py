@@ -47,6 +47,23 @@ from cilight.allocation.surface import DistortionSurface, fit_surface
 from cilight.codecs import StreamCoder
 from cilight.errors import ConfigError
 
+SWEEP_CHUNK = 6  # images per cloud-half call in a sweep: small batches stay in cache on a CPU
+
+
+def cloud_outputs(model, streams: list[Tensor]) -> dict[str, Tensor]:
+    """The cloud half's task outputs for decoded ``streams``, as ``model.decoder(streams)`` gives them.
+
+    A sweep calls the cloud half once per rate tuple, so this is where its time goes. On a CPU,
+    inputs in channels-last layout in chunks of :data:`SWEEP_CHUNK` images run the same
+    convolutions about 1.5× faster than one contiguous batch (the layout propagates through the
+    layers; the values agree to float rounding). Other devices get the plain call.
+    """
+    if streams[0].device.type != "cpu":
+        return model.decoder(streams)
+    parts = [model.decoder([s[i : i + SWEEP_CHUNK].contiguous(memory_format=torch.channels_last) for s in streams])
+             for i in range(0, len(streams[0]), SWEEP_CHUNK)]
+    return parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
 
 def distortion_metrics(model) -> dict[str, bool]:
     """The eq 1 columns of ``model``: each task's primary metric key → whether higher is better."""
@@ -90,14 +107,15 @@ def least_budget(floors) -> float:
     return float(np.sum(floors)) / 0.75
 
 
-def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray:
+def sample_rate_tuples(count: int, floors, budgets, seed: int = 0, stratified: bool = True) -> np.ndarray:
     """``count`` rate tuples for the budgets ``R_t`` (bits per image), each stream above its floor.
 
     §VI-A samples uniformly over ``0.5·min R_t ≤ ΣR ≤ 1.5·max R_t`` and fits each budget on the
-    points with ``0.75·R_t ≤ ΣR ≤ 1.25·R_t``. With budgets far apart a uniform draw leaves few
-    points near the smallest one (its window is the narrowest), so half the tuples are drawn
-    that way and the other half evenly inside each budget's window: every fit gets at least
-    ``count / (2 × budgets)`` points. Within a total, the split is uniform on the simplex.
+    points with ``0.75·R_t ≤ ΣR ≤ 1.25·R_t`` (``stratified=False``: exactly that). With budgets
+    far apart a uniform draw leaves few points near the smallest one (its window is the
+    narrowest), so by default half the tuples are drawn that way and the other half evenly
+    inside each budget's window: every fit gets at least ``count / (2 × budgets)`` points.
+    Within a total, the split is uniform on the simplex.
     """
     floors = np.asarray(floors, dtype=float)
     budgets = np.sort(np.asarray(budgets, dtype=float).ravel())
@@ -113,6 +131,8 @@ def sample_rate_tuples(count: int, floors, budgets, seed: int = 0) -> np.ndarray
         raise ConfigError(f"{count} rate tuples are too few for {len(floors)} streams and {len(budgets)} budget(s): "
                           f"each fit needs {2 * len(floors) + 1} points, so use at least {needed} tuples")
     rng = np.random.default_rng(seed)
+    if not stratified:
+        return _tuples_with_totals(rng.uniform(low, high, count), floors, rng)
     uniform = rng.uniform(low, high, count - count // 2)
     per_budget = np.array_split(np.arange(count // 2), len(budgets))
     windows = [rng.uniform(0.75 * b, 1.25 * b, len(idx)) for b, idx in zip(budgets, per_budget)]
@@ -187,10 +207,12 @@ class RateSweep:
 
 @torch.no_grad()
 def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate_tuples: np.ndarray,
-               progress: bool = True, features: list[list[Tensor]] | None = None) -> RateSweep:
+               progress: bool = True, features: list[list[Tensor]] | None = None,
+               reference: dict[str, float] | None = None) -> RateSweep:
     """Measure the tasks of ``model`` (a :class:`~cilight.ci_models.MultiTaskCI`) at every rate tuple.
 
-    ``features[b]``, the edge outputs of ``batches[b]``, when the caller already has them.
+    ``features[b]``, the edge outputs of ``batches[b]``, and ``reference``, the uncompressed
+    metrics on them, when the caller already has them (a second sweep on the same images).
     """
     rate_tuples = np.asarray(rate_tuples, dtype=float)
     streams = len(model.split_points)
@@ -201,9 +223,10 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
     metrics = model.task_metrics(sync=False)  # one rank only
     if features is None:
         features = [model.features(batch["image"]) for batch in batches]
-    for batch, feats in zip(batches, features):
-        metrics.update(model.decoder(feats), batch)
-    reference = {k: float(v) for k, v in metrics.compute().items()}
+    if reference is None:
+        for batch, feats in zip(batches, features):
+            metrics.update(cloud_outputs(model, feats), batch)
+        reference = {k: float(v) for k, v in metrics.compute().items()}
     prepared = [[coder.prepare(f) for f in feats] for feats in features]
     rates = np.zeros_like(rate_tuples)
     values = {name: np.zeros(len(rate_tuples)) for name in reference}
@@ -215,7 +238,7 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
         count = 0
         for batch, states in zip(batches, prepared):
             coded = [coder.code(state, rate_tuples[i, s]) for s, state in enumerate(states)]
-            metrics.update(model.decoder([c[0] for c in coded]), batch)
+            metrics.update(cloud_outputs(model, [c[0] for c in coded]), batch)
             bits += np.array([float(c[1].sum()) for c in coded])
             count += len(batch["image"])
         rates[i] = bits / count
@@ -224,5 +247,6 @@ def rate_sweep(model, batches: list[dict[str, Tensor]], coder: StreamCoder, rate
     return RateSweep(rates, rate_tuples, values, reference, distortion_metrics(model))
 
 
-__all__ = ["LOCAL_SPREAD", "RateSweep", "distortion_metrics", "least_budget", "local_rate_tuples", "rate_sweep",
+__all__ = ["LOCAL_SPREAD", "SWEEP_CHUNK", "RateSweep", "cloud_outputs", "distortion_metrics", "least_budget",
+           "local_rate_tuples", "rate_sweep",
            "sample_rate_tuples"]

@@ -15,17 +15,19 @@ task and family, with the overlap of the metric ranges (a BD-rate over less than
 ``bdrate.json``, ``bdrate.csv`` and ``rd_<task>.png`` to ``--out`` and logs them to an active
 W&B run.
 
-    python evaluate.py allocate --ckpt CKPT --budgets 8 12 16 [--weights 1 1 1] [--codec proxy]
+    python evaluate.py allocate --ckpt CKPT --budgets 8 12 16 [--protocol paper] [--weights 1 1 1] [--codec proxy]
                                 [--eval-codec jpeg2000] [--tuples 100] [--refine-tuples 10]
                                 [--fit-fraction 0.2] [--images N] [--out DIR]
 
 Budgets are **kbit per image** (all streams together), as in the paper. The test split is cut
-in two: surfaces are fitted on ``--fit-fraction`` of it (20%, as in §VI-A) with ``--codec``
+in two at random (seeded by ``--seed``): surfaces are fitted on ``--fit-fraction`` of it (20%,
+as in §VI-A) with ``--codec``
 (the fast proxy, the real JPEG2000, or any registered codec) and every allocation — the closed
 form (eq 15) and Methods 1–3 — is evaluated on the rest with ``--eval-codec`` (real JPEG2000).
 By default the surface is refitted near the first allocation after a local sweep of
 ``--refine-tuples`` per budget (``0``: the paper's single sweep; the row ``unrefined`` shows that
-allocation). Prints a Table III/IV style table and writes ``allocation.csv``,
+allocation). ``--protocol paper`` runs §VI-A exactly as printed: 100 uniform tuples, no
+refinement, JPEG2000 to fit and to evaluate. Prints a Table III/IV style table and writes ``allocation.csv``,
 ``allocation.json`` and ``allocation.png`` to ``--out`` (default: ``<run>/allocation/`` beside
 the checkpoint).
 """
@@ -83,20 +85,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, type=Path)
     p.add_argument("--budgets", required=True, type=float, nargs="+", help="total rates, kbit per image")
     p.add_argument("--weights", nargs="+", help="task weights of eq 17 (one number per task), 'equal' or 'inverse-mean'")
-    p.add_argument("--codec", default="proxy", help="codec of the fitting sweep (default: proxy)")
-    p.add_argument("--eval-codec", default="jpeg2000", help="codec the allocations are evaluated with (default: jpeg2000)")
-    p.add_argument("--tuples", type=int, default=TUPLES, help=f"rate tuples in the sweep (paper: {TUPLES})")
-    p.add_argument("--refine-tuples", type=int, default=REFINE_TUPLES,
+    p.add_argument("--protocol", default="cilight", choices=list(PROTOCOLS),
+                   help="'paper': §VI-A as printed (100 uniform tuples, no refinement, JPEG2000 to fit and to "
+                        "evaluate); 'cilight' (default): the fast proxy to fit and a local refinement")
+    p.add_argument("--codec", help="codec of the fitting sweep (default: the protocol's, proxy or jpeg2000)")
+    p.add_argument("--eval-codec", help="codec the allocations are evaluated with (default: jpeg2000)")
+    p.add_argument("--tuples", type=int, help=f"rate tuples in the sweep (default {TUPLES}, as in the paper)")
+    p.add_argument("--refine-tuples", type=int,
                    help=f"rate tuples per budget of the local sweep around the first allocation (0: none; "
-                        f"default {REFINE_TUPLES})")
-    p.add_argument("--fit-fraction", type=float, default=0.2, help="part of the test split used to fit")
+                        f"default {REFINE_TUPLES}, paper protocol 0)")
+    p.add_argument("--fit-fraction", type=float,
+                   help="random part of the test split used to fit (default 0.2, as in §VI-A)")
     p.add_argument("--images", type=int, help="use only the first N test images")
     p.add_argument("--num-test", type=int,
                    help="render a test split of N images (SyntheticStreets only; default: the checkpoint's)")
     p.add_argument("--data-root", help="dataset root (Cityscapes), if not the one in the checkpoint")
     p.add_argument("--out", type=Path)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the fit/evaluation split and the rate tuples")
     return parser
+
+
+# §VI-A of the Pareto paper as printed, and cilight's defaults where they differ (README: "Allocation protocol")
+PROTOCOLS = {
+    "paper": {"codec": "jpeg2000", "eval_codec": "jpeg2000", "tuples": TUPLES, "refine_tuples": 0, "fit_fraction": 0.2,
+              "stratified": False},
+    "cilight": {"codec": "proxy", "eval_codec": "jpeg2000", "tuples": TUPLES, "refine_tuples": REFINE_TUPLES,
+                "fit_fraction": 0.2, "stratified": True},
+}
+
+
+def resolve_protocol(args) -> dict:
+    """The protocol's settings with explicit options applied; the paper protocol refuses changes to it."""
+    settings = dict(PROTOCOLS[args.protocol])
+    given = {k: getattr(args, k) for k in settings if getattr(args, k, None) is not None}
+    if args.protocol == "paper":
+        changed = {k: v for k, v in given.items() if v != settings[k]}
+        if changed:
+            flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
+            raise ConfigError(f"--protocol paper runs §VI-A as printed; {flags} would change it "
+                              f"(drop them, or use --protocol cilight)")
+    return {**settings, **given}
 
 
 def parse_weights(values, tasks: int):
@@ -117,22 +145,27 @@ def parse_weights(values, tasks: int):
 def allocate(args) -> int:
     if any(not b > 0 for b in args.budgets):
         raise ConfigError(f"--budgets {args.budgets}: expected positive kbit per image")
-    coder, evaluation_coder = stream_coder(args.codec), stream_coder(args.eval_codec)
+    protocol = resolve_protocol(args)
+    coder, evaluation_coder = stream_coder(protocol["codec"]), stream_coder(protocol["eval_codec"])
     model, data = load_model(args.ckpt)
     if len(model.split_points) < 2:
         raise ConfigError(f"{args.ckpt} has one stream ({model.split_points[0]}); allocation needs ≥ 2 split points")
     weights = parse_weights(args.weights, len(model.tasks))
-    fit, held_out = split_batches(test_batches(data, args.images, args.num_test, args.data_root), args.fit_fraction)
+    fit, held_out = split_batches(test_batches(data, args.images, args.num_test, args.data_root),
+                                  protocol["fit_fraction"], seed=args.seed)
     budgets = [b * 1e3 for b in args.budgets]
-    print(f"fitting on {sum(len(b['image']) for b in fit)} test images with {coder.name}, evaluating on "
-          f"{sum(len(b['image']) for b in held_out)} with {evaluation_coder.name}; budgets {args.budgets} kbit per image")
-    sweep, rows, extras = run_allocation(model, fit, held_out, coder, budgets, tuples=args.tuples,
-                                         refine_tuples=args.refine_tuples, weights=weights, seed=args.seed,
-                                         evaluation_coder=evaluation_coder)
+    print(f"protocol {args.protocol}: fitting on a random {sum(len(b['image']) for b in fit)} test images with "
+          f"{coder.name}, evaluating on the other {sum(len(b['image']) for b in held_out)} with "
+          f"{evaluation_coder.name}; budgets {args.budgets} kbit per image")
+    sweep, rows, extras = run_allocation(model, fit, held_out, coder, budgets, tuples=protocol["tuples"],
+                                         refine_tuples=protocol["refine_tuples"], weights=weights, seed=args.seed,
+                                         evaluation_coder=evaluation_coder, stratified=protocol["stratified"])
     print(allocation_table(rows, extras))
     out = args.out or args.ckpt.resolve().parent.parent / "allocation"
-    settings = {"budgets_kbit": args.budgets, "weight_scheme": weights, "fit_codec": args.codec,
-                "eval_codec": args.eval_codec, "tuples": args.tuples, "refine_tuples": args.refine_tuples}
+    settings = {"budgets_kbit": args.budgets, "weight_scheme": weights, "protocol": args.protocol,
+                "fit_codec": protocol["codec"], "eval_codec": protocol["eval_codec"], "tuples": protocol["tuples"],
+                "refine_tuples": protocol["refine_tuples"], "fit_fraction": protocol["fit_fraction"],
+                "stratified_tuples": protocol["stratified"], "split_seed": args.seed}
     written = write_allocation(out, sweep, rows, extras, settings)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from cilight.allocation import RateAccuracyCurves
 from cilight.allocation.callback import RateDistortionCallback
-from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line
+from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line, split_batches
 from cilight.allocation.sweep import LOCAL_SPREAD, RateSweep, local_rate_tuples, rate_sweep, sample_rate_tuples
 from cilight.ci_models import MultiTaskCI
 from cilight.codecs import CodecCoder, ProxyCoder, get_codec, stream_coder
@@ -100,6 +101,22 @@ def test_proxy_coder_tracks_the_real_codec(tiny):
         assert 0.5 < mse_p / mse_r < 2.0
 
 
+def test_proxy_coder_hits_targets_and_reports_the_rate_model_bits(tiny):
+    model, batches = tiny
+    with torch.no_grad():
+        features = model.features(batches[0]["image"])[0]
+    coder = ProxyCoder()
+    state = coder.prepare(features)
+    for bits in (5000.0, 20000.0, 60000.0):
+        reconstruction, reported = coder.code(state, bits)
+        steps = [float(np.exp(np.interp(np.log(bits - coder.overhead_bits), lb.flip(0).numpy(),
+                                        state[1].flip(0).numpy()))) for lb in state[2]]
+        expected, predicted = coder.proxy.quantize(state[0], torch.tensor(steps))
+        assert torch.equal(reconstruction, expected)
+        np.testing.assert_allclose(reported.numpy(), predicted.double().numpy() + coder.overhead_bits, rtol=1e-12)
+        np.testing.assert_allclose(reported.numpy(), bits, rtol=0.1)  # the table's step lands near the target
+
+
 def test_allocation_experiment_compares_four_methods(tiny):
     model, batches = tiny
     budgets = [8000.0, 16000.0]
@@ -148,16 +165,19 @@ def test_budget_line_scan_measures_every_share(tiny):
 def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
     pl.seed_everything(0, verbose=False)
     model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=8)
-    callback = RateDistortionCallback(tuples=20, images=4, budgets_bpe=[0.4, 0.8], every_n_epochs=1)  # 20: the minimum
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
+    callback = RateDistortionCallback(tuples=20, images=4, eval_images=3, budgets_bpe=[0.4, 0.8],  # 20: the minimum
+                                      refine_tuples=10)
+    assert RateDistortionCallback().every_n_epochs == 1 and RateDistortionCallback().refine_tuples == 0
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, num_sanity_val_steps=1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback])
-    trainer.fit(model, SyntheticStreets(num_train=8, num_val=4, batch_size=4))
+    trainer.fit(model, SyntheticStreets(num_train=8, num_val=8, batch_size=4))
     files = sorted((tmp_path / "rate_distortion").glob("epoch_*.json"))
     assert [f.name for f in files] == ["epoch_000.json"]  # one epoch, sanity check skipped
     result = json.loads(files[0].read_text())
     assert {r["method"] for r in result["rows"]} == {*METHODS, UNREFINED}
-    assert len(result["sweep"]["rates"]) == 20 + 2 * 10  # refine_tuples 10 per budget (the default)
+    assert len(result["sweep"]["rates"]) == 20 + 2 * 10  # refine_tuples 10 per budget
+    assert result["fit_images"] == 4 and result["eval_images"] == 3  # evaluated on images it did not fit on
     assert (tmp_path / "rate_distortion" / "epoch_000.png").is_file()
     assert callback.last_seconds is not None
     with pytest.raises(ConfigError, match="budgets_bpe"):
@@ -172,7 +192,8 @@ def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
 
 def test_callback_follows_its_interval_and_can_be_turned_off(tmp_path):
     model = MultiTaskCI(split_points=["layer3"], num_classes=10, decoder_width=8)
-    for every, expected in ((2, ["epoch_001.json", "epoch_001.png"]), (0, [])):
+    for every, expected in ((2, ["epoch_001.json", "epoch_001.png", "epoch_001_curves.csv", "epoch_001_curves.json"]),
+                            (0, [])):
         callback = RateDistortionCallback(tuples=12, images=2, budgets_bpe=[0.5, 1.0], every_n_epochs=every)
         root = tmp_path / str(every)
         trainer = pl.Trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
@@ -183,6 +204,10 @@ def test_callback_follows_its_interval_and_can_be_turned_off(tmp_path):
         assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else []) == expected
     curve = json.loads((tmp_path / "2" / "rate_distortion" / "epoch_001.json").read_text())
     assert len(curve["rates"]) == 12 and set(curve["metrics"]) == set(curve["reference"])
+    curves = RateAccuracyCurves.read(tmp_path / "2" / "rate_distortion" / "epoch_001_curves.json")  # evaluate.py's format
+    rates, miou = curves.curve("segmentation", "proxy")
+    assert len(rates) == 12 and np.all(np.diff(rates) >= 0) and curves.provenance["epoch"] == 1
+    assert sorted(miou.tolist()) == sorted(curve["metrics"]["segmentation_miou"])
 
 
 def test_eq25_weights_come_from_every_tuple_and_score_every_row(tiny):
@@ -211,7 +236,7 @@ def test_evaluate_allocate_end_to_end_on_a_two_task_model(two_task_checkpoint, t
             "--refine-tuples", "10", "--num-test", "10", "--fit-fraction", "0.4", "--out", str(out)]
     assert main(args) == 0
     stdout = capsys.readouterr().out
-    assert "fitting on 4 test images with proxy, evaluating on 6 with jpeg2000" in stdout
+    assert "protocol cilight: fitting on a random 4 test images with proxy, evaluating on the other 6 with jpeg2000" in stdout
     assert stdout.count("proposed") == 2 and "Pareto set at R_t = 10.00 kbit" in stdout
     result = json.loads((out / "allocation.json").read_text())
     methods = (*METHODS, UNREFINED)
@@ -227,10 +252,42 @@ def test_evaluate_allocate_end_to_end_on_a_two_task_model(two_task_checkpoint, t
                         (["--weights", "1", "x"], "--weights 1 x: expected 2 numbers"),
                         (["--weights", "1", "1", "1"], "expected 2 numbers (one per task)"),
                         (["--codec", "jpg"], "did you mean 'jpeg'"),
-                        (["--num-test", "1"], "--num-test 1: expected at least 2 images")):
+                        (["--num-test", "1"], "--num-test 1: expected at least 2 images"),
+                        (["--protocol", "paper"], "--protocol paper runs §VI-A as printed; --tuples 20, "
+                                                  "--refine-tuples 10, --fit-fraction 0.4 would change it")):
         assert main([*args, *bad]) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and needle in errors[0], errors
+
+
+def test_fit_and_evaluation_images_are_a_seeded_random_split():
+    batches = [{"image": torch.arange(i, i + 4).float().view(4, 1, 1, 1), "id": torch.arange(i, i + 4)}
+               for i in range(0, 20, 4)]
+    fit, held_out = split_batches(batches, 0.2, seed=3)
+    ids = [torch.cat([b["id"] for b in part]).tolist() for part in (fit, held_out)]
+    assert len(ids[0]) == 4 and sorted(ids[0] + ids[1]) == list(range(20)) and ids[0] != [0, 1, 2, 3]
+    assert ids[0] == sorted(ids[0]) and all(len(b["id"]) <= 4 for b in fit + held_out)
+    assert all(torch.equal(b["image"].flatten().long(), b["id"]) for b in fit + held_out)  # fields stay together
+    again = [torch.cat([b["id"] for b in part]).tolist() for part in split_batches(batches, 0.2, seed=3)]
+    other = torch.cat([b["id"] for b in split_batches(batches, 0.2, seed=4)[0]]).tolist()
+    assert again == ids and other != ids[0]
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        split_batches(batches, 1.0)
+
+
+@pytest.mark.slow
+def test_evaluate_allocate_paper_protocol(two_task_checkpoint, tmp_path, capsys):
+    from cilight.evaluate_cli import main
+
+    out = tmp_path / "paper"
+    assert main(["allocate", "--ckpt", str(two_task_checkpoint), "--budgets", "14", "--num-test", "10",
+                 "--protocol", "paper", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "protocol paper: fitting on a random 2 test images with jpeg2000, evaluating on the other 8 with jpeg2000" \
+        in stdout and UNREFINED not in stdout
+    result = json.loads((out / "allocation.json").read_text())
+    assert result["protocol"] == "paper" and result["refine_tuples"] == 0 and len(result["sweep"]["rates"]) == 100
+    assert result["stratified_tuples"] is False
 
 
 def test_callback_raises_budgets_the_codec_cannot_reach(tmp_path):
