@@ -150,7 +150,8 @@ class RateDistortionCallback(pl.Callback):
                                   f"the validation split needs more than images={self.images}")
             refine = max(self.refine_tuples, 2 * (2 * len(floors) + 1)) if self.refine_tuples else 0
             sweep, rows, extras = run_allocation(model, fit, held_out, coder, budgets, tuples=self.tuples,
-                                                 refine_tuples=refine, weights=self.weights, progress=False)
+                                                 refine_tuples=refine, weights=self.weights, progress=False,
+                                                 floors=floors)
             evaluated_on = len(held_out[0]["image"])
             result = {"epoch": epoch, "budgets_bits": budgets, "fit_images": fitted_on, "eval_images": evaluated_on,
                       "rows": rows_as_dicts(rows), **extras, "sweep": sweep.as_dict()}

@@ -144,8 +144,8 @@ def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[flo
 
 def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets, *, tuples: int = TUPLES,
                    refine_tuples: int = REFINE_TUPLES, weights="equal", seed: int = 0, progress: bool = True,
-                   evaluation_coder: StreamCoder | None = None,
-                   stratified: bool = True) -> tuple[RateSweep, list[AllocationRow], dict]:
+                   evaluation_coder: StreamCoder | None = None, stratified: bool = True,
+                   floors: list[float] | None = None) -> tuple[RateSweep, list[AllocationRow], dict]:
     """Sweep on ``fit_batches`` with ``coder``, fit per budget, allocate, and evaluate every method on
     ``eval_batches`` with ``evaluation_coder`` (default: the same coder).
 
@@ -153,7 +153,8 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     (0: the paper's single sweep). ``weights``: eq 17's task weights — ``equal``,
     ``inverse-mean`` (eq 25, from the first sweep's tuples) or one number per task; the numbers
     used are in ``extras["weights"]``. ``stratified=False`` draws the tuples uniformly, as
-    printed in §VI-A (:func:`~cilight.allocation.sweep.sample_rate_tuples`).
+    printed in §VI-A (:func:`~cilight.allocation.sweep.sample_rate_tuples`). ``floors``: the
+    coder's floors on the fit images, when the caller has them (each costs real encodes).
     """
     budgets = sorted(float(b) for b in budgets)
     points = 2 * len(model.split_points) + 1  # eq 2's parameters
@@ -164,8 +165,8 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     with torch.no_grad():
         fit_features = [model.eval().features(b["image"]) for b in fit_batches]
         eval_features = fit_features if eval_batches is fit_batches else [model.features(b["image"]) for b in eval_batches]
-    floors = [coder.floor(f) for f in fit_features[0]]
-    eval_floors = [evaluation_coder.floor(f) for f in fit_features[0]]
+    floors = list(floors) if floors is not None else [coder.floor(f) for f in fit_features[0]]
+    eval_floors = floors if evaluation_coder is coder else [evaluation_coder.floor(f) for f in fit_features[0]]
     clock = time.perf_counter()
     sweep = rate_sweep(model, fit_batches, coder, sample_rate_tuples(tuples, floors, budgets, seed, stratified),
                        progress=progress, features=fit_features)
