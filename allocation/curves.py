@@ -174,6 +174,12 @@ class RateAccuracyCurves:
             raise ConfigError(f"{path}: cannot read curves ({type(err).__name__}: {err})") from None
 
 
+def curve_tasks(tasks) -> dict[str, str]:
+    """Task name → the metric key of its curve, for the tasks that have a metric rising with accuracy
+    (a task with only falling ones, such as an error, has no BD-rate; its metrics are still recorded)."""
+    return {t.name: t.rate_accuracy_key for t in tasks if any(m.higher_is_better for m in t.metrics)}
+
+
 @torch.no_grad()
 def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequence[Family], progress: bool = True,
                    provenance: dict | None = None) -> RateAccuracyCurves:
@@ -216,7 +222,7 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
         result.append(CurvePoint(family, str(point), total, total / elements, tuple(stream_bits.tolist()),
                                  {k: float(v) for k, v in metrics.compute().items()}))
     return RateAccuracyCurves(tuple(result), {k: float(v) for k, v in reference.compute().items()},
-                              {task.name: task.rate_accuracy_key for task in model.tasks}, elements, images,
+                              curve_tasks(model.tasks), elements, images,
                               dict(provenance or {}))
 
 
@@ -230,7 +236,7 @@ def curves_from_sweep(sweep, tasks, elements: int, images: int, provenance: dict
     points = tuple(CurvePoint(family, f"{family}@{sweep.targets[i, 0]:.0f}bits", float(sweep.rates[i, 0]),
                               float(sweep.rates[i, 0]) / elements, (float(sweep.rates[i, 0]),),
                               {k: float(v[i]) for k, v in sweep.metrics.items()}) for i in order)
-    return RateAccuracyCurves(points, dict(sweep.reference), {t.name: t.rate_accuracy_key for t in tasks}, elements,
+    return RateAccuracyCurves(points, dict(sweep.reference), curve_tasks(tasks), elements,
                               images, dict(provenance or {}))
 
 
@@ -280,4 +286,4 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
 
 
 __all__ = ["DEFAULT_FAMILIES", "PAPER_FAMILY", "BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves",
-           "bd_rate_rows", "curves_from_sweep", "measure_curves", "parse_families"]
+           "bd_rate_rows", "curve_tasks", "curves_from_sweep", "measure_curves", "parse_families"]

@@ -21,7 +21,13 @@ before any result was seen:
   averaged) and counted as such.
 * **Lossless bits**: the PNG point's bits per image of each arm (mean ± std), at its accuracy.
 
-    python benchmarks/compressibility_bdrate.py [--work DIR] [--seeds 0 1 2] [--epochs 8]
+* **Variants** (item 7 of the investigation, each its own row, the same protocol): ``fixed_lambda``
+  (L_r beside eq 6 with a fixed λ = 1 instead of its learned weight), ``raw_features`` (L_r on F as
+  eq 5 prints it, not on the normalised stream), ``layer4`` (Encoder1's split point; both arms
+  retrained), ``long`` (16 epochs; both arms retrained). A variant that changes only the L_r arm
+  shares the default benchmark runs and their noise floor.
+
+    python benchmarks/compressibility_bdrate.py [--variants default fixed_lambda …] [--work DIR] [--seeds 0 1 2]
 
 Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused.
 Writes ``benchmarks/results/compressibility_bdrate.json`` (every curve, every BD-rate) and the RD
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
 import subprocess
@@ -48,7 +55,15 @@ from cilight.checkpoints import checkpoint_curves
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("paper=png+jpeg:quality=95,90,85,80", "wide=jpeg:quality=95,90,80,70,60,50,40,30,20",
             "j2k=jpeg2000:bpe=0.1,0.15,0.2,0.3,0.5,0.8,1.2,2,3")
-ARMS = {"benchmark": ["--model.compressibility_weight", "0"], "compressible": []}
+BENCHMARK = ["--model.compressibility_weight", "0"]
+# variant → (train.py options of the L_r arm, of the benchmark arm or None to share the default's)
+VARIANTS = {
+    "default": ([], BENCHMARK),
+    "fixed_lambda": (["--model.rate_weighting", "fixed", "--model.compressibility_weight", "1"], None),
+    "raw_features": (["--model.rate_features", "raw"], None),
+    "layer4": (["--model.split_points", "[layer4]"], ["--model.split_points", "[layer4]", *BENCHMARK]),
+    "long": (["--trainer.max_epochs", "16"], ["--trainer.max_epochs", "16", *BENCHMARK]),
+}
 
 
 def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -> Path:
@@ -72,36 +87,29 @@ def summary(values: list[float]) -> dict:
             "values": values}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/cilight-compressibility"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=RESULTS / "compressibility_bdrate.json")
-    args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    families = parse_families(FAMILIES)
-    start = time.perf_counter()
-
-    curves = {}
-    for arm, extra in ARMS.items():
+def measure_variant(variant: str, args, families, curves: dict) -> dict:
+    """Train (or reuse) both arms of ``variant`` and compute its BD-rate table against the noise floor."""
+    compressible_args, benchmark_args = VARIANTS[variant]
+    benchmark = "default" if benchmark_args is None else variant
+    for arm, name, extra in (("benchmark", benchmark, VARIANTS[benchmark][1]), ("compressible", variant, compressible_args)):
         for seed in args.seeds:
-            name = f"{arm}_s{seed}"
-            ckpt = train(args.work, name, seed, extra, args.epochs)
-            curves[name], _, reused = checkpoint_curves(ckpt, families)
-            print(f"{name}: curves {'reused' if reused else 'measured'}", flush=True)
-
-    rows = {}
-    for seed in args.seeds:  # the effect: compressible vs benchmark, seed by seed
-        for r in bd_rate_rows(curves[f"benchmark_s{seed}"], {f"compressible_s{seed}": curves[f"compressible_s{seed}"]}):
+            run = f"{name}_{arm}_s{seed}"
+            if run not in curves:
+                ckpt = train(args.work, run, seed, extra, args.epochs)
+                curves[run], _, reused = checkpoint_curves(ckpt, families)
+                print(f"{run}: curves {'reused' if reused else 'measured'}", flush=True)
+    anchor = {s: curves[f"{benchmark}_benchmark_s{s}"] for s in args.seeds}
+    test = {s: curves[f"{variant}_compressible_s{s}"] for s in args.seeds}
+    rows: dict = {}
+    for seed in args.seeds:  # the effect: L_r vs benchmark, seed by seed
+        for r in bd_rate_rows(anchor[seed], {f"s{seed}": test[seed]}):
             rows.setdefault(("effect", r.family, r.task), []).append(r)
     for a, b in itertools.combinations(args.seeds, 2):  # the noise floor: benchmark vs benchmark
-        for r in bd_rate_rows(curves[f"benchmark_s{a}"], {f"benchmark_s{b}": curves[f"benchmark_s{b}"]}):
+        for r in bd_rate_rows(anchor[a], {f"s{b}": anchor[b]}):
             rows.setdefault(("noise", r.family, r.task), []).append(r)
-
     table = []
     for family in (f.name for f in families):
-        for task in curves[f"benchmark_s{args.seeds[0]}"].tasks:
+        for task in anchor[args.seeds[0]].tasks:
             effect, noise = rows[("effect", family, task)], rows[("noise", family, task)]
             measured = [r.bd_rate for r in effect if r.bd_rate is not None]
             metric_deltas = [r.bd_metric for r in effect if r.bd_metric is not None]
@@ -113,35 +121,57 @@ def main() -> None:
                 "bd_metric": summary(metric_deltas) if metric_deltas else None,
                 "overlap": [r.overlap for r in effect], "refused": [r.note for r in effect if r.bd_rate is None],
                 "noise_bd_rates": [r.bd_rate for r in noise], "noise_overlap": [r.overlap for r in noise],
-                "noise_floor": floor,
+                "noise_refused": [r.note for r in noise if r.bd_rate is None], "noise_floor": floor,
             }
             entry["saving_beyond_noise"] = bool(
                 measured and len(measured) == len(effect) and floor is not None
                 and entry["bd_rate"]["mean"] < -floor and all(v < 0 for v in measured))
             table.append(entry)
             shown = (f"{entry['bd_rate']['mean']:+7.2f}% ± {entry['bd_rate']['std']:5.2f}" if measured else "refused")
-            print(f"{family:>6} {task:>15}: BD-rate {shown} ({len(measured)}/{len(effect)} seeds; overlap "
+            print(f"{variant:>13} {family:>6} {task:>15}: BD-rate {shown} ({len(measured)}/{len(effect)} seeds; overlap "
                   f"{min(entry['overlap']):.0%}–{max(entry['overlap']):.0%}); noise floor "
-                  f"{'—' if floor is None else f'{floor:.2f}%'}; saving beyond noise: {entry['saving_beyond_noise']}")
-
-    png = {arm: summary([curves[f"{arm}_s{s}"].family("paper")[0].bits_per_image for s in args.seeds]) for arm in ARMS}
-    png_metrics = {arm: {task: summary([curves[f"{arm}_s{s}"].family("paper")[0].metrics[key] for s in args.seeds])
-                         for task, key in curves[f"{arm}_s{args.seeds[0]}"].tasks.items()} for arm in ARMS}
+                  f"{'—' if floor is None else f'{floor:.2f}%'} ({len(floor_values)}/{len(noise)} pairs); "
+                  f"saving beyond noise: {entry['saving_beyond_noise']}", flush=True)
+    arms = {"benchmark": anchor, "compressible": test}
+    png = {arm: summary([c.family("paper")[0].bits_per_image for c in runs.values()]) for arm, runs in arms.items()}
+    png_metrics = {arm: {task: summary([c.family("paper")[0].metrics[key] for c in runs.values()])
+                         for task, key in anchor[args.seeds[0]].tasks.items()} for arm, runs in arms.items()}
+    uncompressed = {arm: {task: summary([c.reference[key] for c in runs.values()])
+                          for task, key in anchor[args.seeds[0]].tasks.items()} for arm, runs in arms.items()}
     plots = RESULTS / "compressibility_bdrate"
     plots.mkdir(parents=True, exist_ok=True)
     for family in (f.name for f in families):
-        for task in curves[f"benchmark_s{args.seeds[0]}"].tasks:
-            only = {n: type(c)(tuple(p for p in c.points if p.family == family), c.reference, c.tasks, c.elements,
-                               c.images, c.provenance) for n, c in curves.items()}
-            plot_rate_accuracy(only, task, plots / f"rd_{task}_{family}.png")
-    write_result(args.out, {
-        "benchmark": "compressibility_bdrate",
-        "protocol": __doc__.split("\n\n")[2:4],
-        "families": [str(f) for f in families], "seeds": args.seeds, "epochs": args.epochs,
-        "table": table, "png_bits_per_image": png, "png_metrics": png_metrics,
-        "curves": {n: c.as_dict() for n, c in curves.items()},
-        "wall_seconds": time.perf_counter() - start,
-    })
+        for task in anchor[args.seeds[0]].tasks:
+            only = {f"{arm} s{s}": type(c)(tuple(p for p in c.points if p.family == family), c.reference, c.tasks,
+                                           c.elements, c.images, c.provenance)
+                    for arm, runs in arms.items() for s, c in runs.items()}
+            plot_rate_accuracy(only, task, plots / f"rd_{variant}_{task}_{family}.png")
+    return {"compressible_args": compressible_args, "benchmark_args": VARIANTS[benchmark][1], "benchmark_runs": benchmark,
+            "table": table, "png_bits_per_image": png, "png_metrics": png_metrics, "uncompressed": uncompressed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cilight-compressibility"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=RESULTS / "compressibility_bdrate.json")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    families = parse_families(FAMILIES)
+    start = time.perf_counter()
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    variants = dict(previous.get("variants", {}))  # results of variants measured before are kept
+    curves: dict = {}
+    for variant in args.variants:
+        variants[variant] = measure_variant(variant, args, families, curves)
+        write_result(args.out, {
+            "benchmark": "compressibility_bdrate", "protocol": __doc__.split("\n\n")[2:5],
+            "families": [str(f) for f in families], "seeds": args.seeds, "epochs": args.epochs,
+            "variants": variants, "curves": {**previous.get("curves", {}), **{n: c.as_dict() for n, c in curves.items()}},
+            "wall_seconds": {**previous.get("wall_seconds", {}), " ".join(args.variants): time.perf_counter() - start},
+        })
 
 
 if __name__ == "__main__":

@@ -40,6 +40,12 @@ from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
 from cilight.errors import ConfigError
 
 RATE_TERM = "compressibility"  # the name of L_r among the losses of eq 6
+RATE_WEIGHTINGS = ("learned", "fixed")  # L_r with its own eq 6 weight, or compressibility_weight · L_r beside eq 6
+RATE_FEATURES = ("normalized", "raw")  # L_r on the stream as the quantizer sees it, or on F (eq 5 as printed)
+
+
+def _raw(x: Tensor) -> Tensor:
+    return x
 
 
 def normalized_stream(x: Tensor) -> Tensor:
@@ -63,6 +69,11 @@ class MultiTaskCI(pl.LightningModule):
             weight name such as ``IMAGENET1K_V1`` (downloads; needs internet).
         num_classes: segmentation classes (linked from the datamodule by ``train.py``).
         quantization_bits: bits per element of the Q-layer.
+        rate_weighting: ``learned`` (default): L_r is one more regression-type term of eq 6 with
+            its own learned weight; ``fixed``: eq 6 over the tasks plus
+            ``compressibility_weight · L_r`` (a fixed λ).
+        rate_features: ``normalized`` (default): L_r on ``(F − min)/(max − min)``, see above;
+            ``raw``: on ``F`` itself, eq 5 as printed.
         compressibility_weight: multiplier of L_r; ``0`` drops L_r and its weight from eq 6,
             which trains the paper's benchmark model. With learned weights, any value > 0 only
             changes the start of training, since ``w_r`` adapts to the scale of L_r.
@@ -81,6 +92,8 @@ class MultiTaskCI(pl.LightningModule):
         num_classes: int = 19,
         quantization_bits: int = 8,
         compressibility_weight: float = 1.0,
+        rate_weighting: str = "learned",
+        rate_features: str = "normalized",
         decoder_width: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -91,6 +104,10 @@ class MultiTaskCI(pl.LightningModule):
             raise ConfigError(f"compressibility_weight must be ≥ 0, got {compressibility_weight}")
         if lr <= 0:
             raise ConfigError(f"lr must be positive, got {lr}")
+        if rate_weighting not in RATE_WEIGHTINGS:
+            raise ConfigError(f"rate_weighting={rate_weighting!r}: expected one of {', '.join(RATE_WEIGHTINGS)}")
+        if rate_features not in RATE_FEATURES:
+            raise ConfigError(f"rate_features={rate_features!r}: expected one of {', '.join(RATE_FEATURES)}")
         self.save_hyperparameters()
         self.tasks = resolve_tasks(tasks)
         self.task_context = TaskContext(num_classes, ignore_index)
@@ -99,7 +116,7 @@ class MultiTaskCI(pl.LightningModule):
         self.quantizers = torch.nn.ModuleList(QuantizationLayer(quantization_bits) for _ in self.layouts)
         self.decoder = CloudDecoder(self.layouts, self.tasks, self.task_context, decoder_width)
         loss_types = {task.name: task.kind for task in self.tasks}
-        if compressibility_weight > 0:
+        if compressibility_weight > 0 and rate_weighting == "learned":
             loss_types[RATE_TERM] = "regression"
         self.loss_weighting = UncertaintyWeighting(loss_types)
         self.val_metrics = self.task_metrics()
@@ -153,13 +170,20 @@ class MultiTaskCI(pl.LightningModule):
         outputs, feats = self.run(batch["image"])
         losses = {task.name: task.loss(outputs[task.name], batch, self.task_context) for task in self.tasks}
         if self.hparams.compressibility_weight > 0:
-            rate = sum(compressibility_loss(normalized_stream(f)) for f in feats)
+            view = normalized_stream if self.hparams.rate_features == "normalized" else _raw
+            rate = sum(compressibility_loss(view(f)) for f in feats)
             losses[RATE_TERM] = self.hparams.compressibility_weight * rate
         return losses, outputs
 
+    def total_loss(self, losses: dict[str, Tensor]) -> Tensor:
+        """Eq 6 over the losses; with ``rate_weighting="fixed"`` L_r is added outside it, as λ·L_r."""
+        if self.hparams.rate_weighting == "fixed" and RATE_TERM in losses:
+            return self.loss_weighting({k: v for k, v in losses.items() if k != RATE_TERM}) + losses[RATE_TERM]
+        return self.loss_weighting(losses)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses, _ = self.losses(batch)
-        total = self.loss_weighting(losses)
+        total = self.total_loss(losses)
         bs = batch["image"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/loss_{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
@@ -169,7 +193,7 @@ class MultiTaskCI(pl.LightningModule):
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
         losses, outputs = self.losses(batch)
         bs = batch["image"].shape[0]
-        self.log(f"{stage}/loss", self.loss_weighting(losses), prog_bar=stage == "val", batch_size=bs, sync_dist=True)
+        self.log(f"{stage}/loss", self.total_loss(losses), prog_bar=stage == "val", batch_size=bs, sync_dist=True)
         if RATE_TERM in losses:
             self.log(f"{stage}/{RATE_TERM}", losses[RATE_TERM], batch_size=bs, sync_dist=True)
         (self.val_metrics if stage == "val" else self.test_metrics).update(outputs, batch)
@@ -199,4 +223,4 @@ class MultiTaskCI(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["RATE_TERM", "MultiTaskCI", "normalized_stream"]
+__all__ = ["RATE_FEATURES", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "normalized_stream"]

@@ -123,3 +123,30 @@ def test_compressibility_term_is_scale_invariant():
     b = compressibility_loss(normalized_stream(0.01 * f))
     torch.testing.assert_close(a, b)
     del model
+
+
+def test_rate_weighting_and_features_options():
+    """fixed λ: eq 6 over the tasks plus λ·L_r; raw: L_r on F itself (eq 5 as printed)."""
+    from cilight.ci_models import compressibility_loss
+
+    batch = {
+        "image": torch.rand(2, 3, H, W),
+        "segmentation": torch.randint(0, 4, (2, H, W)),
+        "disparity": torch.rand(2, H, W),
+        "disparity_mask": torch.ones(2, H, W, dtype=torch.bool),
+    }
+    torch.manual_seed(0)
+    fixed = MultiTaskCI(num_classes=4, decoder_width=16, rate_weighting="fixed", compressibility_weight=3.0).eval()
+    assert "compressibility" not in fixed.loss_weighting.names
+    losses, _ = fixed.losses(batch)
+    tasks_only = fixed.loss_weighting({k: v for k, v in losses.items() if k != "compressibility"})
+    torch.testing.assert_close(fixed.total_loss(losses), tasks_only + losses["compressibility"])
+    torch.manual_seed(0)
+    raw = MultiTaskCI(num_classes=4, decoder_width=16, rate_features="raw").eval()
+    with torch.no_grad():
+        losses, _ = raw.losses(batch)
+        expected = compressibility_loss(raw.features(batch["image"])[0])
+    torch.testing.assert_close(losses["compressibility"], expected)
+    for bad, name in (({"rate_weighting": "fix"}, "rate_weighting='fix'"), ({"rate_features": "rw"}, "rate_features")):
+        with pytest.raises(ConfigError, match=name):
+            MultiTaskCI(num_classes=4, decoder_width=16, **bad)

@@ -9,7 +9,7 @@ import torch
 from conftest import smooth_images
 from torchmetrics import MeanAbsoluteError
 
-from cilight.allocation import rate_sweep
+from cilight.allocation import measure_curves, parse_families, rate_sweep
 from cilight.ci_models import Baseline, MultiTaskCI, Task, TaskContext, TaskMetric, register_task, trivial_baselines
 from cilight.ci_models.callbacks import grid_columns, sample_grid
 from cilight.ci_models.onnx_export import export_halves
@@ -120,3 +120,20 @@ def test_task_lists_are_checked():
         Task("x", "ranking", 1, torch.sigmoid, None, BRIGHTNESS.metrics, MeanBrightness, _gray)
     # a task given by import path is registered on the way
     assert MultiTaskCI(tasks=["test_tasks.BRIGHTNESS"], num_classes=4, decoder_width=8).tasks == (BRIGHTNESS,)
+
+
+def test_each_task_names_its_rate_accuracy_metric():
+    from cilight.ci_models import get_task
+
+    assert [get_task(n).rate_accuracy_key for n in ("segmentation", "disparity", "reconstruction")] == [
+        "segmentation_miou", "disparity_irmse", "reconstruction_psnr"]  # IRMSE = 1/RMSE, as in ICIP 2019 Table 1
+    with pytest.raises(ConfigError, match="no metric that rises with accuracy"):
+        _ = BRIGHTNESS.rate_accuracy  # its only metric is an error
+
+
+def test_a_task_without_a_rising_metric_has_no_curve_but_is_measured(trained):
+    model, data, _ = trained
+    data.setup("test")
+    curves = measure_curves(model, [next(iter(data.test_dataloader()))], parse_families("png+jpeg:quality=50"),
+                            progress=False)
+    assert curves.tasks == {"segmentation": "segmentation_miou"} and "brightness_mae" in curves.points[1].metrics
