@@ -75,6 +75,7 @@ class RateDistortionCallback(pl.Callback):
         self.coder_name, self.weights, self.every_n_epochs = coder, weights, every_n_epochs
         self.refine_tuples = refine_tuples
         self._batches: list[dict[str, Tensor]] = []
+        self._floors: dict[tuple[int, ...], float] = {}
         self.last_seconds: float | None = None
 
     def _due(self, trainer: pl.Trainer) -> bool:
@@ -118,12 +119,21 @@ class RateDistortionCallback(pl.Callback):
         held_out = {k: v[self.images :] for k, v in images.items()}
         return [fit], ([held_out] if len(held_out["image"]) else [])
 
+    def _floor(self, coder, features: Tensor) -> float:
+        """The coder's floor for a stream of this shape, measured at the first run and kept: it is the
+        smallest stream the real codec writes (header, side information, the first coding pass),
+        which depends on the tensor's layout, and measuring it costs real encodes every epoch."""
+        key = tuple(features.shape)
+        if key not in self._floors:
+            self._floors[key] = coder.floor(features)
+        return self._floors[key]
+
     def _run(self, trainer, model, batches) -> None:
         coder = stream_coder(self.coder_name)
         fit, held_out = self._split(batches)
         first = model.features(fit[0]["image"])
         numel = sum(int(f[0].numel()) for f in first)
-        floors = [coder.floor(f) for f in first]
+        floors = [self._floor(coder, f) for f in first]
         # A budget the codec cannot reach (small tensors at low bits per element) is raised to the
         # least one whose fitting window lies above the floors, instead of failing every epoch.
         least = 1.05 * least_budget(floors)
