@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from cilight.allocation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
 from cilight.allocation.sweep import cloud_outputs
-from cilight.codecs import OperatingPoint, parse_operating_points, point_coder
+from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
 from cilight.errors import ConfigError
 
 PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"  # ICIP 2019 §3, Table 1
@@ -205,12 +205,15 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
         elements = sum(int(f[0].numel()) for f in features)
         reference.update(cloud_outputs(model, [q(f) for q, f in zip(model.quantizers, features)]), batch)
         prepared: dict[str, list] = {}
-        for i, (_, point) in enumerate(points):
+        for i, (family_name, point) in enumerate(points):
             coder, rate = coders[str(point)]
             key = str(point.with_rate(None))
             if key not in prepared:
                 prepared[key] = [coder.prepare(f) for f in features]
-            coded = [coder.code_at(state, **rate) for state in prepared[key]]
+            try:
+                coded = [coder.code_at(state, **rate) for state in prepared[key]]
+            except CodecError as err:  # e.g. a rate below the smallest stream the codec can write
+                raise ConfigError(f"operating point {point} of curve family {family_name!r}: {err}") from None
             measured[i].update(cloud_outputs(model, [c[0].to(f.dtype) for c, f in zip(coded, features)]), batch)
             bits[i] += [float(c[1].sum()) for c in coded]
             bar.update(len(batch["image"]))

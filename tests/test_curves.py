@@ -72,6 +72,12 @@ def test_curves_match_a_hand_loop(batches):
     assert bits[0] > bits[1] > bits[2] and bits[3] > bits[4]
 
 
+def test_an_unreachable_operating_point_is_named(batches):
+    with pytest.raises(ConfigError, match=r"operating point jpeg2000:bpe=0.01 of curve family 'j2k': target_bits="):
+        measure_curves(tiny_model(["layer3"], num_classes=10), batches[:1], parse_families("j2k=jpeg2000:bpe=0.01,1"),
+                       progress=False)
+
+
 def test_curves_files_round_trip(batches, tmp_path):
     model = tiny_model(["layer3"], num_classes=10)
     curves = measure_curves(model, batches[:1], parse_families("png+jpeg:quality=80"), progress=False,
