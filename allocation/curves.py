@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cilight.allocation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
+from cilight.allocation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
 from cilight.allocation.sweep import cloud_outputs
 from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
 from cilight.errors import ConfigError
@@ -264,8 +264,12 @@ class BdRateRow:
 
 
 def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves], method: str = "cubic",
-                 min_overlap: float = MIN_OVERLAP) -> list[BdRateRow]:
-    """Table 1 of the ICIP paper: every test model × task × family the anchor was measured on."""
+                 min_overlap: float = MIN_OVERLAP, dominated: str = "refuse") -> list[BdRateRow]:
+    """Table 1 of the ICIP paper: every test model × task × family the anchor was measured on.
+
+    ``dominated``: ``refuse`` curves whose metric does not rise strictly with rate, or ``drop``
+    their dominated points first (:func:`~cilight.allocation.bdrate.efficient_points`); the
+    overlap reported is then that of the efficient points."""
     rows = []
     for name, test in tests.items():
         for family in anchor.families:
@@ -276,11 +280,15 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
                 if task not in test.tasks:
                     continue
                 (ra, ma), (rt, mt) = anchor.curve(task, family), test.curve(task, family)
+                if dominated == "drop":
+                    keep_a, keep_t = efficient_points(ra, ma), efficient_points(rt, mt)
+                    ra, ma, rt, mt = ra[keep_a], ma[keep_a], rt[keep_t], mt[keep_t]
                 share = metric_overlap(ma, mt)
                 values, notes = [], []
                 for delta in (bd_rate, bd_metric):
                     try:
-                        values.append(delta(ra, ma, rt, mt, method=method, min_overlap=min_overlap))
+                        values.append(delta(ra, ma, rt, mt, method=method, min_overlap=min_overlap,
+                                            dominated=dominated))
                     except ValueError as err:
                         values.append(None)
                         notes.append(f"{delta.__name__}: {err}")

@@ -2,7 +2,8 @@
 
     python evaluate.py curves --ckpt CKPT [--codecs FAMILY …] [--images N] [--out DIR]
     python evaluate.py bdrate --anchor CKPT_A --test CKPT_B [CKPT_C …] [--codecs FAMILY …]
-                              [--method cubic|pchip|akima] [--min-overlap 0.5] [--out DIR]
+                              [--method cubic|pchip|akima] [--min-overlap 0.5] [--dominated refuse|drop]
+                              [--out DIR]
 
 ``curves`` codes every stream of every test image at each operating point with the real codec
 and measures every task (ICIP 2019 §3, Fig. 4); a FAMILY is one curve,
@@ -37,8 +38,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cilight.allocation.bdrate import DOMINATED, MIN_OVERLAP
 from cilight.allocation.bdrate import METHODS as BD_METHODS
-from cilight.allocation.bdrate import MIN_OVERLAP
 from cilight.allocation.curves import DEFAULT_FAMILIES, bd_rate_rows, parse_families
 from cilight.allocation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
 from cilight.allocation.report import (
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--method", default="cubic", choices=BD_METHODS, help="interpolation (default: cubic, VCEG-M33)")
     b.add_argument("--min-overlap", type=float, default=MIN_OVERLAP,
                    help=f"refuse BD-rates over less than this share of the metric ranges (default {MIN_OVERLAP})")
+    b.add_argument("--dominated", default="refuse", choices=list(DOMINATED),
+                   help="a curve whose metric does not rise strictly with rate: refuse it (default), or drop its "
+                        "dominated points (more bits, no better metric) first")
     b.add_argument("--out", type=Path, help="folder for the table and plots (default: <anchor run>/bdrate/)")
     p = commands.add_parser("allocate", help="fit D(R) surfaces, allocate bits, compare with Methods 1-3")
     p.add_argument("--ckpt", required=True, type=Path)
@@ -201,12 +205,14 @@ def bdrate(args) -> int:
     names = model_names(paths)
     models = {name: _curves_of(path, args, families) for name, path in zip(names, paths)}
     anchor, tests = names[0], {n: models[n] for n in names[1:]}
-    rows = bd_rate_rows(models[anchor], tests, method=args.method, min_overlap=args.min_overlap)
+    rows = bd_rate_rows(models[anchor], tests, method=args.method, min_overlap=args.min_overlap,
+                        dominated=args.dominated)
     print(f"BD-rate against {anchor} ({args.method}; negative = fewer bits at equal accuracy)")
     print(bd_rate_table(rows))
     out = args.out or args.anchor.resolve().parent.parent / "bdrate"
     settings = {"anchor": str(args.anchor), "tests": [str(t) for t in args.test], "names": names,
-                "families": [str(f) for f in families], "method": args.method, "min_overlap": args.min_overlap}
+                "families": [str(f) for f in families], "method": args.method, "min_overlap": args.min_overlap,
+                "dominated": args.dominated}
     written = write_bd_rates(out, rows, models, settings)
     print("wrote " + ", ".join(str(p) for p in written))
     plots = {f"bdrate/{p.stem}": p for p in written if p.suffix == ".png"}

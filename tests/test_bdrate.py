@@ -9,7 +9,7 @@ from scipy.integrate import quad
 from scipy.interpolate import PchipInterpolator
 
 from cilight.allocation import bd_metric, bd_rate, metric_overlap
-from cilight.allocation.bdrate import METHODS
+from cilight.allocation.bdrate import METHODS, efficient_points
 
 
 def random_curve(rng, n=None):
@@ -102,3 +102,26 @@ def test_overlap():
     assert metric_overlap([0, 1], [0, 1]) == 1.0
     assert metric_overlap([0, 1], [0.5, 1.5]) == pytest.approx(1 / 3)
     assert metric_overlap([0, 1], [2, 3]) == 0.0
+
+
+def test_dominated_points_are_dropped_when_asked():
+    # PNG-like point first: JPEG q95 spends more for the same metric, q90 spends less for more
+    rates = np.array([52000.0, 54000, 42000, 36000, 32000, 27000, 23000])
+    metric = np.array([0.4366, 0.4365, 0.4366, 0.4363, 0.4359, 0.4344, 0.4316])
+    kept = efficient_points(rates, metric)
+    assert sorted(rates[kept].tolist()) == [23000, 27000, 32000, 36000, 42000]
+    with pytest.raises(ValueError, match="does not rise strictly"):
+        bd_rate(rates, metric, rates / 2, metric)
+    assert bd_rate(rates, metric, rates / 2, metric, dominated="drop") == pytest.approx(-50.0, abs=1e-4)  # a flat, ill-posed cubic
+    assert bd_metric(rates, metric, rates, metric + 0.01, dominated="drop") == pytest.approx(0.01, abs=1e-9)
+    with pytest.raises(ValueError, match="keeps 3 of its 5 points"):
+        bd_rate(rates[:5], metric[:5], rates[:5], metric[:5], dominated="drop")
+    with pytest.raises(ValueError, match="dominated='keep'"):
+        bd_rate(rates, metric, rates, metric, dominated="keep")
+    # against a brute-force definition of domination
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        r, m = rng.integers(1, 20, 12).astype(float), rng.integers(0, 10, 12).astype(float)
+        brute = {i for i in range(12) if not any((r[j] <= r[i] and m[j] >= m[i]) and (r[j], -m[j], j) < (r[i], -m[i], i)
+                                                 for j in range(12) if j != i)}
+        assert set(efficient_points(r, m).tolist()) == brute
