@@ -112,7 +112,7 @@ def test_dominated_points_are_dropped_when_asked():
     assert sorted(rates[kept].tolist()) == [23000, 27000, 32000, 36000, 42000]
     with pytest.raises(ValueError, match="does not rise strictly"):
         bd_rate(rates, metric, rates / 2, metric)
-    assert bd_rate(rates, metric, rates / 2, metric, dominated="drop") == pytest.approx(-50.0, abs=1e-4)  # a flat, ill-posed cubic
+    assert bd_rate(rates, metric, rates / 2, metric, dominated="drop") == pytest.approx(-50.0, abs=1e-4)  # flat: ill-posed cubic
     assert bd_metric(rates, metric, rates, metric + 0.01, dominated="drop") == pytest.approx(0.01, abs=1e-9)
     with pytest.raises(ValueError, match="keeps 3 of its 5 points"):
         bd_rate(rates[:5], metric[:5], rates[:5], metric[:5], dominated="drop")
