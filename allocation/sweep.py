@@ -76,6 +76,7 @@ def _tuples_with_totals(totals: np.ndarray, floors: np.ndarray, rng: np.random.G
     return floors + spare * rng.dirichlet(np.ones(len(floors)), size=len(totals))
 
 
+WINDOW_DRAW = (0.8, 1.2)  # where the stratified tuples of a budget's window are drawn (window: 0.75-1.25)
 LOCAL_SPREAD = 0.15  # half-width of the split band the refinement fits on (share of R_t per stream)
 
 
@@ -114,7 +115,9 @@ def sample_rate_tuples(count: int, floors, budgets, seed: int = 0, stratified: b
     points with ``0.75·R_t ≤ ΣR ≤ 1.25·R_t`` (``stratified=False``: exactly that). With budgets
     far apart a uniform draw leaves few points near the smallest one (its window is the
     narrowest), so by default half the tuples are drawn that way and the other half evenly
-    inside each budget's window: every fit gets at least ``count / (2 × budgets)`` points.
+    inside each budget's window, within ``0.8·R_t … 1.2·R_t`` (:data:`WINDOW_DRAW`) so that the
+    rate a coder actually spends, a few percent off its target, still falls in the window: every
+    fit gets at least ``count / (2 × budgets)`` points.
     Within a total, the split is uniform on the simplex.
     """
     floors = np.asarray(floors, dtype=float)
@@ -135,7 +138,8 @@ def sample_rate_tuples(count: int, floors, budgets, seed: int = 0, stratified: b
         return _tuples_with_totals(rng.uniform(low, high, count), floors, rng)
     uniform = rng.uniform(low, high, count - count // 2)
     per_budget = np.array_split(np.arange(count // 2), len(budgets))
-    windows = [rng.uniform(0.75 * b, 1.25 * b, len(idx)) for b, idx in zip(budgets, per_budget)]
+    # inside the window with a margin: a measured rate a few percent off its target stays in it
+    windows = [rng.uniform(WINDOW_DRAW[0] * b, WINDOW_DRAW[1] * b, len(idx)) for b, idx in zip(budgets, per_budget)]
     return _tuples_with_totals(np.concatenate([uniform, *windows]), floors, rng)
 
 

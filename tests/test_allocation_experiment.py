@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import lightning.pytorch as pl
 import numpy as np
@@ -188,6 +189,22 @@ def test_callback_writes_results_and_skips_the_sanity_check(tmp_path):
         RateDistortionCallback(refine_tuples=-1)
     with pytest.raises(ConfigError, match="codec='jpg'"):
         RateDistortionCallback(coder="jpg")
+
+
+def test_callback_defaults_fit_every_budget_of_a_two_stream_model(tmp_path):
+    """The defaults (24 tuples, two budgets far apart) leave each budget's fit enough points: no skipped epoch."""
+    pl.seed_everything(0, verbose=False)
+    model = MultiTaskCI(split_points=["layer2", "layer3"], num_classes=10, decoder_width=8)
+    callback = RateDistortionCallback()
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=2, num_sanity_val_steps=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a skipped run is a warning
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec|smaller than the logging).*")
+        trainer.fit(model, SyntheticStreets(num_train=8, num_val=16, batch_size=8))
+    result = json.loads((tmp_path / "rate_distortion" / "epoch_000.json").read_text())
+    assert len(result["budgets_bits"]) == 2 and all(s["points"] >= 5 for s in result["surfaces"].values())
 
 
 def test_callback_follows_its_interval_and_can_be_turned_off(tmp_path):
