@@ -46,9 +46,9 @@ class RateDistortionCallback(pl.Callback):
         budgets_bpe: budgets as bits per element of all streams together (resolution-free);
             each becomes ``R_t = bpe × Σ numel`` bits per image.
         tuples: rate tuples per sweep (the paper uses 100; ``evaluate.py allocate`` too). The
-            default, 24, gives each of two budgets of a 2-stream model 6 tuples drawn in its
-            window (a fit needs ``2N + 1 = 5``); the default budgets are the steep and the
-            flat end of the surfaces.
+            default, 20, is the least two budgets of a 2-stream model need: 5 tuples drawn
+            inside each budget's window (a fit needs ``2N + 1 = 5``) besides the uniform ones;
+            the default budgets are the steep and the flat end of the surfaces.
         refine_tuples: tuples per budget of the local sweep around the first allocation, after
             which the surface is refitted there (:mod:`~cilight.allocation.sweep`); 0 (default
             here, unlike ``evaluate.py allocate``'s ``REFINE_TUPLES``) turns it off — it would
@@ -62,9 +62,9 @@ class RateDistortionCallback(pl.Callback):
         every_n_epochs: run after every n-th validation epoch; 0 turns the callback off.
     """
 
-    def __init__(self, budgets_bpe: list[float] = [0.25, 1.0], tuples: int = 24, images: int = 8,  # noqa: B006
+    def __init__(self, budgets_bpe: list[float] = [0.25, 1.0], tuples: int = 20, images: int = 8,  # noqa: B006
                  coder: str = "proxy", weights: str | list[float] = "equal", every_n_epochs: int = 1,
-                 refine_tuples: int = 0, eval_images: int = 8) -> None:
+                 refine_tuples: int = 0, eval_images: int = 6) -> None:
         super().__init__()
         if not budgets_bpe or any(not b > 0 for b in budgets_bpe):
             raise ConfigError(f"budgets_bpe={budgets_bpe!r}: expected positive bits per element")
