@@ -166,6 +166,43 @@ def measure_variant(variant: str, args, families, curves: dict) -> dict:
             "table": table, "png_bits_per_image": png, "png_metrics": png_metrics, "uncompressed": uncompressed}
 
 
+def _percent(summary_: dict | None) -> str:
+    return "—" if summary_ is None else f"{summary_['mean']:+.1f} ± {summary_['std']:.1f}"
+
+
+def markdown_table(result: dict) -> str:
+    """The README table: one row per variant, family and task."""
+    lines = ["| variant | family | task (metric) | BD-rate %, mean ± sd over seeds | overlap | noise floor | "
+             "beyond noise | over any overlap (not a headline): BD-rate / floor |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for variant, v in result["variants"].items():
+        for e in v["table"]:
+            measured = len(e["bd_rate"]["values"]) if e["bd_rate"] else 0
+            rate = _percent(e["bd_rate"]) + ("" if measured in (0, len(e["overlap"])) else f" ({measured} seeds)")
+            if not measured:
+                rate = "refused"
+            floor = "—" if e["noise_floor"] is None else f"{e['noise_floor']:.1f}"
+            anyo = e.get("any_overlap") or {"bd_rate": None, "noise_floor": None}
+            any_floor = "—" if anyo["noise_floor"] is None else f"{anyo['noise_floor']:.1f}"
+            lines.append(f"| {variant} | {e['family']} | {e['task']} ({e['metric'].split('_', 1)[1]}) | {rate} | "
+                         f"{100 * min(e['overlap']):.0f}–{100 * max(e['overlap']):.0f}% | {floor} | "
+                         f"{'**yes**' if e['saving_beyond_noise'] else 'no'} | {_percent(anyo['bd_rate'])} / {any_floor} |")
+    return "\n".join(lines)
+
+
+def png_table(result: dict) -> str:
+    """Lossless bits and the accuracy at them, per variant and arm."""
+    lines = ["| variant | arm | PNG kbit per image | mIoU | IRMSE | PSNR dB |", "| --- | --- | --- | --- | --- | --- |"]
+    for variant, v in result["variants"].items():
+        for arm, bits in v["png_bits_per_image"].items():
+            m = v["png_metrics"][arm]
+            cells = [f"{m[t]['mean']:.3f} ± {m[t]['std']:.3f}" if t != "reconstruction" else
+                     f"{m[t]['mean']:.2f} ± {m[t]['std']:.2f}" for t in ("segmentation", "disparity", "reconstruction")]
+            lines.append(f"| {variant} | {arm} | {bits['mean'] / 1e3:.1f} ± {bits['std'] / 1e3:.1f} | " + " | ".join(cells)
+                         + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
@@ -173,7 +210,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS / "compressibility_bdrate.json")
+    parser.add_argument("--table", action="store_true", help="print the README tables of --out and stop")
     args = parser.parse_args()
+    if args.table:
+        result = json.loads(args.out.read_text())
+        print(markdown_table(result) + "\n\n" + png_table(result))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     families = parse_families(FAMILIES)
     start = time.perf_counter()
@@ -188,6 +230,8 @@ def main() -> None:
             "variants": variants, "curves": {**previous.get("curves", {}), **{n: c.as_dict() for n, c in curves.items()}},
             "wall_seconds": {**previous.get("wall_seconds", {}), " ".join(args.variants): time.perf_counter() - start},
         })
+    result = json.loads(args.out.read_text())
+    print(markdown_table(result) + "\n\n" + png_table(result))
 
 
 if __name__ == "__main__":
