@@ -124,6 +124,8 @@ def _check(method: str, min_overlap: float, dominated: str = "refuse") -> None:
 
 
 def _refuse_sliver(share: float, min_overlap: float, axis: str) -> None:
+    if share <= 0:
+        raise ValueError(f"the curves' {axis} ranges do not overlap: there is nothing to integrate over")
     if share < min_overlap:
         raise ValueError(f"the curves share {100 * share:.1f}% of their {axis} range, below the minimum of "
                          f"{100 * min_overlap:.0f}%: a Bjøntegaard delta over that sliver says little "

@@ -84,7 +84,7 @@ def test_refusals_name_the_problem():
         ((rates, [0.3, 0.5, 0.4, 0.55], rates, metric), "does not rise strictly"),
         ((rates, [0.3, 0.4, 0.4, 0.55], rates, metric), "does not rise strictly"),
         ((rates, metric, rates, [0.53, 0.54, 0.56, 0.6]), "share 6.7% of their metric range"),
-        ((rates, metric, rates, [0.0, 0.05, 0.1, 0.2]), "share 0.0%"),
+        ((rates, metric, rates, [0.0, 0.05, 0.1, 0.2]), "do not overlap"),
     ]
     for args, expected in cases:
         with pytest.raises(ValueError, match=expected):
@@ -95,6 +95,8 @@ def test_refusals_name_the_problem():
         bd_metric([100, 100, 400, 800], metric, rates, metric)
     # a sliver is computed when asked, and a non-monotone metric is fine for the metric delta
     assert np.isfinite(bd_rate(rates, metric, rates, [0.53, 0.54, 0.56, 0.6], min_overlap=0))
+    with pytest.raises(ValueError, match="do not overlap"):  # even when any overlap is accepted
+        bd_rate(rates, metric, rates, [0.0, 0.05, 0.1, 0.2], min_overlap=0)
     assert np.isfinite(bd_metric(rates, [0.3, 0.5, 0.4, 0.55], rates, metric))
 
 

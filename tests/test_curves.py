@@ -176,3 +176,22 @@ def test_bdrate_cli_refuses_bad_input(tiny_checkpoint, tmp_path):
     assert main(["bdrate", "--anchor", str(tiny_checkpoint), "--test", str(tmp_path / "none.ckpt")]) == 2
     assert main(["bdrate", "--anchor", str(tiny_checkpoint), "--test", str(tiny_checkpoint), "--min-overlap", "2"]) == 2
     assert main(["curves", "--ckpt", str(tiny_checkpoint), "--codecs", "jpeg:qualty=9"]) == 2
+
+
+def test_tables_and_plots_go_to_an_active_wandb_run_only(tmp_path, monkeypatch):
+    import wandb
+
+    from cilight.allocation.report import bd_rate_wandb_table, log_to_active_run, plot_rate_accuracy
+
+    rows = bd_rate_rows(synthetic_curves(1.0), {"half": synthetic_curves(0.5)})
+    plot = plot_rate_accuracy({"a": synthetic_curves(1.0), "half": synthetic_curves(0.5)}, "segmentation",
+                              tmp_path / "rd.png")
+    assert plot.stat().st_size > 1000
+    assert wandb.run is None and not log_to_active_run({"bdrate/rd": plot}, {"bdrate/table": bd_rate_wandb_table(rows)})
+    logged = []
+    monkeypatch.setattr(wandb, "run", object())  # a run is active (as inside a W&B-launched job)
+    monkeypatch.setattr(wandb, "log", logged.append)
+    assert log_to_active_run({"bdrate/rd": plot}, {"bdrate/table": bd_rate_wandb_table(rows)})
+    (payload,) = logged
+    assert isinstance(payload["bdrate/rd"], wandb.Image) and isinstance(payload["bdrate/table"], wandb.Table)
+    assert payload["bdrate/table"].columns[:3] == ["test", "family", "task"] and len(payload["bdrate/table"].data) == 2
