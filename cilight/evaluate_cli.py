@@ -8,7 +8,7 @@
 ``curves`` codes every stream of every test image at each operating point with the real codec
 and measures every task (ICIP 2019 §3, Fig. 4); a FAMILY is one curve,
 ``[name=]point+point+…`` (default ``paper=png+jpeg:quality=95,90,85,80``; e.g.
-``wide=jpeg:quality=95,80,60,40,20`` or ``j2k=jpeg2000:bpe=0.1,0.2,0.5,1,2``). Results go to
+``wide=jpeg:quality=95,80,60,40,20`` or ``j2k=jpeg2000:bpe=0.25,0.5,1,2,3``). Results go to
 ``<run>/curves/`` beside the checkpoint. ``bdrate`` measures (or reuses the saved curves of)
 every model and prints Table 1: BD-rate and BD-metric of each test model against the anchor per
 task and family, with the overlap of the metric ranges (a BD-rate over less than
