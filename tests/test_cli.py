@@ -118,7 +118,9 @@ def test_defaults_and_callbacks_come_from_the_config_file(tmp_path):
 def test_ddp_two_processes(tmp_path):
     """Two CPU processes, two streams, and the rate–distortion callback's barriers on every rank."""
     root = tmp_path / "runs"
-    config = callbacks_config(tmp_path / "callbacks.yaml", every_n_epochs=1, images=2, tuples=20, budgets_bpe=[0.4, 0.8])
+    # rank 0 sees 2 of the 4 validation images: one to fit on, one to evaluate on
+    config = callbacks_config(tmp_path / "callbacks.yaml", every_n_epochs=1, images=1, eval_images=1, tuples=20,
+                              budgets_bpe=[0.4, 0.8], refine_tuples=10)
     args = ["--config", config, *TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp",
             "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
             "--model.split_points", "[layer2,layer3]"]

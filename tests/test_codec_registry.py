@@ -137,7 +137,7 @@ def test_an_outside_codec_in_evaluate_py(two_task_checkpoint, tmp_path, capsys):
     args = ["allocate", "--ckpt", str(two_task_checkpoint), "--budgets", "12", "--tuples", "10", "--refine-tuples", "0",
             "--num-test", "6", "--fit-fraction", "0.5", "--codec", "coarse", "--eval-codec", "coarse", "--out", str(tmp_path)]
     assert main(args) == 0
-    assert "with coarse, evaluating on 3 with coarse" in capsys.readouterr().out
+    assert "with coarse, evaluating on the other 3 with coarse" in capsys.readouterr().out
     result = json.loads((tmp_path / "allocation.json").read_text())
     assert result["fit_codec"] == "coarse" and len(result["rows"]) == 4
 
