@@ -6,10 +6,12 @@
 * :mod:`~cilight.ci_models.losses` — L_r (eq 1–5) and eq 6;
 * :mod:`~cilight.ci_models.heads` — the cloud half's branches;
 * :mod:`~cilight.ci_models.multitask` — :class:`MultiTaskCI`;
+* :mod:`~cilight.ci_models.baf` — :class:`BaFPredictor` (Back-and-Forth prediction) on a frozen task model;
 * :mod:`~cilight.ci_models.halves`, :mod:`~cilight.ci_models.onnx_export` — the ONNX halves.
 """
 
 from cilight.ci_models.backbone import BACKBONES, SPLIT_POINTS, ResNetEncoder, StreamLayout, stream_layouts
+from cilight.ci_models.baf import BaFPredictor, consolidate, resnet_split, select_channels, task_model_split
 from cilight.ci_models.callbacks import PredictionGrid
 from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import (
@@ -40,6 +42,7 @@ __all__ = [
     "DEFAULT_TASKS",
     "SPLIT_POINTS",
     "TASKS",
+    "BaFPredictor",
     "Baseline",
     "CloudDecoder",
     "MultiTaskCI",
@@ -54,13 +57,17 @@ __all__ = [
     "TaskMetrics",
     "UncertaintyWeighting",
     "compressibility_loss",
+    "consolidate",
     "disparity_loss",
     "get_task",
     "normalized_stream",
     "reconstruction_loss",
     "register_task",
+    "resnet_split",
     "resolve_tasks",
     "segmentation_loss",
+    "select_channels",
     "stream_layouts",
+    "task_model_split",
     "trivial_baselines",
 ]

@@ -26,6 +26,7 @@ Two choices go beyond the paper's text, both for reasons of correctness:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -37,7 +38,7 @@ from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import UncertaintyWeighting, compressibility_loss
 from cilight.ci_models.quantization import QuantizationLayer, QuantizedStream
 from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
-from cilight.errors import ConfigError
+from cilight.errors import CilightError, ConfigError
 
 RATE_TERM = "compressibility"  # the name of L_r among the losses of eq 6
 RATE_WEIGHTINGS = ("learned", "fixed")  # L_r with its own eq 6 weight, or compressibility_weight · L_r beside eq 6
@@ -125,6 +126,30 @@ class MultiTaskCI(pl.LightningModule):
     @property
     def split_points(self) -> tuple[str, ...]:
         return self.encoder.split_points
+
+    # what the wire format and the exporter read from any cilight model
+    quantizer = "minmax"
+
+    @property
+    def backbone(self) -> str:
+        return self.hparams.backbone
+
+    def wire_extra(self) -> dict:
+        """Model-specific entries of the halves' metadata (none for this model)."""
+        return {}
+
+    @property
+    def bits(self) -> int:
+        return self.hparams.quantization_bits
+
+    @property
+    def stride(self) -> int:
+        """Input sizes must be multiples of this (the deepest split point's stride)."""
+        return self.layouts[-1].stride
+
+    def stream_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        """``{split point: (C, h, w)}`` of every transmitted stream for an input of ``height × width``."""
+        return {layout.split_point: layout.shape(height, width) for layout in self.layouts}
 
     def task_metrics(self, sync: bool = True) -> TaskMetrics:
         """Fresh metrics of this model's tasks (``sync=False``: this process's data only)."""
@@ -223,4 +248,38 @@ class MultiTaskCI(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["RATE_FEATURES", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "normalized_stream"]
+def read_checkpoint(path: str | Path, label: str = "checkpoint") -> dict:
+    """The dict of a checkpoint written by ``train.py`` (weights only), or one clear :class:`ConfigError`
+    that starts with ``label`` (e.g. the option that named the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{label} {path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # many exception types, and messages of many lines advising unsafe loading
+        raise ConfigError(f"{label} {path}: not a checkpoint written by train.py (torch.load with weights only "
+                          f"could not read it: {type(err).__name__})") from None
+    if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
+        raise ConfigError(f"{label} {path}: not a checkpoint written by train.py (no state_dict and hyper_parameters)")
+    return state
+
+
+def load_lightning_module(cls: type[pl.LightningModule], path: str | Path, label: str = "checkpoint") -> pl.LightningModule:
+    """``cls.load_from_checkpoint(path)`` on the CPU in eval mode, with errors as one :class:`ConfigError`."""
+    try:
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    except CilightError:
+        raise
+    except Exception as err:
+        first_line = (str(err).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"{label} {path}: not a {cls.__name__} checkpoint ({type(err).__name__}: {first_line})") from None
+
+
+def load_task_model(path: str | Path, label: str = "task_ckpt") -> MultiTaskCI:
+    """The :class:`MultiTaskCI` saved in ``path``, in eval mode."""
+    read_checkpoint(path, label)
+    return load_lightning_module(MultiTaskCI, path, label)
+
+
+__all__ = ["RATE_FEATURES", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "load_lightning_module", "load_task_model",
+           "normalized_stream", "read_checkpoint"]

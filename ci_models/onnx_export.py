@@ -59,20 +59,22 @@ def metadata(model, height: int, width: int, codec: str = "png", half: str = "ed
     return HalfMetadata(
         half=half,
         split_points=tuple(model.split_points),
-        stream_shapes={layout.split_point: layout.shape(height, width) for layout in model.layouts},
+        stream_shapes=model.stream_shapes(height, width),
         input_shape=(3, height, width),
         outputs=tuple(task.output_name for task in model.tasks),
-        bits=model.hparams.quantization_bits,
+        bits=model.bits,
         codec=str(parse_operating_point(codec)),
-        num_classes=model.hparams.num_classes,
-        backbone=model.hparams.backbone,
+        num_classes=model.task_context.num_classes,
+        backbone=model.backbone,
         model_version=model_version(model),
         cilight_version=cilight.__version__,
+        quantizer=model.quantizer,
+        extra=model.wire_extra(),
     )
 
 
 def check_image_size(model, height: int, width: int) -> None:
-    stride = model.layouts[-1].stride
+    stride = model.stride
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % stride:
             raise ConfigError(f"{name}={value!r}: expected a positive multiple of {stride} (the stride of "

@@ -16,32 +16,19 @@ import torch
 
 import cilight
 from cilight.allocation.curves import RateAccuracyCurves, measure_curves
-from cilight.ci_models import MultiTaskCI
-from cilight.errors import CilightError, ConfigError
+from cilight.ci_models import BaFPredictor, MultiTaskCI
+from cilight.ci_models.multitask import load_lightning_module, read_checkpoint
+from cilight.errors import ConfigError
 
 SYNTHETIC = "cilight.datamodules.SyntheticStreets"
 
 
 def load_model(path: Path):
-    """``(MultiTaskCI in eval mode, datamodule arguments with '_class_path')`` from a checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--ckpt {path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # many exception types, and messages of many lines advising unsafe loading
-        raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (torch.load with weights only "
-                          f"could not read it: {type(err).__name__})") from None
-    if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
-        raise ConfigError(f"--ckpt {path}: not a checkpoint written by train.py (no state_dict and hyper_parameters)")
-    try:
-        model = MultiTaskCI.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except CilightError:
-        raise
-    except Exception as err:
-        first_line = (str(err).strip().splitlines() or [""])[0][:160]
-        raise ConfigError(f"--ckpt {path}: not a MultiTaskCI checkpoint ({type(err).__name__}: {first_line})") from None
-    return model.eval(), dict(state.get("datamodule_hyper_parameters") or {})
+    """``(model in eval mode, datamodule arguments with '_class_path')`` from a checkpoint of ``train.py``:
+    a :class:`MultiTaskCI`, or a :class:`BaFPredictor` (recognised by the task model it carries)."""
+    state = read_checkpoint(path, "--ckpt")
+    cls = BaFPredictor if "task_hparams" in state["hyper_parameters"] else MultiTaskCI
+    return load_lightning_module(cls, path, "--ckpt"), dict(state.get("datamodule_hyper_parameters") or {})
 
 
 def datamodule_from(data: dict, **overrides):

@@ -42,7 +42,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from cilight.ci_models import MultiTaskCI, trivial_baselines
+from cilight.ci_models import trivial_baselines
 from cilight.ci_models.tasks import Task
 from cilight.datamodules import StreetSceneDataModule
 from cilight.entrypoint import run_main
@@ -158,13 +158,14 @@ def _init_parameters(message: str) -> list[str]:
 
 
 class CilightCLI(LightningCLI):
-    """LightningCLI for :class:`MultiTaskCI` with any LightningDataModule; defaults from ``configs/default.yaml``."""
+    """LightningCLI for any cilight LightningModule (default :class:`MultiTaskCI`, or :class:`BaFPredictor`)
+    and any LightningDataModule; defaults from ``configs/default.yaml``."""
 
     def __init__(self, args: Any = None, **kwargs: Any) -> None:
         if not DEFAULT_CONFIG.is_file():
             raise ConfigError(f"{DEFAULT_CONFIG} is missing; train.py reads its defaults from it")
         super().__init__(
-            MultiTaskCI,
+            None,  # any LightningModule, by class path; the default (MultiTaskCI) is the config's
             None,  # any LightningDataModule; the default is the config's
             run=False,
             args=args,
@@ -183,8 +184,8 @@ class CilightCLI(LightningCLI):
             "--baselines", type=bool, default=True,
             help="After testing, also score every task's trivial predictor (majority class, mean disparity, mean image).",
         )
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.ignore_index", "model.ignore_index", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.ignore_index", "model.init_args.ignore_index", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         try:

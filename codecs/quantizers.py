@@ -171,18 +171,29 @@ class MinMaxQuantizer(Quantizer):
         return low, _step(low, high, self.levels)
 
 
-def _float16_outwards(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Round ``low`` down and ``high`` up to float16 so the interval still covers the data."""
-    with np.errstate(over="ignore"):  # overflow to ±inf is reported below
-        low16, high16 = low.astype(np.float16), high.astype(np.float16)
-    low16 = np.where(low16.astype(np.float64) > low, np.nextafter(low16, np.float16(-np.inf)), low16)
-    high16 = np.where(high16.astype(np.float64) < high, np.nextafter(high16, np.float16(np.inf)), high16)
-    if not (np.isfinite(low16).all() and np.isfinite(high16).all()):
-        raise CodecError(
-            f"per-channel range [{low.min():.4g}, {high.max():.4g}] does not fit in float16 "
-            "(|value| ≤ 65504); use the 'minmax' quantizer for such tensors"
-        )
+FLOAT16_MAX = 65504.0
+
+
+def float16_bounds(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
+    """``low`` and ``high`` rounded to float16 *outwards* (``m ≤ low``, ``M ≥ high``), as float32.
+
+    Each bound is first moved outwards by a little more than half a float16 step (2⁻¹⁰ of its
+    magnitude, 2⁻²⁴ near zero, where float16 steps are absolute) and then rounded to nearest,
+    so the rounded interval still covers the data. Only casts and arithmetic: the same function
+    runs in the exported ONNX edge half (BaF, Choi et al., ICASSP 2020, §3.2) and in the
+    ``channel`` quantizer of the codecs. Values beyond float16's range become ±inf; callers check.
+    """
+    margin = 2.0**-10
+    tiny = 2.0**-24
+    low16 = (low - low.abs() * margin - tiny).to(torch.float16).to(torch.float32)
+    high16 = (high + high.abs() * margin + tiny).to(torch.float16).to(torch.float32)
     return low16, high16
+
+
+def channel_bounds(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel float16 ``(m, M)`` of ``x`` ``[..., C, H, W]`` (BaF eq 4), each ``[..., C]``."""
+    flat = x.flatten(-2)
+    return float16_bounds(flat.amin(-1), flat.amax(-1))
 
 
 @dataclass(frozen=True)
@@ -197,10 +208,15 @@ class ChannelQuantizer(Quantizer):
         return 2 * channels
 
     def _interval(self, x):
-        flat = x.flatten(1).double()
-        low, high = _float16_outwards(flat.min(1).values.numpy(), flat.max(1).values.numpy())
-        low_t, step = self._dequantization(np.concatenate([low, high]).astype(np.float64), tuple(x.shape))
-        return low_t, step, np.concatenate([low, high])
+        low, high = channel_bounds(x)
+        if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+            raise CodecError(
+                f"per-channel range [{x.min().item():.4g}, {x.max().item():.4g}] does not fit in float16 "
+                f"(|value| ≤ {FLOAT16_MAX:g}); use the 'minmax' quantizer for such tensors"
+            )
+        side = torch.cat([low, high]).numpy().astype(np.float64)
+        low_t, step = self._dequantization(side, tuple(x.shape))
+        return low_t, step, side
 
     def _dequantization(self, side, shape):
         channels = shape[0]

@@ -7,9 +7,11 @@ the rest; the codec in between belongs to neither):
 ::
 
     edge.onnx   image [batch, 3, H, W] in [0, 1]  ─►  per stream s, in split-point order:
-                                                       codes_s uint8 [batch, C, h, w], minimum_s [batch], maximum_s [batch]
+                                                       codes_s uint8 [batch, C, h, w], minimum_s, maximum_s
+                minimum_s / maximum_s: [batch] for the ``minmax`` quantizer (one range per tensor),
+                [batch, C] for ``channel`` (fp16 bounds per channel: Choi et al., ICASSP 2020, eq 4)
     bytes       one cilight.codecs container per stream, concatenated in split-point order;
-                min–max side information = MinMaxQuantizer.side_of(minimum_s, maximum_s)
+                side information = stream_side(minimum_s, maximum_s, quantizer)
     cloud.onnx  codes_s, minimum_s, maximum_s (every s)  ─►  one output per task, named by the task
 
 * :func:`stream_tensor_names` — the ONNX input/output names of the streams;
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cilight.codecs.operating_point import OperatingPoint, parse_operating_point
-from cilight.codecs.quantizers import MinMaxQuantizer
+from cilight.codecs.quantizers import ChannelQuantizer, MinMaxQuantizer
 from cilight.errors import ConfigError
 
 IMAGE = "image"
@@ -43,14 +45,31 @@ def stream_tensor_names(split_points) -> list[str]:
     return [f"{field}_{split}" for split in split_points for field in STREAM_FIELDS]
 
 
-def stream_side(minimum: float, maximum: float) -> np.ndarray:
-    """The container's side information of one stream, from the edge half's ``minimum_s``/``maximum_s``."""
-    return MinMaxQuantizer.side_of(minimum, maximum)
+WIRE_QUANTIZERS = ("minmax", "channel")  # what an exported edge half computes on the device
 
 
-def stream_range(side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(minimum_s, maximum_s)`` as the cloud half's ``[1]``-shaped float32 inputs, from the side information."""
-    return MinMaxQuantizer.range_of(side)
+def _check_quantizer(quantizer: str) -> str:
+    if quantizer not in WIRE_QUANTIZERS:
+        raise ConfigError(f"quantizer {quantizer!r} has no wire layout; expected one of {', '.join(WIRE_QUANTIZERS)}")
+    return quantizer
+
+
+def stream_side(minimum, maximum, quantizer: str = "minmax") -> np.ndarray:
+    """The container's side information of one stream of one image, from the edge half's
+    ``minimum_s``/``maximum_s`` (scalars for ``minmax``, ``[C]`` for ``channel``)."""
+    if _check_quantizer(quantizer) == "minmax":
+        return MinMaxQuantizer.side_of(minimum, maximum)
+    return np.concatenate([np.ravel(minimum), np.ravel(maximum)]).astype(ChannelQuantizer.side_dtype)
+
+
+def stream_range(side: np.ndarray, quantizer: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
+    """``(minimum_s, maximum_s)`` as the cloud half's float32 inputs for a batch of one (``[1]`` for
+    ``minmax``, ``[1, C]`` for ``channel``), from the side information."""
+    if _check_quantizer(quantizer) == "minmax":
+        return MinMaxQuantizer.range_of(side)
+    side = np.asarray(side, dtype=np.float32)
+    half = len(side) // 2
+    return side[None, :half], side[None, half:]
 
 
 @dataclass(frozen=True)
@@ -72,9 +91,11 @@ class HalfMetadata:
     backbone: str
     model_version: str
     cilight_version: str
+    quantizer: str = "minmax"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_quantizer(self.quantizer)
         if self.half not in HALVES:
             raise ConfigError(f"half={self.half!r}: expected one of {HALVES}")
         if not self.split_points or set(self.stream_shapes) != set(self.split_points):
@@ -107,7 +128,8 @@ class HalfMetadata:
                                  "range": [0, 1]}),
             "outputs": json.dumps(list(self.outputs)),
             "num_classes": str(self.num_classes),
-            "quantizer": json.dumps({"kind": MinMaxQuantizer.kind, "bits": self.bits, "range": "per sample"}),
+            "quantizer": json.dumps({"kind": self.quantizer, "bits": self.bits,
+                                     "range": "per sample" if self.quantizer == "minmax" else "per channel, float16"}),
             "codec": self.codec,
             "extra": json.dumps(self.extra),
         }
@@ -127,6 +149,7 @@ class HalfMetadata:
                 backbone=props["backbone"],
                 model_version=props["model_version"],
                 cilight_version=props["cilight_version"],
+                quantizer=json.loads(props["quantizer"]).get("kind", "minmax"),
                 extra=json.loads(props.get("extra", "{}")),
             )
         except (KeyError, ValueError, TypeError) as err:
@@ -158,5 +181,5 @@ def open_half(path: str | Path, half: str):
     return session, meta
 
 
-__all__ = ["HALVES", "IMAGE", "STREAM_FIELDS", "HalfMetadata", "onnx_session", "open_half", "stream_range",
+__all__ = ["HALVES", "IMAGE", "STREAM_FIELDS", "WIRE_QUANTIZERS", "HalfMetadata", "onnx_session", "open_half", "stream_range",
            "stream_side", "stream_tensor_names"]

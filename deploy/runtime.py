@@ -41,7 +41,9 @@ class EdgeRuntime:
     def __init__(self, edge_path: Path | str, codec: str | None = None, **rate) -> None:
         self.session, self.meta = open_half(edge_path, "edge")
         point = parse_operating_point(codec or self.meta.codec)
-        self.codec = get_codec(point.codec, quantizer="minmax", bits=self.meta.bits, **point.codec_options)
+        tiling = {"tiling": "power_of_two"} if self.meta.quantizer == "channel" else {}  # BaF §3.2
+        self.codec = get_codec(point.codec, quantizer=self.meta.quantizer, bits=self.meta.bits,
+                               **{**tiling, **point.codec_options})
         self.default_rate = {**point.rate_options, **rate}
 
     def features(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -71,7 +73,7 @@ class EdgeRuntime:
         for b in range(len(tensors[f"codes_{self.meta.split_points[0]}"])):
             frame = b""
             for s in self.meta.split_points:
-                side = stream_side(tensors[f"minimum_{s}"][b], tensors[f"maximum_{s}"][b])
+                side = stream_side(tensors[f"minimum_{s}"][b], tensors[f"maximum_{s}"][b], self.meta.quantizer)
                 quantized = Quantized(torch.from_numpy(tensors[f"codes_{s}"][b]), side)
                 frame += self.codec.encode_quantized(quantized, **{**self.default_rate, **rates.get(s, {})})
             frames.append(frame)
@@ -93,11 +95,12 @@ class CloudRuntime:
         inputs = {}
         for split, piece in zip(self.meta.split_points, pieces):
             header, quantized = codec_of(piece).decode_quantized(piece)
-            if header.shape != self.meta.stream_shapes[split] or header.quantizer != "minmax" or header.bits != self.meta.bits:
+            expected = (self.meta.quantizer, self.meta.bits, self.meta.stream_shapes[split])
+            if (header.quantizer, header.bits, header.shape) != expected:
                 raise CodecError(f"stream {split}: {header.quantizer} {header.bits}-bit {list(header.shape)}, expected "
-                                 f"minmax {self.meta.bits}-bit {list(self.meta.stream_shapes[split])}")
+                                 f"{expected[0]} {expected[1]}-bit {list(expected[2])}")
             inputs[f"codes_{split}"] = quantized.codes.numpy().astype(np.uint8)[None]
-            inputs[f"minimum_{split}"], inputs[f"maximum_{split}"] = stream_range(quantized.side)
+            inputs[f"minimum_{split}"], inputs[f"maximum_{split}"] = stream_range(quantized.side, self.meta.quantizer)
         return inputs
 
     def infer(self, frames: list[bytes] | bytes) -> dict[str, np.ndarray]:
