@@ -31,6 +31,10 @@ Choices the paper leaves open, made here:
 
 * eq 7 is a sum over all elements; the loss here is its mean (the same minimiser, and a scale that
   does not change with batch or tensor size).
+* A ResNet block's shortcut reads X̃, which eq 7 trains only through the layer's convolution. By
+  default a second Charbonnier term compares the shortcut on X̃ with the shortcut on X
+  (``shortcut_weight``, 1); ``0`` trains eq 7 alone. On the default model this term halves the
+  accuracy lost through BaF (``benchmarks/baf.py``, arm ``eq7_only``).
 * The first backward layer "employs an up-sampling operation": a 3×3 convolution to 4× the
   channels followed by a pixel shuffle (sub-pixel convolution), so that layer is a 3×3
   convolution that doubles height and width.
@@ -41,6 +45,7 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +59,7 @@ from cilight.ci_models.backbone import stream_layouts
 from cilight.ci_models.multitask import MultiTaskCI, load_task_model
 from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
-from cilight.codecs.quantizers import MIN_STEP, channel_bounds, uniform_codes, uniform_values
+from cilight.codecs.quantizers import FLOAT16_MAX, MIN_STEP, channel_bounds, uniform_codes, uniform_values
 from cilight.errors import ConfigError
 
 SELECTIONS = ("correlation", "first", "random")  # eq 2–3; the two ablations of the paper's choice
@@ -131,6 +136,9 @@ def select_channels(z: Tensor, x: Tensor, num_channels: int) -> Tensor:
 def quantize_channels(z: Tensor, bits: int) -> QuantizedStream:
     """Per-channel n-bit codes of ``z`` ``[B, C, H, W]`` with fp16 bounds ``[B, C]`` (eq 4)."""
     low, high = channel_bounds(z)
+    if not torch.compiler.is_exporting() and not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise ConfigError(f"per-channel range [{z.min().item():.4g}, {z.max().item():.4g}] of the BaF split does not "
+                          f"fit the float16 bounds of eq 4 (|value| ≤ {FLOAT16_MAX:g})")
     levels = 2**bits - 1
     step = ((high - low) / levels).clamp_min(MIN_STEP)
     codes = uniform_codes(z, low[..., None, None], step[..., None, None], levels)
@@ -230,12 +238,15 @@ class SplitResNet(nn.Module):
         """Z = BN(W * X): the tensor the edge cuts (before the activation)."""
         return self.block.bn1(self.block.conv1(x))
 
+    def shortcut(self, x: Tensor) -> Tensor:
+        """The split block's residual branch on its input (``downsample``, or the identity)."""
+        return self.block.downsample(x) if self.block.downsample is not None else x
+
     def back(self, z: Tensor, x_tilde: Tensor) -> dict[str, Tensor]:
         """The rest of the network from Z (all P channels), with the shortcut fed X̃."""
         block = self.block
         out = block.bn2(block.conv2(block.relu(z)))
-        identity = block.downsample(x_tilde) if block.downsample is not None else x_tilde
-        x = block.relu(out + identity)
+        x = block.relu(out + self.shortcut(x_tilde))
         outputs: dict[str, Tensor] = {}
         started = False
         for name, stage in self.stages.items():
@@ -360,6 +371,10 @@ class BaFPredictor(pl.LightningModule):
         calibration_images: training images for eq 2 (the paper uses 1k).
         hidden_channels: width of the backward predictor (default: Q, the layer's input channels).
         epsilon: ε of eq 7.
+        shortcut_weight: weight of a second Charbonnier term between the block's shortcut on X and on X̃
+            (``downsample(X)`` vs ``downsample(X̃)``); ``0`` is eq 7 alone, as printed, which trains X̃
+            only through the layer's own convolution, not where the shortcut reads it (the paper's
+            layer has no shortcut). Default 1: see the module docstring.
         lr, weight_decay: Adam, cosine decay to 0 over training.
         num_classes, ignore_index: linked from the datamodule by ``train.py``; checked against the task model.
         task_hparams: the task model's hyperparameters (filled in from ``task_ckpt``; what lets a
@@ -377,6 +392,7 @@ class BaFPredictor(pl.LightningModule):
         calibration_images: int = 1024,
         hidden_channels: int | None = None,
         epsilon: float = CHARBONNIER_EPSILON,
+        shortcut_weight: float = 1.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         num_classes: int | None = None,
@@ -390,7 +406,11 @@ class BaFPredictor(pl.LightningModule):
             raise ConfigError(f"bits={bits!r}: expected an integer from 1 to 8")
         if calibration_images < 1 or lr <= 0 or epsilon <= 0:
             raise ConfigError(f"calibration_images={calibration_images}, lr={lr}, epsilon={epsilon}: expected positive values")
-        task = self._task_model(task_ckpt, task_hparams)
+        if shortcut_weight < 0:
+            raise ConfigError(f"shortcut_weight={shortcut_weight}: expected a weight ≥ 0")
+        # built in a fresh context: LightningCLI hands its hyperparameters (a context variable) to every
+        # LightningModule constructed while it instantiates this one, which would give the task model ours
+        task = contextvars.Context().run(self._task_model, task_ckpt, task_hparams)
         for name, value in (("num_classes", num_classes), ("ignore_index", ignore_index)):
             if value is not None and value != task.hparams[name]:
                 raise ConfigError(f"the data has {name}={value}, the task model {task_ckpt} was trained with "
@@ -549,14 +569,22 @@ class BaFPredictor(pl.LightningModule):
 
     # --------------------------------------------------------------------------- training
     def loss(self, images: Tensor) -> Tensor:
-        """Eq 7 between σ(Z) and σ(Z̃), with the transmitted channels quantized as at inference (no eq 6)."""
+        """Eq 7 between σ(Z) and σ(Z̃), with the transmitted channels quantized as at inference (no eq 6);
+        plus ``shortcut_weight`` × the same penalty on the block's shortcut, if that is not 0."""
         with torch.no_grad():
-            z = self.network.layer(self.network.front(images))
+            x = self.network.front(images)
+            z = self.network.layer(x)
             decoded, _, _ = dequantize_channels(quantize_channels(z.index_select(1, self.channels), self.hparams.bits),
                                                 self.hparams.bits)
-        _, z_tilde = self.predict(decoded)
+        x_tilde, z_tilde = self.predict(decoded)
         relu = self.network.block.relu
-        return charbonnier(relu(z), relu(z_tilde), self.hparams.epsilon)
+        loss = charbonnier(relu(z), relu(z_tilde), self.hparams.epsilon)
+        if self.hparams.shortcut_weight > 0:
+            shortcut = self.network.shortcut
+            with torch.no_grad():
+                target = shortcut(x)
+            loss = loss + self.hparams.shortcut_weight * charbonnier(target, shortcut(x_tilde), self.hparams.epsilon)
+        return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(batch["image"])

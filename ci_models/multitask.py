@@ -265,19 +265,27 @@ def read_checkpoint(path: str | Path, label: str = "checkpoint") -> dict:
 
 
 def load_lightning_module(cls: type[pl.LightningModule], path: str | Path, label: str = "checkpoint") -> pl.LightningModule:
-    """``cls.load_from_checkpoint(path)`` on the CPU in eval mode, with errors as one :class:`ConfigError`."""
+    """``cls`` rebuilt from the hyperparameters saved in ``path`` and loaded with its weights, on the CPU in
+    eval mode; any failure is one :class:`ConfigError`.
+
+    The model is built directly from the saved arguments, not through Lightning's saved
+    ``_instantiator`` (which re-parses them with jsonargparse).
+    """
+    state = read_checkpoint(path, label)
+    kwargs = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
     try:
-        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+        model = cls(**kwargs)
+        model.load_state_dict(state["state_dict"])
     except CilightError:
         raise
     except Exception as err:
         first_line = (str(err).strip().splitlines() or [""])[0][:160]
         raise ConfigError(f"{label} {path}: not a {cls.__name__} checkpoint ({type(err).__name__}: {first_line})") from None
+    return model.eval()
 
 
 def load_task_model(path: str | Path, label: str = "task_ckpt") -> MultiTaskCI:
     """The :class:`MultiTaskCI` saved in ``path``, in eval mode."""
-    read_checkpoint(path, label)
     return load_lightning_module(MultiTaskCI, path, label)
 
 

@@ -191,8 +191,8 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     names = stream_tensor_names(model.split_points)
     example = images[:2]
     edge_path, cloud_path = out / "edge.onnx", out / "cloud.onnx"
+    streams = EdgeHalf(model)(example)  # eagerly first: a model that cannot run yet says why here
     _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge"))
-    streams = EdgeHalf(model)(example)
     outputs = [task.output_name for task in model.tasks]
     _export(CloudHalf(model), tuple(streams), cloud_path, names, outputs, opset,
             metadata(model, height, width, codec, "cloud"))

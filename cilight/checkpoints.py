@@ -23,11 +23,15 @@ from cilight.errors import ConfigError
 SYNTHETIC = "cilight.datamodules.SyntheticStreets"
 
 
-def load_model(path: Path):
+def load_model(path: Path, accept: tuple[type, ...] = (MultiTaskCI,)):
     """``(model in eval mode, datamodule arguments with '_class_path')`` from a checkpoint of ``train.py``:
-    a :class:`MultiTaskCI`, or a :class:`BaFPredictor` (recognised by the task model it carries)."""
-    state = read_checkpoint(path, "--ckpt")
+    a :class:`MultiTaskCI`, or a :class:`BaFPredictor` (recognised by the task model it carries),
+    refused unless its class is in ``accept``."""
+    state = read_checkpoint(path, "--ckpt")  # twice (here and in load_lightning_module): checkpoints are small
     cls = BaFPredictor if "task_hparams" in state["hyper_parameters"] else MultiTaskCI
+    if cls not in accept:
+        raise ConfigError(f"--ckpt {path} is a {cls.__name__} checkpoint; this command takes "
+                          f"{' or '.join(c.__name__ for c in accept)} checkpoints")
     return load_lightning_module(cls, path, "--ckpt"), dict(state.get("datamodule_hyper_parameters") or {})
 
 

@@ -41,8 +41,9 @@ def run_demo(model, image_path: Path, out: Path, height: int, width: int) -> dic
     (frame,) = edge.encode(image)
     outputs = cloud.infer(frame)
     seconds = time.perf_counter() - start
-    palette = next((c for c in (SYNTHETIC_COLORS, CITYSCAPES_COLORS) if len(c) == model.hparams.num_classes), None)
-    context = TaskContext(model.hparams.num_classes, model.hparams.ignore_index, palette)
+    classes = model.task_context.num_classes
+    palette = next((c for c in (SYNTHETIC_COLORS, CITYSCAPES_COLORS) if len(c) == classes), None)
+    context = TaskContext(classes, model.task_context.ignore_index, palette)
     files = {"input": image_to_rgb(torch.from_numpy(image[0]))}
     for task in model.tasks:
         files[task.name] = task.render(torch.from_numpy(outputs[task.output_name][0]), None, context)

@@ -1,4 +1,4 @@
-"""``python evaluate.py curves|bdrate|allocate``: rate–accuracy curves, BD-rate tables, bit allocation.
+"""``python evaluate.py curves|bdrate|allocate|baf``: rate–accuracy curves, BD-rate tables, bit allocation, BaF.
 
     python evaluate.py curves --ckpt CKPT [--codecs FAMILY …] [--images N] [--out DIR]
     python evaluate.py bdrate --anchor CKPT_A --test CKPT_B [CKPT_C …] [--codecs FAMILY …]
@@ -15,6 +15,15 @@ task and family, with the overlap of the metric ranges (a BD-rate over less than
 ``--min-overlap`` of them is refused). Disparity enters as IRMSE = 1/RMSE. It writes
 ``bdrate.json``, ``bdrate.csv`` and ``rd_<task>.png`` to ``--out`` and logs them to an active
 W&B run.
+
+    python evaluate.py baf --ckpt BAF_CKPT [BAF_CKPT …] [--codecs png jpeg:quality=90 …] [--images N] [--out DIR]
+
+``baf`` codes the transmitted channels of every test image with each operating point (real bytes,
+container and fp16 bounds included) and reports, for every BaF checkpoint, every task metric
+through BaF (with and without consolidation, eq 6) against the unmodified model, and the size
+against all P channels of the same tensor at 8 bits with the same codec and against the input
+image as PNG and JPEG q90 (Choi et al., ICASSP 2020, Fig. 3–4). Writes ``baf.json``, ``baf.csv``
+and one plot per metric to ``--out``; logs them to an active W&B run.
 
     python evaluate.py allocate --ckpt CKPT --budgets 8 12 16 [--protocol paper] [--weights 1 1 1] [--codec proxy]
                                 [--eval-codec jpeg2000] [--tuples 100] [--refine-tuples 10]
@@ -36,8 +45,11 @@ the checkpoint).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+import cilight
+from cilight.allocation.baf import baf_table, baf_wandb_table, measure_baf, write_baf
 from cilight.allocation.bdrate import DOMINATED, MIN_OVERLAP
 from cilight.allocation.bdrate import METHODS as BD_METHODS
 from cilight.allocation.curves import DEFAULT_FAMILIES, bd_rate_rows, parse_families
@@ -51,7 +63,8 @@ from cilight.allocation.report import (
     write_allocation,
     write_bd_rates,
 )
-from cilight.checkpoints import checkpoint_curves, load_model, test_batches
+from cilight.checkpoints import checkpoint_curves, git_revision, load_model, test_batches
+from cilight.ci_models import BaFPredictor
 from cilight.codecs import stream_coder
 from cilight.entrypoint import run_main
 from cilight.errors import ConfigError
@@ -85,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a curve whose metric does not rise strictly with rate: refuse it (default), or drop its "
                         "dominated points (more bits, no better metric) first")
     b.add_argument("--out", type=Path, help="folder for the table and plots (default: <anchor run>/bdrate/)")
+    f = commands.add_parser("baf", help="Back-and-Forth prediction: coded size against task accuracy (Fig. 3-4)")
+    f.add_argument("--ckpt", required=True, type=Path, nargs="+", help="BaFPredictor checkpoints, one per (C, n)")
+    f.add_argument("--codecs", nargs="+", default=["png"],
+                   help="operating points the transmitted channels are coded with (default: png, lossless)")
+    f.add_argument("--images", type=int, help="use only the first N test images")
+    f.add_argument("--num-test", type=int,
+                   help="render a test split of N images (SyntheticStreets only; default: the checkpoint's)")
+    f.add_argument("--data-root", help="dataset root (Cityscapes), if not the one in the checkpoint")
+    f.add_argument("--out", type=Path, help="folder for baf.json/csv and the plots (default: <first run>/baf/)")
     p = commands.add_parser("allocate", help="fit D(R) surfaces, allocate bits, compare with Methods 1-3")
     p.add_argument("--ckpt", required=True, type=Path)
     p.add_argument("--budgets", required=True, type=float, nargs="+", help="total rates, kbit per image")
@@ -221,7 +243,29 @@ def bdrate(args) -> int:
     return 0
 
 
-COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate}
+def baf(args) -> int:
+    rows, batches_of = [], {}
+    for path in args.ckpt:
+        model, data = load_model(path, accept=(BaFPredictor,))
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key not in batches_of:
+            batches_of[key] = test_batches(data, args.images, args.num_test, args.data_root)
+        print(f"{path}: BaF C={model.hparams.num_channels} n={model.hparams.bits} {model.hparams.selection} "
+              f"at {model.hparams.split} ({model.network.layer_info.out_channels} channels)")
+        rows += measure_baf(model, batches_of[key], args.codecs, checkpoint=str(path))
+    print(baf_table(rows))
+    out = args.out or args.ckpt[0].resolve().parent.parent / "baf"
+    settings = {"checkpoints": [str(p) for p in args.ckpt], "codecs": list(args.codecs), "images": args.images,
+                "num_test": args.num_test, "cilight": cilight.__version__, "git": git_revision()}
+    written = write_baf(out, rows, settings)
+    print("wrote " + ", ".join(str(p) for p in written))
+    plots = {f"baf/{p.stem}": p for p in written if p.suffix == ".png"}
+    if log_to_active_run(plots, {"baf/table": baf_wandb_table(rows)}):
+        print("logged the table and plots to the active W&B run")
+    return 0
+
+
+COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate, "baf": baf}
 
 
 def evaluate(argv=None) -> int:

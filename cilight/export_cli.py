@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from cilight.checkpoints import load_model
+from cilight.ci_models import BaFPredictor, MultiTaskCI
 from cilight.ci_models.onnx_export import ParityError, export_halves
 from cilight.codecs import get_codec, parse_operating_point
 from cilight.datamodules import generate_sample
@@ -48,7 +49,7 @@ def export(argv=None) -> int:
     args = build_parser().parse_args(argv)
     point = parse_operating_point(args.codec)
     get_codec(point.codec, **point.codec_options).check_rate(**point.rate_options)  # before minutes of export
-    model, data = load_model(args.ckpt)
+    model, data = load_model(args.ckpt, accept=(MultiTaskCI, BaFPredictor))
     height = args.height or data.get("height")
     width = args.width or data.get("width")
     if not height or not width:

@@ -326,7 +326,8 @@ class JpegCodec(FeatureCodec):
         return out.getvalue()
 
     def _decode_image(self, payload, shape, bits):
-        return pillow_decode(payload, "JPEG", shape, ("L",))
+        # a lossy decoder may overshoot the n-bit code range (n < 8); those codes are the range's top
+        return np.minimum(pillow_decode(payload, "JPEG", shape, ("L",)), 2**bits - 1)
 
 
 @register_codec
@@ -396,4 +397,5 @@ class Jpeg2000Codec(FeatureCodec):
         return sized.codestream
 
     def _decode_image(self, payload, shape, bits):
-        return jpeg2000.decode_codestream(payload, shape)
+        # as for JPEG: lossy decoding may overshoot the n-bit code range (n < 8)
+        return np.minimum(jpeg2000.decode_codestream(payload, shape), 2**bits - 1)
