@@ -249,13 +249,16 @@ def golden_features() -> torch.Tensor:
     return torch.sin(0.7 * x + 0.3 * c) * torch.cos(0.5 * y - 0.2 * c) * (1 + c / 4)
 
 
-@pytest.mark.parametrize("name,options", [("png", {"quantizer": "channel"}), ("jpeg2000", {"target_bits": 3000})])
+# golden_png.cift was written before the channel quantizer's float16 bounds moved into torch (to run
+# in the exported BaF edge half); it must still decode. golden_png_encoder.cift is what the encoder writes now.
+@pytest.mark.parametrize("name,options", [("png", {"quantizer": "channel"}), ("png_encoder", {"quantizer": "channel"}),
+                                          ("jpeg2000", {"target_bits": 3000})])
 def test_golden_streams_decode_to_stored_tensors(name, options):
     data = (GOLDEN / f"golden_{name}.cift").read_bytes()
     expected = torch.from_numpy(np.load(GOLDEN / f"golden_{name}.npy"))
     assert torch.equal(decode(data), expected)
-    if name == "png":  # lossless: the bytes themselves are reproducible
-        assert get_codec(name, **options).encode(golden_features()) == data
+    if name == "png_encoder":  # lossless: the bytes themselves are reproducible
+        assert get_codec("png", **options).encode(golden_features()) == data
 
 
 # -- fuzzing ---------------------------------------------------------------------------------
