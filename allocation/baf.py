@@ -12,7 +12,8 @@ of a codec, every test image goes edge → container bytes → cloud:
   coded with the same codec — the size BaF is compared with. (Its accuracy is not measured: in a
   ResNet the block's shortcut needs the block input too, which all-channel coding of Z does not
   send; see :mod:`cilight.ci_models.baf`.)
-* **Cloud-only**: the input image itself as PNG and as JPEG quality 90 (Fig. 4).
+* **Cloud-only**: the input image itself as PNG and as JPEG quality 90 (Fig. 4), and the unmodified
+  model's metrics on the decoded images.
 * **Unmodified**: the task model's own metrics on the same images (its Q-layer included).
 
 :func:`measure_baf` returns :class:`BaFRow` s; :func:`write_baf` writes JSON, CSV and the plots.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,11 +65,13 @@ class BaFRow:
     bits_per_image: float  # the whole container: header, fp16 bounds, payload
     all_channel_bits_per_image: float  # all P channels of Z at 8 bits, same codec
     image_bits_per_image: dict[str, float]  # the input image as PNG / JPEG q90
+    image_metrics: dict[str, dict[str, float]]  # the unmodified model on those decoded images (cloud-only)
     metrics: dict[str, float]  # through BaF
     reference: dict[str, float]  # the unmodified task model
     directions: dict[str, bool]  # metric key → higher is better
     images: int
     checkpoint: str = ""
+    arm: str = ""  # rows of one arm share a recipe and differ in C, n or seed (a plot line)
 
     @property
     def size_reduction(self) -> float:
@@ -89,15 +93,16 @@ class BaFRow:
                 "relative_change": {k: self.relative_change(k) for k in self.metrics}, "worst_change": self.worst_change}
 
 
-def image_bits(images: Tensor, points: Sequence[str] = IMAGE_CODECS) -> dict[str, float]:
-    """Mean bits per image of ``images`` ``[B, 3, H, W]`` in [0, 1] coded as RGB by Pillow."""
+def code_images(images: Tensor, points: Sequence[str] = IMAGE_CODECS) -> dict[str, tuple[float, Tensor]]:
+    """``{point: (bits of all images, decoded images)}`` of ``images`` ``[B, 3, H, W]`` in [0, 1] coded
+    as RGB by Pillow (PNG, or JPEG at its quality)."""
     pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    sizes: dict[str, float] = {}
+    coded: dict[str, tuple[float, Tensor]] = {}
     for text in points:
         point = parse_operating_point(text)
         if point.codec not in ("png", "jpeg"):
             raise ConfigError(f"image codec {text!r}: expected png or jpeg:quality=Q")
-        total = 0
+        total, decoded = 0, []
         for rgb in pixels:
             buffer = io.BytesIO()
             if point.codec == "png":
@@ -105,8 +110,15 @@ def image_bits(images: Tensor, points: Sequence[str] = IMAGE_CODECS) -> dict[str
             else:
                 Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(point.rate_options.get("quality", 90)))
             total += 8 * len(buffer.getvalue())
-        sizes[str(point)] = total / len(pixels)
-    return sizes
+            buffer.seek(0)
+            decoded.append(torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB"))).permute(2, 0, 1))
+        coded[str(point)] = (float(total), torch.stack(decoded).float() / 255)
+    return coded
+
+
+def image_bits(images: Tensor, points: Sequence[str] = IMAGE_CODECS) -> dict[str, float]:
+    """Mean bits per image of ``images`` coded as RGB images (see :func:`code_images`)."""
+    return {name: bits / len(images) for name, (bits, _) in code_images(images, points).items()}
 
 
 def _codec(point: OperatingPoint, bits: int):
@@ -130,9 +142,15 @@ def _code_stream(stream: QuantizedStream, point: OperatingPoint, bits: int) -> t
 
 
 @torch.no_grad()
+def arm_of(run_name: str) -> str:
+    """The recipe a run folder name stands for: without its ``_C<c>``, ``_n<n>`` and ``_s<seed>`` parts."""
+    return re.sub(r"_(C\d+|n\d+|s\d+)(?=_|$)", "", run_name) or run_name
+
+
 def measure_baf(model: BaFPredictor, batches: Sequence[dict[str, Tensor]], codecs: Sequence[str] = ("png",),
-                progress: bool = True, checkpoint: str = "") -> list[BaFRow]:
-    """:class:`BaFRow` s of ``model`` for every operating point in ``codecs``, with and without eq 6."""
+                progress: bool = True, checkpoint: str = "", arm: str = "") -> list[BaFRow]:
+    """:class:`BaFRow` s of ``model`` for every operating point in ``codecs``, with and without eq 6;
+    ``arm`` names the recipe in plots (default: the selection, and ``eq 7 only`` without the shortcut term)."""
     if not batches:
         raise ConfigError("measure_baf needs at least one batch of test images")
     model = model.eval()
@@ -145,6 +163,7 @@ def measure_baf(model: BaFPredictor, batches: Sequence[dict[str, Tensor]], codec
     baf_bits = dict.fromkeys(map(str, points), 0.0)
     all_bits = dict.fromkeys(map(str, points), 0.0)
     images_bits: dict[str, float] = {}
+    cloud_only: dict = {}
     count = 0
     bar = tqdm(total=sum(len(b["image"]) for b in batches) * len(points), desc="BaF", unit="image", disable=not progress)
     for batch in batches:
@@ -160,14 +179,19 @@ def measure_baf(model: BaFPredictor, batches: Sequence[dict[str, Tensor]], codec
             for eq6 in (True, False):
                 through[(str(point), eq6)].update(model.cloud([decoded], consolidation=eq6), batch)
             bar.update(len(images))
-        for name, bits in image_bits(images).items():
-            images_bits[name] = images_bits.get(name, 0.0) + bits * len(images)
+        for name, (bits, decoded_images) in code_images(images).items():
+            images_bits[name] = images_bits.get(name, 0.0) + bits
+            if name not in cloud_only:
+                cloud_only[name] = task_model.task_metrics(sync=False)
+            cloud_only[name].update(task_model(decoded_images), batch)
         count += len(images)
     bar.close()
     reference = {k: float(v) for k, v in reference_metrics.compute().items()}
+    image_metrics = {name: {k: float(v) for k, v in m.compute().items()} for name, m in cloud_only.items()}
     directions = reference_metrics.directions
     hp = model.hparams
-    setting = f"C={hp.num_channels} n={hp.bits} {hp.selection}"
+    setting = f"C={hp.num_channels} n={hp.bits} {hp.selection}" + ("" if hp.shortcut_weight else " eq 7 only")
+    arm = arm or setting.split(" ", 2)[2]
     rows = []
     for point in points:
         for eq6 in (True, False):
@@ -176,9 +200,9 @@ def measure_baf(model: BaFPredictor, batches: Sequence[dict[str, Tensor]], codec
                 layer_channels=model.network.layer_info.out_channels, bits=hp.bits, selection=hp.selection,
                 codec=str(point), consolidation=eq6, bits_per_image=baf_bits[str(point)] / count,
                 all_channel_bits_per_image=all_bits[str(point)] / count,
-                image_bits_per_image={k: v / count for k, v in images_bits.items()},
+                image_bits_per_image={k: v / count for k, v in images_bits.items()}, image_metrics=image_metrics,
                 metrics={k: float(v) for k, v in through[(str(point), eq6)].compute().items()},
-                reference=reference, directions=directions, images=count, checkpoint=checkpoint,
+                reference=reference, directions=directions, images=count, checkpoint=checkpoint, arm=arm,
             ))
     return rows
 
@@ -201,6 +225,9 @@ def baf_table(rows: Sequence[BaFRow]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     ref = rows[0]
     lines.append("| unmodified model | — | — | — | — | — | — | " + " | ".join(f"{ref.reference[k]:.4g}" for k in keys) + " |")
+    for name, metrics in ref.image_metrics.items():
+        lines.append(f"| cloud-only: input image as {name} | — | — | {ref.image_bits_per_image[name] / 1e3:.2f} | — | — | — | "
+                     + " | ".join(f"{metrics[k]:.4g}" for k in keys) + " |")
     lines.append(f"\nall-channel coding of {ref.split} ({ref.layer_channels} channels, 8 bits): "
                  + ", ".join(f"{r.codec} {r.all_channel_bits_per_image / 1e3:.2f} kbit" for r in rows if r.consolidation)
                  + "; input image: " + ", ".join(f"{k} {v / 1e3:.2f} kbit" for k, v in ref.image_bits_per_image.items()))
@@ -208,31 +235,38 @@ def baf_table(rows: Sequence[BaFRow]) -> str:
 
 
 def plot_baf(rows: Sequence[BaFRow], out: Path) -> list[Path]:
-    """Fig. 3 (metric against C at n = 8) beside Fig. 4 (metric against kbit per image), one figure per metric."""
+    """Fig. 3 (metric against C at n = 8) beside Fig. 4 (metric against kbit per image), one figure per
+    metric; one line per arm and codec, points averaged over seeds (error bars: their standard deviation)."""
     rows = [r for r in rows if r.consolidation]
     files = []
     for key in rows[0].metrics if rows else ():
-        fig, (ax3, ax4) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (ax3, ax4) = plt.subplots(1, 2, figsize=(11, 4))
         reference = rows[0].reference[key]
         for ax in (ax3, ax4):
             ax.axhline(reference, color="tab:red", lw=1, label="unmodified model")
-        for (codec, selection), group in _groups(rows, lambda r: (r.codec, r.selection)).items():
-            by_c = sorted((r for r in group if r.bits == 8), key=lambda r: r.num_channels)
-            ax3.plot([r.num_channels for r in by_c], [r.metrics[key] for r in by_c], "o-", label=f"{selection}, {codec}")
-        ax3.set_xscale("log", base=2)
-        ax3.set_xlabel("transmitted channels C (n = 8)")
-        ax3.set_ylabel(key)
-        ax3.set_title("accuracy against C (Fig. 3)")
-        for (codec, selection, c), group in _groups(rows, lambda r: (r.codec, r.selection, r.num_channels)).items():
-            group = sorted(group, key=lambda r: r.bits_per_image)
-            ax4.plot([r.bits_per_image / 1e3 for r in group], [r.metrics[key] for r in group], "o-",
-                     label=f"BaF C={c} {selection}, {codec} (n = {', '.join(str(r.bits) for r in group)})")
+        for (arm, codec), group in _groups(rows, lambda r: (r.arm, r.codec)).items():
+            points = _groups(group, lambda r: (r.num_channels, r.bits))
+            by_c = sorted((c, v) for (c, n), v in points.items() if n == 8)
+            if by_c:
+                ax3.errorbar([c for c, _ in by_c], [np.mean([r.metrics[key] for r in v]) for _, v in by_c],
+                             [np.std([r.metrics[key] for r in v]) for _, v in by_c], marker="o", capsize=3,
+                             label=f"{arm}, {codec}")
+            for c in sorted({c for c, _ in points}):
+                by_n = sorted((n, v) for (cc, n), v in points.items() if cc == c)
+                ax4.errorbar([np.mean([r.bits_per_image for r in v]) / 1e3 for _, v in by_n],
+                             [np.mean([r.metrics[key] for r in v]) for _, v in by_n],
+                             [np.std([r.metrics[key] for r in v]) for _, v in by_n], marker="o", capsize=3,
+                             label=f"{arm} C={c}, {codec} (n = {', '.join(str(n) for n, _ in by_n)})")
         for name, bits in rows[0].image_bits_per_image.items():
-            ax4.plot([bits / 1e3], [reference], "s", label=f"input image, {name} (cloud-only)")
+            ax4.plot([bits / 1e3], [rows[0].image_metrics[name][key]], "s", label=f"input image, {name} (cloud-only)")
         for codec, group in _groups(rows, lambda r: r.codec).items():
             ax4.axvline(group[0].all_channel_bits_per_image / 1e3, ls="--", lw=1, color="grey")
             ax4.annotate(f"all {group[0].layer_channels} channels, {codec}",
                          (group[0].all_channel_bits_per_image / 1e3, reference), rotation=90, fontsize=7, va="top")
+        ax3.set_xscale("log", base=2)
+        ax3.set_xlabel("transmitted channels C (n = 8)")
+        ax3.set_ylabel(key)
+        ax3.set_title("accuracy against C (Fig. 3)")
         ax4.set_xlabel("kbit per image (container, header and side information included)")
         ax4.set_title("accuracy against size (Fig. 4)")
         ax3.legend(fontsize=6)
@@ -277,5 +311,5 @@ def baf_wandb_table(rows: Sequence[BaFRow]) -> tuple[list[str], list[list]]:
                       *[r.metrics[k] for k in keys]] for r in rows]
 
 
-__all__ = ["ALL_CHANNEL_BITS", "IMAGE_CODECS", "BaFRow", "plot_baf", "baf_table", "baf_wandb_table", "image_bits",
-           "measure_baf", "write_baf"]
+__all__ = ["ALL_CHANNEL_BITS", "IMAGE_CODECS", "BaFRow", "arm_of", "baf_table", "baf_wandb_table", "code_images",
+           "image_bits", "measure_baf", "plot_baf", "write_baf"]

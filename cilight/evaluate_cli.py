@@ -49,7 +49,7 @@ import json
 from pathlib import Path
 
 import cilight
-from cilight.allocation.baf import baf_table, baf_wandb_table, measure_baf, write_baf
+from cilight.allocation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
 from cilight.allocation.bdrate import DOMINATED, MIN_OVERLAP
 from cilight.allocation.bdrate import METHODS as BD_METHODS
 from cilight.allocation.curves import DEFAULT_FAMILIES, bd_rate_rows, parse_families
@@ -252,7 +252,8 @@ def baf(args) -> int:
             batches_of[key] = test_batches(data, args.images, args.num_test, args.data_root)
         print(f"{path}: BaF C={model.hparams.num_channels} n={model.hparams.bits} {model.hparams.selection} "
               f"at {model.hparams.split} ({model.network.layer_info.out_channels} channels)")
-        rows += measure_baf(model, batches_of[key], args.codecs, checkpoint=str(path))
+        rows += measure_baf(model, batches_of[key], args.codecs, checkpoint=str(path),
+                            arm=arm_of(path.resolve().parent.parent.name))
     print(baf_table(rows))
     out = args.out or args.ckpt[0].resolve().parent.parent / "baf"
     settings = {"checkpoints": [str(p) for p in args.ckpt], "codecs": list(args.codecs), "images": args.images,
