@@ -111,7 +111,7 @@ def code_images(images: Tensor, points: Sequence[str] = IMAGE_CODECS) -> dict[st
                 Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(point.rate_options.get("quality", 90)))
             total += 8 * len(buffer.getvalue())
             buffer.seek(0)
-            decoded.append(torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB"))).permute(2, 0, 1))
+            decoded.append(torch.from_numpy(np.array(Image.open(buffer).convert("RGB"))).permute(2, 0, 1))
         coded[str(point)] = (float(total), torch.stack(decoded).float() / 255)
     return coded
 
