@@ -51,22 +51,16 @@ plots ``benchmarks/results/compressibility_bdrate/rd_<task>_<family>.png``, nami
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from arms import arm_summaries, compare_arms, plot_arms, train
 from report import RESULTS, write_result
 
-from cilight.allocation import MIN_OVERLAP, bd_rate_rows, parse_families
-from cilight.allocation.report import plot_rate_accuracy
+from cilight.allocation import MIN_OVERLAP, parse_families
 from cilight.checkpoints import checkpoint_curves
 
-ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("paper=png+jpeg:quality=95,90,85,80", "wide=jpeg:quality=95,90,80,70,60,50,40,30,20",
             "j2k=jpeg2000:bpe=0.25,0.3,0.4,0.5,0.7,1,1.4,2,3",
             "low=jpeg:quality=40,30,20,15,10,7,5")  # added after the first results: see the module docstring
@@ -87,27 +81,6 @@ VARIANTS = {
 VARIANT_FAMILIES = {"layer4": {"j2k": "j2k=jpeg2000:bpe=0.5,0.6,0.7,0.85,1,1.4,2,3"}}
 
 
-def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -> Path:
-    ckpt = run_root / name / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
-        print(f"{name}: reusing {ckpt}", flush=True)
-        return ckpt
-    command = [sys.executable, str(ROOT / "train.py"), "--trainer.default_root_dir", str(run_root), "--run_name", name,
-               "--seed_everything", str(seed), "--trainer.max_epochs", str(epochs),
-               "--trainer.enable_progress_bar", "false", "--baselines", "false", *extra]
-    print("running:", " ".join(command[1:]), flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, cwd=run_root, env={**os.environ, "WANDB_MODE": "disabled"}, check=True,
-                   stdout=subprocess.DEVNULL)
-    print(f"{name}: trained in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
-    return ckpt
-
-
-def summary(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
-
-
 def measure_variant(variant: str, args, families, curves: dict) -> dict:
     """Train (or reuse) both arms of ``variant`` and compute its BD-rate table against the noise floor."""
     own = VARIANT_FAMILIES.get(variant, {})
@@ -123,59 +96,11 @@ def measure_variant(variant: str, args, families, curves: dict) -> dict:
                 print(f"{run}: curves {'reused' if reused else 'measured'}", flush=True)
     anchor = {s: curves[f"{benchmark}_benchmark_s{s}"] for s in args.seeds}
     test = {s: curves[f"{variant}_compressible_s{s}"] for s in args.seeds}
-    rows: dict = {}
-    pairs = {"effect": [(anchor[s], test[s]) for s in args.seeds],  # L_r vs benchmark, seed by seed
-             "noise": [(anchor[a], anchor[b]) for a, b in itertools.combinations(args.seeds, 2)]}  # the noise floor
-    for kind, models in pairs.items():
-        for a, b in models:
-            for overlap_rule, least in (("", MIN_OVERLAP), ("_any_overlap", 0.0)):
-                for r in bd_rate_rows(a, {"test": b}, dominated=DOMINATED, min_overlap=least):
-                    rows.setdefault((kind + overlap_rule, r.family, r.task), []).append(r)
-    table = []
-    for family in (f.name for f in families):
-        for task in anchor[args.seeds[0]].tasks:
-            effect, noise = rows[("effect", family, task)], rows[("noise", family, task)]
-            measured = [r.bd_rate for r in effect if r.bd_rate is not None]
-            metric_deltas = [r.bd_metric for r in effect if r.bd_metric is not None]
-            floor_values = [abs(r.bd_rate) for r in noise if r.bd_rate is not None]
-            floor = max(floor_values) if floor_values else None
-            entry = {
-                "family": family, "task": task, "metric": effect[0].metric,
-                "bd_rate": summary(measured) if measured else None,
-                "bd_metric": summary(metric_deltas) if metric_deltas else None,
-                "overlap": [r.overlap for r in effect], "refused": [r.note for r in effect if r.bd_rate is None],
-                "noise_bd_rates": [r.bd_rate for r in noise], "noise_overlap": [r.overlap for r in noise],
-                "noise_refused": [r.note for r in noise if r.bd_rate is None], "noise_floor": floor,
-            }
-            any_effect = [r.bd_rate for r in rows[("effect_any_overlap", family, task)] if r.bd_rate is not None]
-            any_noise = [abs(r.bd_rate) for r in rows[("noise_any_overlap", family, task)] if r.bd_rate is not None]
-            entry["any_overlap"] = {"bd_rate": summary(any_effect) if any_effect else None,
-                                    "noise_floor": max(any_noise) if any_noise else None}
-            entry["saving_beyond_noise"] = bool(
-                measured and len(measured) == len(effect) and floor is not None
-                and entry["bd_rate"]["mean"] < -floor and all(v < 0 for v in measured))
-            table.append(entry)
-            shown = (f"{entry['bd_rate']['mean']:+7.2f}% ± {entry['bd_rate']['std']:5.2f}" if measured else "refused")
-            print(f"{variant:>13} {family:>6} {task:>15}: BD-rate {shown} ({len(measured)}/{len(effect)} seeds; overlap "
-                  f"{min(entry['overlap']):.0%}–{max(entry['overlap']):.0%}); noise floor "
-                  f"{'—' if floor is None else f'{floor:.2f}%'} ({len(floor_values)}/{len(noise)} pairs); "
-                  f"saving beyond noise: {entry['saving_beyond_noise']}", flush=True)
+    table = compare_arms(anchor, test, families, variant, min_overlap=MIN_OVERLAP, dominated=DOMINATED)
     arms = {"benchmark": anchor, "compressible": test}
-    png = {arm: summary([c.family("paper")[0].bits_per_image for c in runs.values()]) for arm, runs in arms.items()}
-    png_metrics = {arm: {task: summary([c.family("paper")[0].metrics[key] for c in runs.values()])
-                         for task, key in anchor[args.seeds[0]].tasks.items()} for arm, runs in arms.items()}
-    uncompressed = {arm: {task: summary([c.reference[key] for c in runs.values()])
-                          for task, key in anchor[args.seeds[0]].tasks.items()} for arm, runs in arms.items()}
-    plots = RESULTS / "compressibility_bdrate"
-    plots.mkdir(parents=True, exist_ok=True)
-    for family in (f.name for f in families):
-        for task in anchor[args.seeds[0]].tasks:
-            only = {f"{arm} s{s}": type(c)(tuple(p for p in c.points if p.family == family), c.reference, c.tasks,
-                                           c.elements, c.images, c.provenance)
-                    for arm, runs in arms.items() for s, c in runs.items()}
-            plot_rate_accuracy(only, task, plots / f"rd_{variant}_{task}_{family}.png")
+    plot_arms(arms, families, RESULTS / "compressibility_bdrate", variant)
     return {"compressible_args": compressible_args, "benchmark_args": VARIANTS[benchmark][1], "benchmark_runs": benchmark,
-            "table": table, "png_bits_per_image": png, "png_metrics": png_metrics, "uncompressed": uncompressed}
+            "table": table, **arm_summaries(arms)}
 
 
 def _percent(summary_: dict | None) -> str:

@@ -1,11 +1,15 @@
-"""Training throughput of MultiTaskCI under Lightning against a plain PyTorch loop.
+"""Training throughput of MultiTaskCI under Lightning against a plain PyTorch loop, and the
+cost of each rate option.
 
 Both loops train the same model (same initial weights), with the same Adam + polynomial
 decay, on the same pre-generated SyntheticStreets batches; they alternate ``--repeats`` times
 and the ratio is taken per pair, so both see the same machine state. Also measured: the share
-of a training step spent in the compressibility loss L_r (forward + backward, eq 1–5).
+of a training step spent in the compressibility loss L_r (forward + backward, eq 1–5), and the
+time of a plain-loop training step under every rate option (``rate_loss`` × ``codec_noise``,
+:data:`RATE_OPTIONS`) against ``dpcm_dct``: the options run one after another inside each
+repeat, in an order that rotates between repeats, and each ratio is the median over repeats.
 
-    python benchmarks/train_step.py [--steps 30] [--warmup 5] [--repeats 5] [--out FILE]
+    python benchmarks/train_step.py [--steps 30] [--warmup 5] [--repeats 5] [--parts lightning rate] [--out FILE]
 
 Writes JSON (default ``benchmarks/results/train_step.json``) naming the machine.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
+import json
 import logging
 import statistics
 import time
@@ -26,7 +31,7 @@ from report import RESULTS, write_result
 from torch.utils.data import DataLoader
 
 from cilight.ci_models import MultiTaskCI, compressibility_loss
-from cilight.ci_models.multitask import normalized_stream
+from cilight.ci_models.rate import normalized_stream
 from cilight.datamodules import SyntheticStreets
 
 
@@ -55,7 +60,7 @@ def plain_loop(model: MultiTaskCI, batches: list[dict], warmup: int) -> float:
         if i == warmup:
             start = time.perf_counter()
         losses, _ = model.losses(batch)
-        loss = model.loss_weighting(losses)
+        loss = model.total_loss(losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -94,6 +99,32 @@ def compressibility_share(model: MultiTaskCI, batches: list[dict], reps: int = 1
     return {"compressibility_ms": 1e3 * t_lr, "train_step_ms": 1e3 * t_step, "share": t_lr / t_step}
 
 
+RATE_OPTIONS = {  # name: MultiTaskCI arguments; the first is the reference of the ratios
+    "dpcm_dct": {"rate_loss": "dpcm_dct"},
+    "none": {"rate_loss": "none"},
+    "proxy_bits": {"rate_loss": "proxy_bits"},
+    "codec_noise": {"rate_loss": "dpcm_dct", "codec_noise": "proxy"},
+    "proxy_bits+codec_noise": {"rate_loss": "proxy_bits", "codec_noise": "proxy"},
+}
+
+
+def rate_option_steps(num_classes: int, batches: list[dict], warmup: int, repeats: int) -> dict:
+    """Seconds per plain-loop training step under every rate option, and each one's ratio to ``dpcm_dct``."""
+    times: dict[str, list[float]] = {name: [] for name in RATE_OPTIONS}
+    names = list(RATE_OPTIONS)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order between repeats
+            pl.seed_everything(0, verbose=False)
+            model = MultiTaskCI(num_classes=num_classes, **RATE_OPTIONS[name])
+            times[name].append(plain_loop(model, batches, warmup) / (len(batches) - warmup))
+        print(f"rate options, repeat {r + 1}/{repeats}: " + ", ".join(
+            f"{n} {1e3 * times[n][-1]:.0f} ms" for n in names), flush=True)
+    reference = times[names[0]]
+    return {name: {"arguments": RATE_OPTIONS[name], "step_seconds": t,
+                   "ratio_to_dpcm_dct": statistics.median(a / b for a, b in zip(t, reference))}
+            for name, t in times.items()}
+
+
 def _timeit(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -106,6 +137,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the datamodule's")
+    parser.add_argument("--parts", nargs="+", choices=["lightning", "rate"], default=["lightning", "rate"])
     parser.add_argument("--out", type=Path, default=RESULTS / "train_step.json")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per repeat, not per Trainer
@@ -117,7 +149,7 @@ def main() -> None:
     reference = MultiTaskCI(num_classes=data.num_classes)
     steps = args.steps - args.warmup
     pairs = []
-    for r in range(args.repeats):
+    for r in range(args.repeats if "lightning" in args.parts else 0):
         t_plain = plain_loop(copy.deepcopy(reference), batches, args.warmup)
         t_light = lightning_loop(copy.deepcopy(reference), batches, args.warmup)
         pairs.append({"plain_images_per_s": steps * batch_size / t_plain,
@@ -126,19 +158,26 @@ def main() -> None:
         print(f"repeat {r + 1}/{args.repeats}: plain {pairs[-1]['plain_images_per_s']:.1f} img/s, "
               f"lightning {pairs[-1]['lightning_images_per_s']:.1f} img/s, "
               f"overhead ratio {pairs[-1]['ratio_plain_over_lightning']:.3f}")
-    share = compressibility_share(copy.deepcopy(reference), batches)
     result = {
         "benchmark": "train_step",
         "config": {"steps": args.steps, "warmup": args.warmup, "batch_size": batch_size,
                    "height": data.height, "width": data.width, "model": dict(reference.hparams)},
-        "repeats": pairs,
-        "lightning_overhead_ratio": statistics.median(p["ratio_plain_over_lightning"] for p in pairs),
-        "compressibility": share,
     }
-    write_result(args.out, result)
-    print(f"Lightning/plain time ratio (median): {result['lightning_overhead_ratio']:.3f}")
-    print(f"compressibility loss: {share['compressibility_ms']:.2f} ms of a {share['train_step_ms']:.1f} ms step "
-          f"({100 * share['share']:.1f}%)")
+    if "lightning" in args.parts:
+        share = compressibility_share(copy.deepcopy(reference), batches)
+        result |= {"repeats": pairs,
+                   "lightning_overhead_ratio": statistics.median(p["ratio_plain_over_lightning"] for p in pairs),
+                   "compressibility": share}
+        print(f"Lightning/plain time ratio (median): {result['lightning_overhead_ratio']:.3f}")
+        print(f"compressibility loss: {share['compressibility_ms']:.2f} ms of a {share['train_step_ms']:.1f} ms step "
+              f"({100 * share['share']:.1f}%)")
+    if "rate" in args.parts:
+        result["rate_options"] = rate_option_steps(data.num_classes, batches, args.warmup, args.repeats)
+        for name, entry in result["rate_options"].items():
+            print(f"{name:>24}: {1e3 * statistics.median(entry['step_seconds']):.0f} ms per step, "
+                  f"ratio to dpcm_dct {entry['ratio_to_dpcm_dct']:.3f}")
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    write_result(args.out, {**{k: v for k, v in previous.items() if k != "machine"}, **result})  # parts not run are kept
 
 
 if __name__ == "__main__":

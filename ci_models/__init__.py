@@ -4,6 +4,7 @@
 * :mod:`~cilight.ci_models.backbone` — the edge encoder cut at split points;
 * :mod:`~cilight.ci_models.quantization` — the Q-layer;
 * :mod:`~cilight.ci_models.losses` — L_r (eq 1–5) and eq 6;
+* :mod:`~cilight.ci_models.rate` — rate terms by name and the JPEG2000 proxy as a training layer;
 * :mod:`~cilight.ci_models.heads` — the cloud half's branches;
 * :mod:`~cilight.ci_models.multitask` — :class:`MultiTaskCI`;
 * :mod:`~cilight.ci_models.baf` — :class:`BaFPredictor` (Back-and-Forth prediction) on a frozen task model;
@@ -21,8 +22,9 @@ from cilight.ci_models.losses import (
     reconstruction_loss,
     segmentation_loss,
 )
-from cilight.ci_models.multitask import MultiTaskCI, normalized_stream
+from cilight.ci_models.multitask import MultiTaskCI
 from cilight.ci_models.quantization import QuantizationLayer, QuantizedStream
+from cilight.ci_models.rate import CODEC_NOISES, RATE_LOSSES, ProxyOperatingRange, StreamProxy, normalized_stream
 from cilight.ci_models.tasks import (
     DEFAULT_TASKS,
     TASKS,
@@ -39,6 +41,7 @@ from cilight.ci_models.tasks import (
 
 __all__ = [
     "BACKBONES",
+    "CODEC_NOISES",
     "DEFAULT_TASKS",
     "SPLIT_POINTS",
     "TASKS",
@@ -48,9 +51,12 @@ __all__ = [
     "MultiTaskCI",
     "PredictionGrid",
     "QuantizationLayer",
+    "ProxyOperatingRange",
     "QuantizedStream",
+    "RATE_LOSSES",
     "ResNetEncoder",
     "StreamLayout",
+    "StreamProxy",
     "Task",
     "TaskContext",
     "TaskMetric",

@@ -7,12 +7,15 @@ compressible features for collaborative intelligence", IEEE ICIP 2019).
     image ─► ResNet to split point(s) ─► Q-layer ───────┼──► fuse ─┬─► Model 1 ─► segmentation
                          │               (noise in      │          ├─► Model 2 ─► disparity
                          │                training)     │          └─► Model 3 ─► reconstruction
-                         └─► L_r (eq 1–5) on each stream            (one branch per task)
-    loss = UncertaintyWeighting(L_task for every task, L_r)   (eq 6)
+                         └─► rate term on each stream               (one branch per task)
+                             (L_r of eq 1–5, or the JPEG2000 proxy's bits)
+    loss = UncertaintyWeighting(L_task for every task, rate term)   (eq 6)
 
 The tasks are data (:mod:`cilight.ci_models.tasks`): ``tasks=[segmentation, disparity]`` trains
 the 2-task systems of the Pareto paper's §VI-C, and every loss, metric and output follows the
-list.
+list. The rate term is chosen by name (:mod:`cilight.ci_models.rate`): the paper's L_r
+(``dpcm_dct``), the differentiable JPEG2000 proxy's predicted bits (``proxy_bits``) or none; the
+proxy can also replace the Q-layer's noise by the codec's own distortion (``codec_noise``).
 
 Two choices go beyond the paper's text, both for reasons of correctness:
 
@@ -35,26 +38,21 @@ from torch import Tensor
 
 from cilight.ci_models.backbone import ResNetEncoder
 from cilight.ci_models.heads import CloudDecoder
-from cilight.ci_models.losses import UncertaintyWeighting, compressibility_loss
+from cilight.ci_models.losses import UncertaintyWeighting
 from cilight.ci_models.quantization import QuantizationLayer, QuantizedStream
+from cilight.ci_models.rate import (
+    PROXY_RATE_LOSSES,
+    RATE_TERMS,
+    ProxyCoding,
+    ProxyOperatingRange,
+    StreamProxy,
+    check_rate_options,
+)
 from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
 from cilight.errors import CilightError, ConfigError
 
-RATE_TERM = "compressibility"  # the name of L_r among the losses of eq 6
-RATE_WEIGHTINGS = ("learned", "fixed")  # L_r with its own eq 6 weight, or compressibility_weight · L_r beside eq 6
-RATE_FEATURES = ("normalized", "raw")  # L_r on the stream as the quantizer sees it, or on F (eq 5 as printed)
-
-
-def _raw(x: Tensor) -> Tensor:
-    return x
-
-
-def normalized_stream(x: Tensor) -> Tensor:
-    """``(F − min) / (max − min)`` per sample: the stream as the min–max quantizer sees it."""
-    flat = x.flatten(1)
-    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
-    return (x - lo) / (hi - lo).clamp_min(1e-12)
+RATE_TERM = "rate"  # the name of the rate term (L_r or the proxy's bits) among the losses of eq 6
+RATE_WEIGHTINGS = ("learned", "fixed")  # the rate term with its own eq 6 weight, or λ · rate term beside eq 6
 
 
 class MultiTaskCI(pl.LightningModule):
@@ -70,14 +68,23 @@ class MultiTaskCI(pl.LightningModule):
             weight name such as ``IMAGENET1K_V1`` (downloads; needs internet).
         num_classes: segmentation classes (linked from the datamodule by ``train.py``).
         quantization_bits: bits per element of the Q-layer.
-        rate_weighting: ``learned`` (default): L_r is one more regression-type term of eq 6 with
-            its own learned weight; ``fixed``: eq 6 over the tasks plus
-            ``compressibility_weight · L_r`` (a fixed λ).
+        rate_loss: the rate term: ``dpcm_dct`` (L_r, eq 1–5; default), ``proxy_bits`` (the
+            JPEG2000 proxy's predicted bits per element) or ``none`` (the benchmark model).
+        rate_weighting: ``learned`` (default): the rate term is one more regression-type term of
+            eq 6 with its own learned weight; ``fixed``: eq 6 over the tasks plus
+            ``compressibility_weight · rate term`` (a fixed λ).
         rate_features: ``normalized`` (default): L_r on ``(F − min)/(max − min)``, see above;
-            ``raw``: on ``F`` itself, eq 5 as printed.
-        compressibility_weight: multiplier of L_r; ``0`` drops L_r and its weight from eq 6,
-            which trains the paper's benchmark model. With learned weights, any value > 0 only
-            changes the start of training, since ``w_r`` adapts to the scale of L_r.
+            ``raw``: on ``F`` itself, eq 5 as printed (``dpcm_dct`` only).
+        compressibility_weight: multiplier of the rate term; ``0`` drops it and its weight from
+            eq 6 (as ``rate_loss="none"``), which trains the paper's benchmark model. With learned
+            weights, any value > 0 only changes the start of training, since ``w_r`` adapts.
+        rate_bpe_range: ``[low, high]`` bits per element the proxy's step is drawn from, per batch
+            (log-uniform; evaluation uses the geometric middle).
+        rate_step: a fixed dead-zone step for the proxy instead (``None``: draw from the range).
+        codec_noise: ``none`` (default) or ``proxy``: in training, replace each sample's stream
+            after the Q-layer, with probability ``codec_noise_probability``, by the proxy's
+            reconstruction at the batch's step.
+        codec_noise_probability: that probability, in (0, 1].
         decoder_width: channels of the first layer of each cloud branch.
         lr: initial Adam learning rate (polynomial decay to 0 over training, power 0.9).
         weight_decay: Adam weight decay.
@@ -95,6 +102,11 @@ class MultiTaskCI(pl.LightningModule):
         compressibility_weight: float = 1.0,
         rate_weighting: str = "learned",
         rate_features: str = "normalized",
+        rate_loss: str = "dpcm_dct",
+        rate_bpe_range: list[float] = [0.1, 2.0],  # noqa: B006 (LightningCLI needs a literal default)
+        rate_step: float | None = None,
+        codec_noise: str = "none",
+        codec_noise_probability: float = 0.5,
         decoder_width: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -107,8 +119,8 @@ class MultiTaskCI(pl.LightningModule):
             raise ConfigError(f"lr must be positive, got {lr}")
         if rate_weighting not in RATE_WEIGHTINGS:
             raise ConfigError(f"rate_weighting={rate_weighting!r}: expected one of {', '.join(RATE_WEIGHTINGS)}")
-        if rate_features not in RATE_FEATURES:
-            raise ConfigError(f"rate_features={rate_features!r}: expected one of {', '.join(RATE_FEATURES)}")
+        check_rate_options(rate_loss, rate_features, codec_noise, codec_noise_probability)
+        operating = ProxyOperatingRange(tuple(rate_bpe_range), rate_step)
         self.save_hyperparameters()
         self.tasks = resolve_tasks(tasks)
         self.task_context = TaskContext(num_classes, ignore_index)
@@ -116,8 +128,11 @@ class MultiTaskCI(pl.LightningModule):
         self.layouts = self.encoder.layouts
         self.quantizers = torch.nn.ModuleList(QuantizationLayer(quantization_bits) for _ in self.layouts)
         self.decoder = CloudDecoder(self.layouts, self.tasks, self.task_context, decoder_width)
+        self.rate_term = RATE_TERMS.get(rate_loss) if compressibility_weight > 0 else None
+        needs_proxy = codec_noise == "proxy" or (self.rate_term is not None and rate_loss in PROXY_RATE_LOSSES)
+        self.stream_proxy = StreamProxy(operating) if needs_proxy else None
         loss_types = {task.name: task.kind for task in self.tasks}
-        if compressibility_weight > 0 and rate_weighting == "learned":
+        if self.rate_term is not None and rate_weighting == "learned":
             loss_types[RATE_TERM] = "regression"
         self.loss_weighting = UncertaintyWeighting(loss_types)
         self.val_metrics = self.task_metrics()
@@ -175,8 +190,10 @@ class MultiTaskCI(pl.LightningModule):
         evaluation."""
         return self.run(images)[0]
 
-    def run(self, images: Tensor) -> tuple[dict[str, Tensor], list[Tensor]]:
-        """``(task outputs, unquantized stream tensors)`` of one forward pass."""
+    def run(self, images: Tensor, rate: bool = False) -> tuple[dict[str, Tensor], list[Tensor], list[ProxyCoding | None]]:
+        """``(task outputs, unquantized stream tensors, the proxy's coding of each stream)`` of one
+        forward pass; the codings are ``None`` unless the proxy is in use (``rate`` asks for them
+        for the rate term, the codec noise needs them in training)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}")
         stride = self.layouts[-1].stride
@@ -186,22 +203,34 @@ class MultiTaskCI(pl.LightningModule):
                 f"{self.split_points[-1]!r}, got {tuple(images.shape[-2:])}"
             )
         feats = self.encoder(images)
-        outputs = self.decoder([q(f) for q, f in zip(self.quantizers, feats)])
-        return outputs, feats
+        streams = [q(f) for q, f in zip(self.quantizers, feats)]
+        codec_noise = self.training and self.hparams.codec_noise == "proxy"
+        codings: list[ProxyCoding | None] = [None] * len(feats)
+        if self.stream_proxy is not None and (codec_noise or (rate and self.rate_term is not None)):
+            codings = [self.stream_proxy(f) for f in feats]
+        if codec_noise:
+            streams = [self._codec_noise(s, c) for s, c in zip(streams, codings)]
+        return self.decoder(streams), feats, codings
+
+    def _codec_noise(self, stream: Tensor, coding: ProxyCoding) -> Tensor:
+        """Each sample's Q-layer output replaced, with probability p, by the proxy's reconstruction."""
+        chosen = torch.rand(stream.shape[0], device=stream.device) < self.hparams.codec_noise_probability
+        if not bool(chosen.any()):
+            return stream
+        return torch.where(chosen.view(-1, 1, 1, 1), coding.reconstruction().to(stream.dtype), stream)
 
     # ----------------------------------------------------------------- losses
     def losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """``(losses by name — every task's and L_r's —, task outputs)`` of one batch."""
-        outputs, feats = self.run(batch["image"])
+        """``(losses by name — every task's and the rate term's —, task outputs)`` of one batch."""
+        outputs, feats, codings = self.run(batch["image"], rate=True)
         losses = {task.name: task.loss(outputs[task.name], batch, self.task_context) for task in self.tasks}
-        if self.hparams.compressibility_weight > 0:
-            view = normalized_stream if self.hparams.rate_features == "normalized" else _raw
-            rate = sum(compressibility_loss(view(f)) for f in feats)
+        if self.rate_term is not None:
+            rate = sum(self.rate_term(f, c, self.hparams.rate_features) for f, c in zip(feats, codings))
             losses[RATE_TERM] = self.hparams.compressibility_weight * rate
         return losses, outputs
 
     def total_loss(self, losses: dict[str, Tensor]) -> Tensor:
-        """Eq 6 over the losses; with ``rate_weighting="fixed"`` L_r is added outside it, as λ·L_r."""
+        """Eq 6 over the losses; with ``rate_weighting="fixed"`` the rate term is added outside it, as λ·rate."""
         if self.hparams.rate_weighting == "fixed" and RATE_TERM in losses:
             return self.loss_weighting({k: v for k, v in losses.items() if k != RATE_TERM}) + losses[RATE_TERM]
         return self.loss_weighting(losses)
@@ -289,5 +318,5 @@ def load_task_model(path: str | Path, label: str = "task_ckpt") -> MultiTaskCI:
     return load_lightning_module(MultiTaskCI, path, label)
 
 
-__all__ = ["RATE_FEATURES", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "load_lightning_module", "load_task_model",
-           "normalized_stream", "read_checkpoint"]
+__all__ = ["RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "load_lightning_module", "load_task_model",
+           "read_checkpoint"]

@@ -51,6 +51,13 @@ quantizer is relaxed — ``relaxation="straight_through"`` (hard values, identit
 the default) or ``"noise"`` (uniform noise of one step, as in Ballé et al.). In evaluation it
 always rounds. The rate's value always uses the hard quantization indices.
 
+Invariance: min–max quantization makes the codes, and so the real bits, invariant to
+``a·F + b`` (``a > 0``). The predicted bits are too, and so is their gradient's meaning: the
+8-bit codes' straight-through surrogate ``(F − min F)/step8(F)`` differentiates the min and the
+step as well, so ``∇_F bits`` has no component along ``F`` or along the constant tensor — a rate
+gradient cannot be met by rescaling or shifting the features. (With the min and step detached
+it would: a pure scale change would look like a rate change.)
+
 The step ↔ rate link: ``bits`` is the predicted size in bits of the codestream that OpenJPEG
 would produce at the rate where its distortion equals the proxy's at ``step``.
 :meth:`Jpeg2000Proxy.step_for_bits` inverts it (bisection on ``log step``).
@@ -58,6 +65,7 @@ would produce at the rate where its distortion equals the proxy's at ``step``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -165,15 +173,21 @@ class Transformed:
         features: the input ``[B, C, H, W]``.
         coefficients: weighted DWT subbands of the level-shifted tiled 8-bit image
             (``[B, h_b, w_b]`` each; multiplied by their synthesis norm).
-        scales: local mean ``|c|`` of every coefficient (the Laplacian scales, same layout).
+        flat: the same coefficients as one ``[B, N]`` tensor, subbands in ``coefficients.bands()``
+            order (every rate and quantization step works on it: a handful of tensor operations
+            per step instead of a handful per subband).
+        flat_scales: local mean ``|c|`` of every coefficient (the Laplacian scales), ``[B, N]``.
         image: the tiled 8-bit codes ``[B, rows·H, cols·W]`` (float, straight-through).
-        low, step8: ``[B]`` minimum and 8-bit step of the min–max quantizer (no gradient).
+        low, step8: ``[B]`` minimum and 8-bit step of the min–max quantizer (differentiable
+            when the features are: the bits are then invariant to ``a·F + b`` to first order too,
+            and the reconstruction equivariant).
         layout: the tile layout.
     """
 
     features: Tensor
     coefficients: Pyramid
-    scales: Pyramid
+    flat: Tensor
+    flat_scales: Tensor
     image: Tensor
     low: Tensor
     step8: Tensor
@@ -182,6 +196,17 @@ class Transformed:
     @property
     def batch(self) -> int:
         return self.image.shape[0]
+
+    @property
+    def bands(self) -> _Bands:
+        return _bands(self.coefficients, self.flat.dtype, self.flat.device)
+
+    def head(self, count: int) -> Transformed:
+        """The first ``count`` samples, detached (e.g. to search a step on a few samples of a batch)."""
+        def take(t: Tensor) -> Tensor:
+            return t[:count].detach()
+        return Transformed(take(self.features), self.coefficients.map(lambda name, level, t: take(t)), take(self.flat),
+                           take(self.flat_scales), take(self.image), take(self.low), take(self.step8), self.layout)
 
     @property
     def quantization_mse(self) -> Tensor:
@@ -204,15 +229,14 @@ def _autograd(*xs: Tensor) -> bool:
 
 def _box_mean(a: Tensor, size: int, dim: int) -> Tensor:
     """Mean over a centred window of ``size`` samples along ``dim`` (−1 or −2); at the edges,
-    over the samples inside. Shifted sums: faster than ``avg_pool2d`` on one channel."""
+    over the samples inside. A difference of running sums: two slices whatever the window,
+    so its backward pass is cheap too."""
     n = a.shape[dim]
     if size == 1 or n == 1:
         return a
     half = size // 2
-    padded = F.pad(a, (half, half) if dim == -1 else (0, 0, half, half))
-    total = padded.narrow(dim, 0, n)
-    for i in range(1, size):
-        total = total + padded.narrow(dim, i, n)
+    sums = F.pad(a, (half + 1, half) if dim == -1 else (0, 0, half + 1, half)).cumsum(dim)  # sums[k] = Σ_{i<k}
+    total = sums.narrow(dim, size, n) - sums.narrow(dim, 0, n)
     j = torch.arange(n, device=a.device)
     count = ((j + half).clamp(max=n - 1) - (j - half).clamp(min=0) + 1).to(a.dtype)
     return total / (count if dim == -1 else count.view(-1, 1))
@@ -223,14 +247,44 @@ def _local_mean(a: Tensor, height: int, width: int) -> Tensor:
     return _box_mean(_box_mean(a, width, -1), height, -2)
 
 
-def _codeblock_any(mask: Tensor, size: int) -> Tensor:
-    """``[B]`` number of ``size × size`` code-blocks of a ``[B, h, w]`` mask with a True."""
-    b, h, w = mask.shape
-    if h % size or w % size:
-        mask = F.pad(mask.to(torch.uint8), (0, (-w) % size, 0, (-h) % size)).bool()
-        h, w = mask.shape[-2:]
-    blocks = mask.view(b, h // size, size, w // size, size).any(dim=4).any(dim=2)
-    return blocks.flatten(1).sum(1).to(torch.get_default_dtype())
+@dataclass(frozen=True)
+class _Bands:
+    """Where every subband lies in :attr:`Transformed.flat`: ``(name, level)``, shape and size
+    of each, the code-block of every coefficient and ``1 / w_b`` of every coefficient."""
+
+    keys: tuple[tuple[str, int], ...]
+    shapes: tuple[tuple[int, int], ...]
+    sizes: tuple[int, ...]
+    blocks: Tensor  # [N] code-block index of each coefficient, 0 … num_blocks − 1
+    num_blocks: int
+    inverse_norms: Tensor  # [N]
+
+    def pyramid(self, flat: Tensor, shape: tuple[int, int]) -> Pyramid:
+        """``flat`` ``[B, N]`` split back into the subbands of a :class:`Pyramid`."""
+        parts = [p.view(-1, h, w) for p, (h, w) in zip(flat.split(self.sizes, dim=1), self.shapes)]
+        levels = len(parts) // 3
+        details = tuple(tuple(parts[1 + 3 * (levels - level) + k] for k in range(3)) for level in range(1, levels + 1))
+        return Pyramid(parts[0], details, shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _band_layout(keys: tuple[tuple[str, int], ...], shapes: tuple[tuple[int, int], ...], codeblock: int,
+                 dtype: torch.dtype, device: torch.device) -> _Bands:
+    blocks, norms, offset = [], [], 0
+    for (name, level), (h, w) in zip(keys, shapes):
+        rows, cols = torch.arange(h) // codeblock, torch.arange(w) // codeblock
+        per_row = -(-w // codeblock)
+        blocks.append((offset + rows.view(-1, 1) * per_row + cols.view(1, -1)).flatten())
+        offset += -(-h // codeblock) * per_row
+        norms.append(torch.full((h * w,), 1.0 / (synthesis_norm(name, level) if level else 1.0), dtype=torch.float64))
+    return _Bands(keys, shapes, tuple(h * w for h, w in shapes), torch.cat(blocks).to(device), offset,
+                  torch.cat(norms).to(dtype=dtype, device=device))
+
+
+def _bands(pyramid: Pyramid, dtype: torch.dtype, device: torch.device) -> _Bands:
+    bands = pyramid.bands()
+    return _band_layout(tuple((name, level) for name, level, _ in bands),
+                        tuple(tuple(t.shape[-2:]) for _, _, t in bands), CODEBLOCK, dtype, device)
 
 
 def _check_step(step: float | Tensor, batch: int, like: Tensor, name: str = "step") -> Tensor:
@@ -319,13 +373,23 @@ class Jpeg2000Proxy(nn.Module):
         codes = uniform_codes(x.detach(), low4, step4, LEVELS)
         # tile() fills empty cells with the mean; for uint8 codes (the real pipeline) it is rounded
         image = tile(codes.to(torch.uint8), layout).to(x.dtype)
-        if _autograd(x):  # straight-through: the gradient of (x − low)/step8, tiled
+        if _autograd(x):
+            # straight-through: the gradient of u = (x − min x)/step8(x), tiled, with min and step8
+            # differentiated too. u is invariant to a·x + b (a > 0), so its Jacobian annihilates x and
+            # the constant tensor, and so does the gradient of the bits; dequantizing with the same
+            # differentiable min and step makes the reconstruction equivariant (a·rec + b).
+            flat = x.flatten(1)
+            low, high = flat.amin(dim=1), flat.amax(dim=1)  # amin/amax share the gradient among ties
+            step8 = ((high - low) / LEVELS).clamp_min(MIN_STEP)
+            low4, step4 = low.view(-1, 1, 1, 1), step8.view(-1, 1, 1, 1)
             image = _straight_through(image, tile((x - low4) / step4, layout))
         levels = resolutions(*layout.image_shape) - 1
         pyramid = dwt2(image - DC_SHIFT, levels)
         coefficients = pyramid.map(lambda name, level, t: t * synthesis_norm(name, level)) if levels else pyramid
-        scales = coefficients.map(self._scale)
-        return Transformed(x, coefficients, scales, image, low, step8, layout)
+        bands = coefficients.bands()
+        flat = torch.cat([t.flatten(1) for _, _, t in bands], dim=1)
+        flat_scales = torch.cat([self._scale(name, level, t).flatten(1) for name, level, t in bands], dim=1)
+        return Transformed(x, coefficients, flat, flat_scales, image, low, step8, layout)
 
     def _scale(self, name: str, level: int, band: Tensor) -> Tensor:
         """Local mean |c|: across the edge for HL (vertical window) and LH (horizontal), else 3×3."""
@@ -334,24 +398,21 @@ class Jpeg2000Proxy(nn.Module):
         return _local_mean(band.abs(), *shape)
 
     # ------------------------------------------------------------------ quantize many times
-    def _indices(self, transformed: Transformed, s: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Per subband: ``|c| / step`` (differentiable) and the dead-zone index ``|q| = ⌊|c|/step⌋``."""
-        sv = s.view(-1, 1, 1)
-        out = []
-        for _, _, y in transformed.coefficients.bands():
-            ratio = y.abs() / sv
-            out.append((ratio, torch.floor(ratio.detach())))
-        return out
+    def _indices(self, transformed: Transformed, s: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, N]``: ``|c| / step`` (differentiable) and the dead-zone index ``|q| = ⌊|c|/step⌋``."""
+        ratio = transformed.flat.abs() / s.view(-1, 1)
+        return ratio, torch.floor(ratio.detach())
 
-    def _dequantize(self, y: Tensor, magnitude: Tensor, step: Tensor, norm: float) -> Tensor:
-        """Dead-zone reconstruction ``sign(c)·(|q| + ½)·step`` (relaxed in training), ÷ ``norm``."""
+    def _dequantize(self, transformed: Transformed, magnitude: Tensor, s: Tensor) -> Tensor:
+        """``[B, N]`` dead-zone reconstruction ``sign(c)·(|q| + ½)·step`` (relaxed in training), ÷ ``w_b``."""
+        y, step, inverse_norms = transformed.flat, s.view(-1, 1), transformed.bands.inverse_norms
         if self.training and self.relaxation == "noise":
-            return (y + (torch.rand_like(y) - 0.5) * step) / norm
+            return (y + (torch.rand_like(y) - 0.5) * step) * inverse_norms
         # exact values; the gradient reaches ``step`` through (|q| + ½)·step
-        hard = torch.copysign((magnitude + 0.5) * (step / norm), y.detach())
+        hard = torch.copysign((magnitude + 0.5) * step * inverse_norms, y.detach())
         if not _autograd(y, step):
             return hard.masked_fill_(magnitude == 0, 0.0)
-        return hard.masked_fill(magnitude == 0, 0.0) + (y - y.detach()) / norm  # straight-through to c
+        return hard.masked_fill(magnitude == 0, 0.0) + (y - y.detach()) * inverse_norms  # straight-through to c
 
     def rate_features(self, transformed: Transformed, step: float | Tensor) -> Tensor:
         """``[B, 5]`` rate features (:data:`RATE_FEATURES`) at ``step``; ``bits`` is their
@@ -359,43 +420,30 @@ class Jpeg2000Proxy(nn.Module):
         s = _check_step(step, transformed.batch, transformed.image)
         return self._rate_features(transformed, s, self._indices(transformed, s))
 
-    def _rate_features(self, transformed: Transformed, s: Tensor, indices: list[tuple[Tensor, Tensor]]) -> Tensor:
-        floor = self.calibration.scale_floor
-        sv = s.view(-1, 1, 1)
-        totals = [torch.zeros_like(s) for _ in range(4)]
-        for (ratio, q), (_, _, scale) in zip(indices, transformed.scales.bands()):
-            significant = q > 0
-            u = sv / torch.maximum(scale, floor * sv)  # step / Laplacian scale
-            sig = significant.to(q.dtype)
-            refine = torch.log2(q.clamp(min=1.0)).floor_()  # ⌊log2 |q|⌋ for |q| ≥ 1, else 0
-            if _autograd(ratio):  # relaxations: min(|c|/step, 1) and log2 max(|c|/step, 1)
-                sig = _straight_through(sig, ratio.clamp(max=1.0))
-                refine = _straight_through(refine, torch.log2(ratio.clamp(min=1.0)))
-            terms = (sig * u, sig, refine)
-            for k, term in enumerate(terms):
-                totals[k] = totals[k] + term.flatten(1).sum(1)
-            totals[3] = totals[3] + _codeblock_any(significant, self.calibration.codeblock)
-        totals[0] = totals[0] / _LN2
-        return torch.stack([*totals, torch.ones_like(s)], dim=1)
+    def _rate_features(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor]) -> Tensor:
+        ratio, q = indices
+        sv = s.view(-1, 1)
+        significant = q > 0
+        u = sv / torch.maximum(transformed.flat_scales, self.calibration.scale_floor * sv)  # step / Laplacian scale
+        sig = significant.to(q.dtype)
+        refine = torch.log2(q.clamp(min=1.0)).floor_()  # ⌊log2 |q|⌋ for |q| ≥ 1, else 0
+        bands = transformed.bands
+        blocks = q.new_zeros(q.shape[0], bands.num_blocks).index_add_(1, bands.blocks, sig)
+        if _autograd(ratio):  # relaxations: min(|c|/step, 1) and log2 max(|c|/step, 1)
+            sig = _straight_through(sig, ratio.clamp(max=1.0))
+            refine = _straight_through(refine, torch.log2(ratio.clamp(min=1.0)))
+        return torch.stack([(sig * u).sum(1) / _LN2, sig.sum(1), refine.sum(1), (blocks > 0).sum(1).to(q.dtype),
+                            torch.ones_like(s)], dim=1)
 
-    def _bits(self, transformed: Transformed, s: Tensor, indices: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    def _bits(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
         indices = self._indices(transformed, s) if indices is None else indices
         weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
-        return (self._rate_features(transformed, s, indices) * weights).sum(1)
+        return self._rate_features(transformed, s, indices) @ weights
 
-    def _reconstruct(
-        self, transformed: Transformed, s: Tensor, indices: list[tuple[Tensor, Tensor]] | None = None
-    ) -> Tensor:
-        indices = self._indices(transformed, s) if indices is None else indices
-        sv = s.view(-1, 1, 1)
-        bands = transformed.coefficients.bands()
-        magnitude = {(name, level): q for (name, level, _), (_, q) in zip(bands, indices)}
-        rec = transformed.coefficients.map(
-            lambda name, level, y: self._dequantize(
-                y, magnitude[name, level], sv, synthesis_norm(name, level) if level else 1.0
-            )
-        )
-        image = idwt2(rec)
+    def _reconstruct(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        _, magnitude = self._indices(transformed, s) if indices is None else indices
+        flat = self._dequantize(transformed, magnitude, s)
+        image = idwt2(transformed.bands.pyramid(flat, transformed.coefficients.shape))
         if _autograd(image):
             pixels = (image.detach() + DC_SHIFT).round_().clamp_(0, LEVELS)  # the decoder's uint8 output
             image = _straight_through(pixels, image + DC_SHIFT)

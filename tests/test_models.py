@@ -5,6 +5,7 @@ import torch
 import torchvision
 
 from cilight.ci_models import MultiTaskCI, ResNetEncoder, stream_layouts
+from cilight.ci_models.multitask import RATE_TERM
 from cilight.errors import ConfigError
 
 H, W = 64, 128
@@ -98,7 +99,7 @@ def test_layouts_are_ordered_shallow_to_deep():
 
 def test_benchmark_mode_has_no_compressibility_term():
     model = MultiTaskCI(num_classes=4, compressibility_weight=0.0, decoder_width=16)
-    assert "compressibility" not in model.loss_weighting.names
+    assert RATE_TERM not in model.loss_weighting.names and model.rate_term is None
     batch = {
         "image": torch.rand(2, 3, H, W),
         "segmentation": torch.randint(0, 4, (2, H, W)),
@@ -108,7 +109,7 @@ def test_benchmark_mode_has_no_compressibility_term():
     losses, _ = model.losses(batch)
     assert set(losses) == {"segmentation", "disparity", "reconstruction"}
     with_lr = MultiTaskCI(num_classes=4, decoder_width=16)
-    assert "compressibility" in with_lr.losses(batch)[0]
+    assert RATE_TERM in with_lr.losses(batch)[0]
 
 
 def test_compressibility_term_is_scale_invariant():
@@ -116,7 +117,7 @@ def test_compressibility_term_is_scale_invariant():
     torch.manual_seed(0)
     model = MultiTaskCI(num_classes=4, decoder_width=16)
     from cilight.ci_models import compressibility_loss
-    from cilight.ci_models.multitask import normalized_stream
+    from cilight.ci_models.rate import normalized_stream
 
     f = torch.rand(2, 8, 4, 8)
     a = compressibility_loss(normalized_stream(f))
@@ -137,16 +138,16 @@ def test_rate_weighting_and_features_options():
     }
     torch.manual_seed(0)
     fixed = MultiTaskCI(num_classes=4, decoder_width=16, rate_weighting="fixed", compressibility_weight=3.0).eval()
-    assert "compressibility" not in fixed.loss_weighting.names
+    assert RATE_TERM not in fixed.loss_weighting.names
     losses, _ = fixed.losses(batch)
-    tasks_only = fixed.loss_weighting({k: v for k, v in losses.items() if k != "compressibility"})
-    torch.testing.assert_close(fixed.total_loss(losses), tasks_only + losses["compressibility"])
+    tasks_only = fixed.loss_weighting({k: v for k, v in losses.items() if k != RATE_TERM})
+    torch.testing.assert_close(fixed.total_loss(losses), tasks_only + losses[RATE_TERM])
     torch.manual_seed(0)
     raw = MultiTaskCI(num_classes=4, decoder_width=16, rate_features="raw").eval()
     with torch.no_grad():
         losses, _ = raw.losses(batch)
         expected = compressibility_loss(raw.features(batch["image"])[0])
-    torch.testing.assert_close(losses["compressibility"], expected)
+    torch.testing.assert_close(losses[RATE_TERM], expected)
     for bad, name in (({"rate_weighting": "fix"}, "rate_weighting='fix'"), ({"rate_features": "rw"}, "rate_features")):
         with pytest.raises(ConfigError, match=name):
             MultiTaskCI(num_classes=4, decoder_width=16, **bad)

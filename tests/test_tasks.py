@@ -63,7 +63,7 @@ def trained():
 
 def test_a_fourth_task_trains_and_is_measured(trained):
     model, data, trainer = trained
-    assert set(model.loss_weighting.names) == {"segmentation", "brightness", "compressibility"}
+    assert set(model.loss_weighting.names) == {"segmentation", "brightness", "rate"}
     assert {"val/segmentation_miou", "val/brightness_mae"} <= set(trainer.callback_metrics)
     assert "val/disparity_rmse" not in trainer.callback_metrics
     data.setup("test")
