@@ -190,6 +190,24 @@ def test_rate_options_are_saved_and_restored(tmp_path):
     assert copy.deepcopy(restored).stream_proxy.operating == restored.stream_proxy.operating
 
 
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_every_option_exports_with_parity(name, tmp_path):
+    """The options change training only: a few steps with each, then both halves export and
+    pass the parity check (the proxy is part of neither half)."""
+    from cilight.ci_models.onnx_export import export_halves
+
+    model = model_with(**OPTIONS[name]).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        losses, _ = model.losses(batch_of(2))
+        optimizer.zero_grad()
+        model.total_loss(losses).backward()
+        optimizer.step()
+    report = export_halves(model.eval(), tmp_path, H, W, smooth_images(2, H, W, seed=5))
+    assert not report.failures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.onnx", "edge.onnx"]
+
+
 # -- end to end ---------------------------------------------------------------------------------
 
 
