@@ -120,7 +120,7 @@ class MultiTaskCI(pl.LightningModule):
         if rate_weighting not in RATE_WEIGHTINGS:
             raise ConfigError(f"rate_weighting={rate_weighting!r}: expected one of {', '.join(RATE_WEIGHTINGS)}")
         check_rate_options(rate_loss, rate_features, codec_noise, codec_noise_probability)
-        operating = ProxyOperatingRange(tuple(rate_bpe_range), rate_step)
+        operating = ProxyOperatingRange(rate_bpe_range, rate_step)
         self.save_hyperparameters()
         self.tasks = resolve_tasks(tasks)
         self.task_context = TaskContext(num_classes, ignore_index)

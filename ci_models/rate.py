@@ -73,11 +73,11 @@ class ProxyOperatingRange:
     step: float | None = None
 
     def __post_init__(self) -> None:
-        bpe = tuple(self.bpe)
+        bpe = tuple(self.bpe) if isinstance(self.bpe, (list, tuple)) else ()
         if (len(bpe) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bpe)
                 or not all(math.isfinite(v) for v in bpe) or not 0 < bpe[0] <= bpe[1]):
-            raise ConfigError(f"rate_bpe_range={list(self.bpe)!r}: expected [low, high] bits per element with "
-                              "0 < low ≤ high")
+            shown = list(self.bpe) if isinstance(self.bpe, (list, tuple)) else self.bpe
+            raise ConfigError(f"rate_bpe_range={shown!r}: expected [low, high] bits per element with 0 < low ≤ high")
         object.__setattr__(self, "bpe", (float(bpe[0]), float(bpe[1])))
         knob = Jpeg2000Proxy.rate
         if self.step is not None:

@@ -30,13 +30,9 @@ OpenJPEG scales its subbands differently, but a codec that allocates rate by MSE
 coefficients weighted by the L2 norm of their synthesis basis functions
 (:func:`synthesis_norm`), which makes the choice irrelevant.
 
-All functions take ``[..., H, W]`` tensors (any leading batch dims) and work in the input's
-dtype. Without autograd the lifting steps run in place. With autograd (training through the
-proxy) the same transform runs in its filter-bank form instead: the signal is extended once
-by a gather and filtered by one two-channel convolution per axis — the 9/7 analysis taps at
-stride 2, or the synthesis taps and a parity select — whose taps are the lifting's own impulse
-responses. Lifting and filter bank agree to rounding; the convolutions' backward pass is about
-as cheap as their forward pass, where the lifting's many small slices are not.
+All functions take ``[..., H, W]`` tensors (any leading batch dims), work in the input's
+dtype, and are built from gathers, slicing and arithmetic, so autograd flows through the
+forward and the inverse transform; without autograd the lifting steps run in place.
 """
 
 from __future__ import annotations
@@ -129,87 +125,12 @@ def _no_autograd(*xs: Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(x.requires_grad for x in xs))
 
 
-# --------------------------------------------------------------------------- filter-bank form
-@functools.lru_cache(maxsize=256)
-def _symmetric_index(n: int, device: torch.device) -> Tensor:
-    """Gather index of positions ``−4 … n + 3`` of a length-``n`` signal (F.3.7)."""
-    return torch.from_numpy(_symmetric_positions(n, -_EXTENSION, n + _EXTENSION)).to(device)
-
-
-@functools.cache
-def _impulse_taps() -> tuple[np.ndarray, np.ndarray]:
-    """``(analysis [2, 9], synthesis [2, 9])`` taps over a window of positions ``p − 4 … p + 4``:
-    analysis rows give the low-pass sample at an even ``p`` and the high-pass sample at ``p + 1``;
-    synthesis rows give an even and an odd output sample from the interleaved subbands. Read off
-    the lifting's impulse responses far from the edges, in float64."""
-    n, mid = 64, 32
-    analysis, synthesis = np.zeros((2, 9)), np.zeros((2, 9))
-    for t in range(9):
-        impulse = torch.zeros(n, dtype=torch.float64)
-        impulse[mid - _EXTENSION + t] = 1.0
-        low, high = analyze(impulse)
-        analysis[:, t] = float(low[mid // 2]), float(high[mid // 2])
-        for row, position in enumerate((mid - _EXTENSION + t, mid + 1 - _EXTENSION + t)):
-            bands = torch.zeros(2, n // 2, dtype=torch.float64)
-            bands[position % 2, position // 2] = 1.0
-            synthesis[row, t] = float(synthesize(bands[0], bands[1])[mid + row])
-    return analysis, synthesis
-
-
-@functools.lru_cache(maxsize=32)
-def _taps(kind: int, dim: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Convolution weight ``[2, 1, 9, 1]`` (``dim`` −2) or ``[2, 1, 1, 9]`` (−1)."""
-    taps = torch.from_numpy(_impulse_taps()[kind]).to(dtype=dtype, device=device)
-    return taps.view(2, 1, 9, 1) if dim == -2 else taps.view(2, 1, 1, 9)
-
-
-def _filter(x: Tensor, kind: int, dim: int, stride: int) -> Tensor:
-    """The symmetric extension of ``x`` along ``dim`` filtered by the two rows of taps: ``[..., 2, h, w]``."""
-    n = x.shape[dim]
-    extended = x.index_select(dim, _symmetric_index(n, x.device))
-    lead, (h, w) = extended.shape[:-2], extended.shape[-2:]
-    strides = (stride, 1) if dim == -2 else (1, stride)
-    out = torch.nn.functional.conv2d(extended.reshape(-1, 1, h, w), _taps(kind, dim, x.dtype, x.device), stride=strides)
-    return out.reshape(*lead, 2, *out.shape[-2:])
-
-
-def _as_2d(x: Tensor) -> tuple[Tensor, bool]:
-    return (x.unsqueeze(0), True) if x.dim() == 1 else (x, False)
-
-
-def _analyze_filter_bank(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    x, squeeze = _as_2d(x)
-    n = x.shape[dim]
-    out = _filter(x, 0, dim, 2)  # ⌈n/2⌉ windows starting at −4, −2, …
-    low, high = out.select(-3, 0), out.select(-3, 1).narrow(dim, 0, n // 2)
-    return (low.squeeze(0), high.squeeze(0)) if squeeze else (low, high)
-
-
-def _synthesize_filter_bank(low: Tensor, high: Tensor, dim: int) -> Tensor:
-    (low, squeeze), (high, _) = _as_2d(low), _as_2d(high)
-    out = _filter(_interleave(low, high, dim), 1, dim, 1)
-    n = low.shape[dim] + high.shape[dim]
-    even = (torch.arange(n, device=low.device) % 2 == 0).view((-1, 1) if dim == -2 else (1, -1))
-    x = torch.where(even, out.select(-3, 0), out.select(-3, 1))
-    return x.squeeze(0) if squeeze else x
-
-
-def _interleave(even: Tensor, odd: Tensor, dim: int) -> Tensor:
-    """Samples ``even[0], odd[0], even[1], …`` along ``dim`` (``even`` may have one more)."""
-    n_even, n_odd = even.shape[dim], odd.shape[dim]
-    axis = dim % even.dim()
-    pairs = torch.stack([even.narrow(dim, 0, n_odd), odd], dim=axis + 1).flatten(axis, axis + 1)
-    return torch.cat([pairs, even.narrow(dim, n_odd, n_even - n_odd)], dim=dim) if n_even > n_odd else pairs
-
-
 def _analyze_along(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """One level of the 1-D forward transform along ``dim``: steps 1–6 of F.4.8.2."""
     n = x.shape[dim]
     if n < 2:  # F.3.7: a single sample is left as it is
         return x, x.narrow(dim, 0, 0)
     inplace = _no_autograd(x)
-    if not inplace and x.numel():  # (empty subbands of very thin images go through the lifting)
-        return _analyze_filter_bank(x, dim)
     even = _extended(x, n, 0, dim, True)  # positions −4, −2, …
     odd = _extended(x, n, 1, dim, True)  # positions −3, −1, …
     e0, o0 = -_EXTENSION, 1 - _EXTENSION
@@ -233,8 +154,6 @@ def _synthesize_along(low: Tensor, high: Tensor, dim: int) -> Tensor:
         raise CodecError(f"9/7 synthesis needs ⌈n/2⌉ low and ⌊n/2⌋ high samples, got {n_low} and {n_high}")
     n = n_low + n_high
     inplace = _no_autograd(low, high)
-    if not inplace and low.numel() and high.numel():
-        return _synthesize_filter_bank(low, high, dim)
     even = _extended(low, n, 0, dim, False)
     odd = _extended(high, n, 1, dim, False)
     even, odd = (even.mul_(K), odd.mul_(1 / K)) if inplace else (even * K, odd * (1 / K))
@@ -243,7 +162,12 @@ def _synthesize_along(low: Tensor, high: Tensor, dim: int) -> Tensor:
     odd, o0 = _lift(odd, o0, even, e0, -GAMMA, dim, inplace)
     even, e0 = _lift(even, e0, odd, o0, -BETA, dim, inplace)
     odd, o0 = _lift(odd, o0, even, e0, -ALPHA, dim, inplace)
-    return _interleave(even.narrow(dim, -e0 // 2, n_low), odd.narrow(dim, (1 - o0) // 2, n_high), dim)
+    even = even.narrow(dim, -e0 // 2, n_low)
+    odd = odd.narrow(dim, (1 - o0) // 2, n_high)
+    # interleave: stack a new axis right after ``dim`` and merge the two
+    axis = dim % even.dim()
+    pairs = torch.stack([even.narrow(dim, 0, n_high), odd], dim=axis + 1).flatten(axis, axis + 1)
+    return torch.cat([pairs, even.narrow(dim, n_high, n_low - n_high)], dim=dim) if n_low > n_high else pairs
 
 
 def analyze(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -171,6 +171,7 @@ def test_codec_noise_replaces_the_stream_and_reaches_the_edge():
         ({"codec_noise": "proxy", "codec_noise_probability": 0.0}, r"codec_noise_probability=0.0: expected a probability"),
         ({"rate_bpe_range": [2.0, 0.1]}, r"rate_bpe_range=\[2.0, 0.1\]: expected \[low, high\]"),
         ({"rate_bpe_range": [0.5]}, "rate_bpe_range"),
+        ({"rate_bpe_range": 0.5}, r"rate_bpe_range=0.5: expected \[low, high\]"),
         ({"rate_step": -1.0}, "rate_step=-1.0: expected a dead-zone step"),
     ],
 )
