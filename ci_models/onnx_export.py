@@ -12,6 +12,9 @@ quantizer (``edge.onnx``), the server the dequantizer and the rest (``cloud.onnx
   per task), quantizer, the default operating point, model and cilight versions.
 * :func:`verify_halves` runs both files on real samples and compares with the PyTorch model in
   eval mode; :func:`export_halves` refuses to leave files behind that fail it.
+* :func:`stream_means` — each stream's mean tensor ``μ(y, x, c)`` over training images as the
+  cloud receives them (dequantized codes), written beside the halves for error concealment
+  (Ulhaq, B.A.Sc. thesis, SFU 2020, §3.2).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import torch
 
 import cilight
 from cilight.ci_models.halves import CloudHalf, EdgeHalf
+from cilight.codecs.concealment import DatasetMean
 from cilight.codecs.operating_point import parse_operating_point
-from cilight.codecs.wire import IMAGE, HalfMetadata, onnx_session, stream_tensor_names
+from cilight.codecs.quantizers import get_quantizer
+from cilight.codecs.wire import IMAGE, STREAM_FIELDS, HalfMetadata, onnx_session, stream_side, stream_tensor_names
 from cilight.errors import CilightError, ConfigError
 
 DEFAULT_OPSET = 18
@@ -202,3 +207,25 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
         cloud_path.unlink()
         raise ParityError(report.table())
     return report
+
+
+@torch.no_grad()
+def stream_means(model, batches) -> tuple[dict[str, np.ndarray], int]:
+    """``(μ(y, x, c) per split point, images)``: the mean of each stream over ``batches`` of images
+    (``[B, 3, H, W]`` in [0, 1]) as the cloud sees it — the edge half's codes dequantized with the
+    wire's side information, exactly what a received packet holds."""
+    model = model.eval().cpu()
+    quantizer = get_quantizer(model.quantizer, bits=model.bits)
+    means = {split: DatasetMean() for split in model.split_points}
+    images = 0
+    for batch in batches:
+        tensors = EdgeHalf(model)(batch)
+        n = len(STREAM_FIELDS)
+        for split, (codes, low, high) in zip(model.split_points, (tensors[i : i + n] for i in range(0, len(tensors), n))):
+            values = [quantizer.dequantize(codes[b], stream_side(low[b].numpy(), high[b].numpy(), model.quantizer))
+                      for b in range(len(codes))]
+            means[split].update(torch.stack(values))
+        images += len(batch)
+    if not images:
+        raise ConfigError("no images to compute the dataset mean on")
+    return {split: m.compute().numpy() for split, m in means.items()}, images

@@ -1,11 +1,14 @@
 """``python export.py``: write the edge and cloud ONNX halves of a checkpoint, check them, demo them.
 
     python export.py --ckpt CKPT --out DIR [--opset 18] [--height H --width W] [--samples 4]
-                     [--codec png | jpeg:quality=90 | jpeg2000:bpe=1] [--demo IMAGE]
+                     [--codec png | jpeg:quality=90 | jpeg2000:bpe=1] [--mean-images 256] [--demo IMAGE]
 
 The image size defaults to the one the checkpoint's datamodule trained at. Verification runs
 both files with ONNX Runtime on SyntheticStreets scenes rendered at that size and prints the
-comparison with PyTorch; a failed check removes the files and exits with status 1. ``--codec``
+comparison with PyTorch; a failed check removes the files and exits with status 1. Beside the
+halves goes ``dataset_mean.npz``: each stream's mean over the first ``--mean-images`` training
+images of the checkpoint's datamodule, what the cloud runtime fills lost packets with
+(``dataset_mean``/``hybrid`` concealment; ``--mean-images 0`` skips it). ``--codec``
 is the operating point written into the metadata as the runtimes' default. With ``--demo
 IMAGE`` the image goes edge → bytes → cloud through :mod:`cilight.deploy` and the predictions
 are written as PNGs next to the ONNX files, with the byte count printed.
@@ -21,10 +24,11 @@ from pathlib import Path
 
 import torch
 
-from cilight.checkpoints import load_model
+from cilight.checkpoints import datamodule_from, load_model
 from cilight.ci_models import BaFPredictor, MultiTaskCI
-from cilight.ci_models.onnx_export import ParityError, export_halves
+from cilight.ci_models.onnx_export import ParityError, export_halves, stream_means
 from cilight.codecs import get_codec, parse_operating_point
+from cilight.codecs.wire import write_dataset_mean
 from cilight.datamodules import generate_sample
 from cilight.demo import run_demo
 from cilight.entrypoint import run_main
@@ -41,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=4, help="scenes for the parity check (default 4)")
     parser.add_argument("--codec", default="png",
                         help="default operating point written in the metadata: png, jpeg:quality=90, jpeg2000:bpe=1 …")
+    parser.add_argument("--mean-images", type=int, default=256,
+                        help="training images for dataset_mean.npz, the concealment fill (default 256; 0: none)")
+    parser.add_argument("--data-root", help="the dataset's folder, if it moved since training")
     parser.add_argument("--demo", type=Path, help="run this image edge → bytes → cloud and write the predictions")
     return parser
 
@@ -56,6 +63,8 @@ def export(argv=None) -> int:
         raise ConfigError("the checkpoint does not record its image size: pass --height and --width")
     if args.samples < 1:
         raise ConfigError(f"--samples {args.samples}: expected at least 1")
+    if args.mean_images < 0:
+        raise ConfigError(f"--mean-images {args.mean_images}: expected 0 (no dataset mean) or more images")
     images = torch.stack([torch.from_numpy(generate_sample(0, "test", i, height, width)["image"]).float() / 255
                           for i in range(args.samples)])
     print(f"exporting {args.ckpt} ({', '.join(model.split_points)}; tasks {', '.join(t.name for t in model.tasks)}) "
@@ -70,12 +79,29 @@ def export(argv=None) -> int:
     for half in ("edge", "cloud"):
         print(f"  {half}.onnx  {(args.out / f'{half}.onnx').stat().st_size / 1e6:.1f} MB")
     print(f"  export + check: {time.perf_counter() - start:.1f} s")
+    if args.mean_images:
+        means, count = stream_means(model, training_images(data, args.mean_images, height, width, args.data_root))
+        path = write_dataset_mean(args.out, means, count)
+        print(f"  {path.name}: stream means over {count} training images (concealment fill)")
     if args.demo:
         result = run_demo(model, args.demo, args.out, height, width)
         print(f"demo: {args.demo} → {result['bytes']} bytes ({result['codec']}) → {', '.join(result['files'])} "
               f"in {args.out} ({result['seconds'] * 1e3:.0f} ms edge + codec + cloud)")
         (args.out / "demo.json").write_text(json.dumps(result, indent=2))
     return 0
+
+
+def training_images(data: dict, count: int, height: int, width: int, root: str | None = None):
+    """The first ``count`` training images of the checkpoint's datamodule at the export size, in batches."""
+    datamodule = datamodule_from(data, height=height, width=width, **({"root": root} if root else {}))
+    datamodule.setup("fit")
+    seen = 0
+    for batch in datamodule.sequential_loader("train"):
+        images = batch["image"][: count - seen]
+        yield images
+        seen += len(images)
+        if seen >= count:
+            return
 
 
 def main(argv=None) -> int:

@@ -115,6 +115,17 @@ class Quantizer(ABC):
         codes = uniform_codes(x, low, step, self.levels).to(code_dtype(self.bits))
         return Quantized(codes, side.astype(self.side_dtype))
 
+    def codes_with(self, features: Tensor, side: np.ndarray) -> Tensor:
+        """The codes of ``features`` on the interval that ``side`` describes (not the features' own):
+        what a receiver writes into a tensor whose range it already knows (error concealment)."""
+        x = _check_features(features).detach().to(torch.float32)
+        side = np.asarray(side, dtype=np.float64)
+        if side.shape != (self.side_numel(x.shape[0]),) or not np.isfinite(side).all():
+            raise CodecError(f"{self.kind} side information for {x.shape[0]} channels must hold "
+                             f"{self.side_numel(x.shape[0])} finite values, got {side.shape}")
+        low, step = self._dequantization(side, tuple(x.shape))
+        return uniform_codes(x, low, step, self.levels).to(code_dtype(self.bits))
+
     def dequantize(self, codes: Tensor, side: np.ndarray) -> Tensor:
         if codes.dim() != 3:
             raise CodecError(f"codes must have shape [C, H, W], got {tuple(codes.shape)}")

@@ -17,7 +17,13 @@ the rest; the codec in between belongs to neither):
 * :func:`stream_tensor_names` — the ONNX input/output names of the streams;
 * :class:`HalfMetadata` — the ``metadata_props`` both files carry, written (:meth:`HalfMetadata.props`)
   and read (:meth:`HalfMetadata.from_props`) by this one class;
-* :func:`onnx_session` / :func:`open_half` — the one ONNX Runtime session factory.
+* :func:`onnx_session` / :func:`open_half` — the one ONNX Runtime session factory;
+* :func:`group_side` — the side information of a channel group (a packet that decodes alone);
+* :data:`DATASET_MEAN` — the file beside the halves with each stream's mean tensor ``μ(y, x, c)``
+  over training images, for error concealment (:func:`write_dataset_mean`, :func:`read_dataset_mean`).
+
+Packets (how a frame is cut into datagrams) are :mod:`cilight.deploy.packets`, which only the
+runtimes use.
 
 Only numpy, the codecs and (lazily) ONNX Runtime are used, so the runtimes stay free of
 training code.
@@ -70,6 +76,48 @@ def stream_range(side: np.ndarray, quantizer: str = "minmax") -> tuple[np.ndarra
     side = np.asarray(side, dtype=np.float32)
     half = len(side) // 2
     return side[None, :half], side[None, half:]
+
+
+def group_side(side: np.ndarray, quantizer: str, first: int, count: int) -> np.ndarray:
+    """The side information of channels ``first … first + count − 1`` of a stream whose side
+    information is ``side``: the same range for ``minmax``, those channels' bounds for ``channel``."""
+    side = np.asarray(side)
+    if _check_quantizer(quantizer) == "minmax":
+        return side
+    channels = len(side) // 2
+    if first < 0 or count < 1 or first + count > channels:
+        raise ConfigError(f"channel group {first}+{count} lies outside a stream of {channels} channels")
+    return np.concatenate([side[first : first + count], side[channels + first : channels + first + count]])
+
+
+DATASET_MEAN = "dataset_mean.npz"  # beside edge.onnx and cloud.onnx, written by export.py
+
+
+def write_dataset_mean(folder: str | Path, means: dict[str, np.ndarray], images: int) -> Path:
+    """Write each stream's mean tensor ``μ(y, x, c)`` (``mean_<split>``, float32 ``[C, H, W]``) and
+    the number of images it was computed on to ``folder/dataset_mean.npz``."""
+    path = Path(folder) / DATASET_MEAN
+    np.savez(path, images=np.int64(images), **{f"mean_{split}": np.asarray(m, dtype=np.float32) for split, m in means.items()})
+    return path
+
+
+def read_dataset_mean(path: str | Path, meta: HalfMetadata) -> dict[str, np.ndarray]:
+    """The mean tensors of ``path`` (a ``dataset_mean.npz``) by split point, checked against ``meta``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; export.py writes it beside the halves (dataset mean for "
+                          "dataset_mean/hybrid concealment)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            means = {split: np.asarray(data[f"mean_{split}"], dtype=np.float32) for split in meta.split_points}
+    except (KeyError, ValueError, OSError) as err:
+        raise ConfigError(f"{path} is not a dataset mean of this model's streams "
+                          f"({', '.join(meta.split_points)}): {type(err).__name__}: {err}") from None
+    for split, mean in means.items():
+        if mean.shape != tuple(meta.stream_shapes[split]) or not np.isfinite(mean).all():
+            raise ConfigError(f"{path}: mean_{split} has shape {list(mean.shape)}, expected a finite "
+                              f"{list(meta.stream_shapes[split])}")
+    return means
 
 
 @dataclass(frozen=True)
@@ -181,5 +229,5 @@ def open_half(path: str | Path, half: str):
     return session, meta
 
 
-__all__ = ["HALVES", "IMAGE", "STREAM_FIELDS", "WIRE_QUANTIZERS", "HalfMetadata", "onnx_session", "open_half", "stream_range",
-           "stream_side", "stream_tensor_names"]
+__all__ = ["DATASET_MEAN", "HALVES", "IMAGE", "STREAM_FIELDS", "WIRE_QUANTIZERS", "HalfMetadata", "onnx_session", "open_half", "group_side",
+           "read_dataset_mean", "stream_range", "stream_side", "stream_tensor_names", "write_dataset_mean"]

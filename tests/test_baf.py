@@ -303,6 +303,14 @@ def test_export_and_runtime_of_a_baf_checkpoint(baf_checkpoint, tmp_path, capsys
     labels = (outputs["segmentation"].argmax(1) == reference["segmentation"].argmax(1).numpy()).mean()
     assert labels > 0.99
     np.testing.assert_allclose(outputs["disparity"], reference["disparity"].numpy(), atol=1e-3)
+    # per-channel ranges over a lossy link: what arrived keeps its bounds, lost channels get their fill's
+    packets = [p for frame in edge.packets(images, mss=200, channel_means=True) for p in frame]
+    reception, inputs = cloud.receive(packets[1:], conceal="hybrid")
+    assert reception.streams[0][0].channels.sum() < 16 and inputs["minimum_layer3.0"].shape == (2, 16)
+    _, whole = cloud.receive(packets, conceal=None)
+    arrived = reception.streams[0][0].channels
+    np.testing.assert_array_equal(inputs["minimum_layer3.0"][0, arrived], whole["minimum_layer3.0"][0, arrived])
+    np.testing.assert_array_equal(inputs["codes_layer3.0"][0, arrived], whole["codes_layer3.0"][0, arrived])
     with pytest.raises(ConfigError, match="is a BaFPredictor checkpoint"):
         from cilight.checkpoints import load_model
 

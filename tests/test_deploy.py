@@ -181,6 +181,10 @@ def test_export_cli_on_a_trained_checkpoint(tiny_checkpoint, tmp_path, capsys):
     for name in ("edge.onnx", "cloud.onnx", "demo_segmentation.png", "demo_disparity.png", "demo_reconstruction.png"):
         assert (out / name).stat().st_size > 0
     assert Image.open(out / "demo_segmentation.png").size == (128, 64)  # the training size of TINY
+    assert "dataset_mean.npz: stream means over 8 training images" in stdout  # TINY renders 8
+    edge, cloud = EdgeRuntime(out / "edge.onnx"), CloudRuntime(out / "cloud.onnx")  # its fill, beside the halves
+    packets = edge.packets(smooth_images(1, 64, 128).numpy(), mss=500)[0]
+    assert cloud.infer(packets[1:], conceal="dataset_mean")["segmentation"].shape[0] == 1
     missing, not_a_checkpoint = tmp_path / "nope.ckpt", tmp_path / "street.ckpt"
     not_a_checkpoint.write_bytes(demo.read_bytes())
     for ckpt, expected in ((missing, f"error: --ckpt {missing}: no such checkpoint file"),
