@@ -229,5 +229,19 @@ def open_half(path: str | Path, half: str):
     return session, meta
 
 
-__all__ = ["DATASET_MEAN", "HALVES", "IMAGE", "STREAM_FIELDS", "WIRE_QUANTIZERS", "HalfMetadata", "onnx_session", "open_half", "group_side",
-           "read_dataset_mean", "stream_range", "stream_side", "stream_tensor_names", "write_dataset_mean"]
+__all__ = [
+    "DATASET_MEAN",
+    "HALVES",
+    "IMAGE",
+    "STREAM_FIELDS",
+    "WIRE_QUANTIZERS",
+    "HalfMetadata",
+    "group_side",
+    "onnx_session",
+    "open_half",
+    "read_dataset_mean",
+    "stream_range",
+    "stream_side",
+    "stream_tensor_names",
+    "write_dataset_mean",
+]

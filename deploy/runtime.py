@@ -41,8 +41,8 @@ from cilight.codecs import (
 from cilight.codecs.wire import DATASET_MEAN, IMAGE, HalfMetadata, open_half, read_dataset_mean, stream_range, stream_side
 from cilight.deploy.packets import (
     DEFAULT_MSS,
-    Reception,
     ReceivedStream,
+    Reception,
     channel_groups,
     is_packet,
     packetize,

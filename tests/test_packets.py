@@ -93,7 +93,7 @@ def test_lost_channels_are_filled_exactly_and_nothing_else_changes(exported, met
     _, whole = cloud.receive(packets, conceal=None)
     mean = read_dataset_mean(out / DATASET_MEAN, cloud.meta)
     rng = np.random.default_rng(0)
-    for trial in range(6):
+    for _ in range(6):
         keep = [p for p in packets if rng.random() > 0.3 or Packet.from_bytes(p).kind == "channel_means"]
         try:
             reception, inputs = cloud.receive(keep, conceal=method)
@@ -150,7 +150,7 @@ def test_fuzzed_packets_never_crash_the_runtime(exported):
     packets = [p for f in frames for p in f]
     rng = np.random.default_rng(1)
     outcomes = {"outputs": 0, "error": 0}
-    for trial in range(60):
+    for _ in range(60):
         batch = [p for p in packets if rng.random() > rng.uniform(0, 0.6)]
         for _ in range(rng.integers(0, 4)):
             if not batch:
