@@ -25,7 +25,7 @@ Protocol (fixed before the first run):
    the best strategy. Packetization cost: bytes of the packets (headers, per-group containers,
    channel means) against the whole-frame containers, for PNG, JPEG q90 and JPEG2000 1 bpe.
 
-    python benchmarks/concealment.py [--ckpt CKPT] [--images 128] [--work /tmp/cilight-concealment]
+    python benchmarks/concealment.py [--ckpt CKPT] [--images 128] [--work /tmp/cilight-concealment] [--table]
 
 Writes ``benchmarks/results/concealment.json`` and ``benchmarks/results/concealment.png``.
 """
@@ -33,6 +33,7 @@ Writes ``benchmarks/results/concealment.json`` and ``benchmarks/results/concealm
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -245,12 +246,49 @@ def plot(tensor_rows, reference_torch, summary, directions, path: Path) -> None:
     plt.close(fig)
 
 
+TABLE_METRICS = ("segmentation_miou", "disparity_rmse", "reconstruction_psnr")
+
+
+def markdown_tables(result: dict) -> str:
+    """The README's tables from ``concealment.json``: runtime packet loss, then Fig. 3.3 beside the thesis."""
+    keys = [k for k in TABLE_METRICS if k in result["directions"]]
+
+    def cell(change: dict) -> str:
+        return " / ".join(f"{change[k]:.2f}" for k in keys)
+
+    lines = [f"| link, packet loss | tensor lost | {' | '.join(CONCEALMENT_METHODS)} |",
+             "| --- | --- |" + " --- |" * len(CONCEALMENT_METHODS)]
+    summary = {(s["link"], s["packet_loss"], s["method"]): s for s in result["runtime_summary"]}
+    for link, rates in (("iid", IID_RATES), ("burst", BURST_RATES)):
+        for rate in rates:
+            rows = [summary[(link, rate, m)] for m in CONCEALMENT_METHODS]
+            cells = [cell({k: v[0] for k, v in r["relative_change_mean_std"].items()}) for r in rows]
+            lines.append(f"| {link} {100 * rate:g}% | {100 * rows[0]['lost_fraction']:.1f}% | {' | '.join(cells)} |")
+    reference = result["reference_torch"]
+    lines += ["", "| tensor lost | thesis, best fill | element, dataset_mean | element, hybrid | channel, dataset_mean | "
+              "channel, hybrid |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = {(r["unit"], r["fraction"], r["method"]): r for r in result["tensor_domain"]}
+    for fraction in FRACTIONS[1:]:
+        cells = []
+        for unit in UNITS:
+            for method in ("dataset_mean", "hybrid"):
+                metrics = rows[(unit, fraction, method)]["metrics"]
+                cells.append(cell({k: relative_change(metrics[k], reference[k], result["directions"][k]) for k in keys}))
+        thesis = f"{THESIS[fraction]:g}" if fraction in THESIS else ""
+        lines.append(f"| {100 * fraction:g}% | {thesis} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, help="a checkpoint of the default model (default: train one)")
     parser.add_argument("--images", type=int, default=128, help="test images (default 128: the whole test split)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cilight-concealment"))
+    parser.add_argument("--table", action="store_true", help="print the README tables from the saved JSON and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_tables(json.loads((RESULTS / "concealment.json").read_text())))
+        return
     seconds = {}
     start = time.perf_counter()
     ckpt = args.ckpt
