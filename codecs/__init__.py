@@ -8,6 +8,7 @@ This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation`
 * :mod:`~cilight.codecs.image` — PNG, JPEG and JPEG2000 feature codecs (``encode``/``decode``);
 * :mod:`~cilight.codecs.proxy` — the differentiable JPEG2000 proxy (codec ``proxy``);
 * :mod:`~cilight.codecs.coders` — the stream coder of any codec, for rate sweeps;
+* :mod:`~cilight.codecs.entropy` — rANS coding with fixed integer CDF tables (learned codecs);
 * :mod:`~cilight.codecs.wire` — the edge–cloud wire format (tensor names, side information,
   ONNX metadata, sessions);
 * quantizers, tiling, the container, concealment.
@@ -17,6 +18,7 @@ from cilight.codecs.coders import StreamCoder, point_coder, stream_coder
 from cilight.codecs.concealment import METHODS as CONCEALMENT_METHODS
 from cilight.codecs.concealment import DatasetMean, channel_means, conceal, loss_mask
 from cilight.codecs.container import HEADER_BYTES, split_streams
+from cilight.codecs.entropy import EntropyTables, range_decode, range_encode
 from cilight.codecs.errors import CodecError
 from cilight.codecs.image import (
     CodecCoder,
@@ -57,6 +59,7 @@ __all__ = [
     "CodecCoder",
     "CodecError",
     "DatasetMean",
+    "EntropyTables",
     "FeatureCodec",
     "Jpeg2000Codec",
     "Jpeg2000Proxy",
@@ -86,6 +89,8 @@ __all__ = [
     "register_codec",
     "split_streams",
     "point_coder",
+    "range_decode",
+    "range_encode",
     "stream_coder",
     "tile",
     "uniform_codes",
