@@ -1,0 +1,204 @@
+"""Learned bottlenecks at a split point: an analysis/synthesis pair and a CompressAI entropy model.
+
+Ballé, Minnen, Singh, Hwang & Johnston, "Variational image compression with a scale hyperprior",
+ICLR 2018: the latent ``y = g_a(F)`` is quantized (uniform noise in training, rounding at test),
+its rate is ``R = Σ −log₂ p(ŷ)`` under a learned prior, and ``g_s(ŷ)`` restores the features the
+cloud half expects. Two priors, chosen by name (:data:`BOTTLENECKS`):
+
+* ``factorized`` — one learned density per channel (``EntropyBottleneck``, §2 of the paper);
+* ``hyperprior`` — ``ŷ`` Gaussian with scales predicted from a side latent ``ẑ = Q(h_a(|y|))``
+  that is itself coded with a factorized prior (``GaussianConditional``, §3, Fig. 3).
+
+::
+
+    factorized:  F [B,C,h,w] ─g_a─► y [B,N,h,w] ─Q─► ŷ ─g_s─► F̂ [B,C,h,w]          R = −log₂ p(ŷ)
+    hyperprior:  F ─g_a─► y ─Q─► ŷ ─g_s─► F̂
+                          └─|·|─h_a─► z [B,N,⌈h/2⌉,⌈w/2⌉] ─Q─► ẑ ─h_s─► σ  (scales of ŷ)
+                                                                   R = −log₂ p(ŷ|σ) − log₂ p(ẑ)
+
+Deployment codes *symbols*: ``round(y − median)`` per channel for a factorized prior, ``round(y)``
+with the table index of each element's scale for the Gaussian, and the integer tables of
+:class:`cilight.codecs.EntropyTables`, fixed once by :meth:`LearnedBottleneck.fix_tables`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from torch import Tensor, nn
+
+from cilight.codecs.entropy import EntropyTables
+from cilight.errors import ConfigError
+
+SCALE_BOUND = 0.11  # CompressAI's lower bound on a Gaussian scale
+SCALE_TABLE = tuple(math.exp(v) for v in torch.linspace(math.log(SCALE_BOUND), math.log(256), 64).tolist())
+
+
+@dataclass
+class BottleneckOutput:
+    """``features``: ``F̂`` for the cloud half; ``likelihoods``: ``p`` of every coded latent, by name."""
+
+    features: Tensor
+    likelihoods: dict[str, Tensor]
+
+    def bits(self) -> Tensor:
+        """``Σ −log₂ p`` over every latent, per sample: ``[B]``."""
+        return sum(-torch.log2(p).flatten(1).sum(1) for p in self.likelihoods.values())
+
+
+def _channel_rows(shape: tuple[int, ...]) -> Tensor:
+    return torch.arange(shape[1], dtype=torch.int32).view(1, -1, 1, 1).expand(*shape)
+
+
+def _analysis(channels: int, latent: int) -> nn.Sequential:
+    hidden = max(latent, channels // 2)
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, latent, 3, padding=1))
+
+
+def _synthesis(latent: int, channels: int) -> nn.Sequential:
+    hidden = max(latent, channels // 2)
+    return nn.Sequential(nn.Conv2d(latent, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+
+
+class LearnedBottleneck(nn.Module):
+    """Base: ``g_a``, ``g_s`` and the entropy models of one stream (``channels`` → ``latent`` → ``channels``)."""
+
+    name: str
+
+    def __init__(self, channels: int, latent: int) -> None:
+        super().__init__()
+        for what, value in (("channels", channels), ("bottleneck_channels", latent)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{what}={value!r}: expected a positive integer")
+        self.channels, self.latent = channels, latent
+        self.g_a = _analysis(channels, latent)
+        self.g_s = _synthesis(latent, channels)
+
+    coding_order: tuple[str, ...]  # latents in the order they are coded (a hyperprior's z before y)
+
+    def entropy_models(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def aux_loss(self) -> Tensor:
+        """CompressAI's auxiliary loss of the factorized priors (their quantiles), for its own optimizer."""
+        return sum(m.loss() for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck))
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        """The quantile parameters the auxiliary loss trains (and nothing else trains)."""
+        return [m.quantiles for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck)]
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        aux = {id(p) for p in self.aux_parameters()}
+        return [p for p in self.parameters() if id(p) not in aux]
+
+    @torch.no_grad()
+    def fix_tables(self) -> dict[str, EntropyTables]:
+        """Compute the integer CDF tables once (CompressAI's ``update``) and return them by latent."""
+        tables = {}
+        for name, model in self.entropy_models().items():
+            if isinstance(model, GaussianConditional):
+                model.update_scale_table(SCALE_TABLE, force=True)
+            else:  # the quantiles by bisection, not by however far the aux loss got: no needless escapes
+                model.update(force=True, update_quantiles=True)
+            tables[name] = EntropyTables.of(model)
+        return tables
+
+
+class FactorizedBottleneck(LearnedBottleneck):
+    """``ŷ`` with one learned density per channel (Ballé et al., ICLR 2018, §2)."""
+
+    name = "factorized"
+
+    def __init__(self, channels: int, latent: int) -> None:
+        super().__init__(channels, latent)
+        self.entropy_y = EntropyBottleneck(latent)
+
+    def entropy_models(self) -> dict[str, nn.Module]:
+        return {"y": self.entropy_y}
+
+    def forward(self, features: Tensor) -> BottleneckOutput:
+        y_hat, likelihood = self.entropy_y(self.g_a(features))
+        return BottleneckOutput(self.g_s(y_hat), {"y": likelihood})
+
+    def medians(self) -> Tensor:
+        return self.entropy_y.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+
+    def symbols(self, features: Tensor) -> dict[str, Tensor]:
+        """Edge: ``round(y − median)`` per channel, int32."""
+        return {"y": torch.round(self.g_a(features) - self.medians()).to(torch.int32)}
+
+    coding_order = ("y",)
+
+    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...]) -> Tensor:
+        """The table row of every symbol of latent ``name`` (``shape`` ``[B, N, h, w]``): its channel."""
+        return _channel_rows(shape)
+
+    def reconstruct(self, symbols: dict[str, Tensor]) -> Tensor:
+        """Cloud: ``F̂ = g_s(symbols + median)``."""
+        return self.g_s(symbols["y"].to(torch.float32) + self.medians())
+
+
+class HyperpriorBottleneck(LearnedBottleneck):
+    """``ŷ ~ N(0, σ²)`` with ``σ = h_s(ẑ)`` from a factorized side latent (Ballé et al., ICLR 2018, §3)."""
+
+    name = "hyperprior"
+
+    def __init__(self, channels: int, latent: int) -> None:
+        super().__init__(channels, latent)
+        self.h_a = nn.Sequential(nn.Conv2d(latent, latent, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(latent, latent, 3, stride=2, padding=1))
+        self.h_s = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(latent, latent, 3, padding=1),
+                                 nn.ReLU(inplace=True), nn.Conv2d(latent, latent, 3, padding=1))
+        self.entropy_z = EntropyBottleneck(latent)
+        self.gaussian_y = GaussianConditional(None, scale_bound=SCALE_BOUND)
+
+    def entropy_models(self) -> dict[str, nn.Module]:
+        return {"z": self.entropy_z, "y": self.gaussian_y}
+
+    def scales(self, z_hat: Tensor, size: torch.Size) -> Tensor:
+        """``σ`` at the latent's size (``h_s`` upsamples by 2; odd sizes are cropped)."""
+        return torch.abs(self.h_s(z_hat)[..., : size[-2], : size[-1]])
+
+    def forward(self, features: Tensor) -> BottleneckOutput:
+        y = self.g_a(features)
+        z_hat, z_likelihood = self.entropy_z(self.h_a(torch.abs(y)))
+        y_hat, y_likelihood = self.gaussian_y(y, self.scales(z_hat, y.shape))
+        return BottleneckOutput(self.g_s(y_hat), {"y": y_likelihood, "z": z_likelihood})
+
+    def z_medians(self) -> Tensor:
+        return self.entropy_z.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+
+    def symbols(self, features: Tensor) -> dict[str, Tensor]:
+        y = self.g_a(features)
+        z = torch.round(self.h_a(torch.abs(y)) - self.z_medians()).to(torch.int32)
+        return {"z": z, "y": torch.round(y).to(torch.int32)}
+
+    coding_order = ("z", "y")
+
+    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...]) -> Tensor:
+        """``z``: its channel; ``y``: the scale-table row of ``σ = h_s(ẑ)``, computed from the decoded
+        ``z`` symbols alone, so the cloud derives the rows the edge used."""
+        if name == "z":
+            return _channel_rows(shape)
+        scales = self.scales(decoded["z"].to(torch.float32) + self.z_medians(), torch.Size(shape))
+        return self.gaussian_y.build_indexes(scales).to(torch.int32)
+
+    def reconstruct(self, symbols: dict[str, Tensor]) -> Tensor:
+        return self.g_s(symbols["y"].to(torch.float32))
+
+
+BOTTLENECKS: dict[str, type[LearnedBottleneck]] = {cls.name: cls for cls in (FactorizedBottleneck, HyperpriorBottleneck)}
+
+
+def make_bottleneck(name: str, channels: int, latent: int) -> LearnedBottleneck:
+    """The bottleneck called ``name`` (``factorized`` or ``hyperprior``) for a stream of ``channels``."""
+    if name not in BOTTLENECKS:
+        raise ConfigError(f"bottleneck={name!r}: expected one of {', '.join(BOTTLENECKS)}")
+    return BOTTLENECKS[name](channels, latent)
+
+
+__all__ = ["BOTTLENECKS", "BottleneckOutput", "FactorizedBottleneck", "HyperpriorBottleneck", "LearnedBottleneck",
+           "make_bottleneck"]
