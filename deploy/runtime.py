@@ -179,7 +179,7 @@ class CloudRuntime:
             self._dataset_mean = read_dataset_mean(self.dataset_mean_path, self.meta)
         return self._dataset_mean
 
-    def receive(self, packets: list[bytes], conceal: str | None = "dataset_mean",
+    def receive(self, packets: list[bytes], conceal: str | None = None,
                 drop_corrupt: bool = False) -> tuple[Reception, dict[str, np.ndarray]]:
         """Reassemble ``packets`` (any frames, any order) and conceal what was lost.
 
