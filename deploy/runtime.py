@@ -190,6 +190,7 @@ class CloudRuntime:
         """
         if conceal is not None and conceal not in CONCEALMENT_METHODS:
             raise ConfigError(f"conceal={conceal!r}: expected None or one of {', '.join(CONCEALMENT_METHODS)}")
+        packets = list(packets)
         reception = reassemble(packets, self.meta, drop_corrupt)
         if not reception.frames:
             raise CodecError(f"no usable packet among {len(packets)}: nothing arrived to infer from")
