@@ -10,10 +10,10 @@ the runtimes (:mod:`~cilight.deploy.link`), and the cloud conceals what was lost
 """
 
 from cilight.codecs.wire import HalfMetadata, stream_tensor_names
-from cilight.deploy.latency import LatencyModel, Strategy
+from cilight.deploy.latency import LatencyModel, Strategy, retransmission_delay
 from cilight.deploy.link import GilbertElliottLoss, IidLoss
 from cilight.deploy.packets import DEFAULT_MSS, Packet, Reception, reassemble
 from cilight.deploy.runtime import CloudRuntime, EdgeRuntime
 
 __all__ = ["DEFAULT_MSS", "CloudRuntime", "EdgeRuntime", "GilbertElliottLoss", "HalfMetadata", "IidLoss", "LatencyModel",
-           "Packet", "Reception", "Strategy", "reassemble", "stream_tensor_names"]
+           "Packet", "Reception", "Strategy", "reassemble", "retransmission_delay", "stream_tensor_names"]

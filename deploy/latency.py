@@ -11,6 +11,15 @@ at bandwidth ``B`` and round-trip time ``RTT`` is
 of straight lines in ``x = 1/B``: :meth:`LatencyModel.winning_ranges` finds its breakpoints
 exactly (pairwise intersections), without sampling bandwidths.
 
+Over a lossy link (packet loss ``p``, a frame of ``n`` packets of ``S`` bytes) the server can wait
+for retransmissions or conceal what is missing (§3.2). :func:`retransmission_delay` is the
+expected extra latency of selective-repeat ARQ: a further round is needed after ``k`` attempts
+while any packet is still missing, with probability ``1 − (1 − p^k)^n``, and costs one ``RTT``
+(the loss is noticed and the request answered), while the expected resent bytes add
+``n·S·p / (1 − p)`` at bandwidth ``B``:
+
+    ΔI_t = RTT · Σ_{k≥1} [1 − (1 − p^k)^n] + n·S·p / ((1 − p)·B)        (concealment: ΔI_t = 0)
+
 Times are measured on one machine; a phone is slower. :meth:`Strategy.scaled` multiplies the
 client-side times by a slowdown factor (or divides the server-side ones by a speed-up), so
 the same measurements answer "what if the edge were a phone 8× slower than this CPU".
@@ -75,6 +84,29 @@ class Strategy:
             server_decode=self.server_decode / server_speedup,
             server_inference=self.server_inference / server_speedup,
         )
+
+
+def retransmission_delay(packets: int, loss: float, rtt: float, packet_bytes: float, bandwidth: float) -> float:
+    """Expected extra seconds until all ``packets`` of a frame arrived with selective-repeat ARQ
+    at i.i.d. packet ``loss`` (see the module docstring); 0 when nothing is lost."""
+    if isinstance(packets, bool) or not isinstance(packets, int) or packets < 1:
+        raise ConfigError(f"packets={packets!r}: expected a positive integer")
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0 <= loss < 1:
+        raise ConfigError(f"loss={loss!r}: expected a packet-loss probability from 0 to below 1")
+    _check_time("rtt", rtt)
+    _check_time("packet_bytes", packet_bytes)
+    if not isinstance(bandwidth, (int, float)) or not bandwidth > 0:
+        raise ConfigError(f"bandwidth={bandwidth!r}: expected a positive number of bytes per second")
+    if loss == 0:
+        return 0.0
+    rounds, k = 0.0, 1
+    while True:  # the terms fall geometrically (≈ n·p^k); stop when they no longer matter
+        term = 1 - (1 - loss**k) ** packets
+        rounds += term
+        if term < 1e-12:
+            break
+        k += 1
+    return rtt * rounds + packets * packet_bytes * loss / ((1 - loss) * bandwidth)
 
 
 @dataclass(frozen=True)

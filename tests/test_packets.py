@@ -254,3 +254,17 @@ def test_reassembly_refuses_conflicting_duplicates(exported):
         reassemble([*packets, forged], cloud.meta)
     reception = reassemble([*packets, packets[0]], cloud.meta)
     assert reception.duplicates == 1 and reception.frames == (5,)
+
+
+@pytest.mark.parametrize("packets,loss", [(1, 0.1), (5, 0.05), (5, 0.3), (20, 0.1)])
+def test_retransmission_delay_against_a_simulation(packets, loss):
+    from cilight.deploy import retransmission_delay
+
+    rtt, size, bandwidth = 0.05, 1400, 1e6
+    rng = np.random.default_rng(5)
+    attempts = rng.geometric(1 - loss, size=(200_000, packets))  # transmissions until each packet arrived
+    simulated = rtt * (attempts.max(1) - 1).mean() + size * (attempts.sum(1) - packets).mean() / bandwidth
+    assert retransmission_delay(packets, loss, rtt, size, bandwidth) == pytest.approx(simulated, rel=0.02)
+    assert retransmission_delay(packets, 0.0, rtt, size, bandwidth) == 0
+    with pytest.raises(ConfigError, match="loss=1"):
+        retransmission_delay(packets, 1, rtt, size, bandwidth)
