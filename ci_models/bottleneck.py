@@ -24,6 +24,7 @@ with the table index of each element's scale for the Gaussian, and the integer t
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +64,7 @@ def _synthesis(latent: int, channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(latent, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
 
-class LearnedBottleneck(nn.Module):
+class LearnedBottleneck(nn.Module, ABC):
     """Base: ``g_a``, ``g_s`` and the entropy models of one stream (``channels`` → ``latent`` → ``channels``)."""
 
     name: str
@@ -79,8 +80,9 @@ class LearnedBottleneck(nn.Module):
 
     coding_order: tuple[str, ...]  # latents in the order they are coded (a hyperprior's z before y)
 
+    @abstractmethod
     def entropy_models(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        """The CompressAI entropy model of every coded latent, by name."""
 
     def aux_loss(self) -> Tensor:
         """CompressAI's auxiliary loss of the factorized priors (their quantiles), for its own optimizer."""
