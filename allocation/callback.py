@@ -85,6 +85,14 @@ class RateDistortionCallback(pl.Callback):
         return (not trainer.sanity_checking and self.every_n_epochs > 0
                 and (trainer.current_epoch + 1) % self.every_n_epochs == 0)
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a learned bottleneck's rate is set by training (λ), not by a codec's knob: nothing to sweep
+        if getattr(pl_module, "bottlenecks", None) is not None and self.every_n_epochs > 0:
+            rank_zero_warn("RateDistortionCallback is off for a model with a learned bottleneck: its rate is set by "
+                           "rate_lambda (val/bits_per_image is logged every epoch); compare models trained at "
+                           "several λ with evaluate.py bdrate")
+            self.every_n_epochs = 0
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.is_global_zero or not self._due(trainer):
             return

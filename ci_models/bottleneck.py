@@ -23,6 +23,7 @@ with the table index of each element's scale for the Gaussian, and the integer t
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -52,6 +53,19 @@ class BottleneckOutput:
 
 def _channel_rows(shape: tuple[int, ...]) -> Tensor:
     return torch.arange(shape[1], dtype=torch.int32).view(1, -1, 1, 1).expand(*shape)
+
+
+def _medians(tables: EntropyTables, like: Tensor) -> Tensor:
+    if tables.medians is None:
+        raise ConfigError("entropy tables of a factorized prior must hold its medians")
+    return torch.from_numpy(tables.medians.copy()).to(like.device, like.dtype).view(1, -1, 1, 1)
+
+
+def scale_rows(scales: Tensor) -> Tensor:
+    """The row of :data:`SCALE_TABLE` each scale is coded with: the number of table scales it exceeds
+    (CompressAI's ``GaussianConditional.build_indexes``, written as one comparison so it exports)."""
+    table = torch.tensor(SCALE_TABLE[:-1], dtype=scales.dtype, device=scales.device)
+    return (scales.unsqueeze(-1) > table).sum(-1).to(torch.int32)
 
 
 def _analysis(channels: int, latent: int) -> nn.Sequential:
@@ -98,15 +112,40 @@ class LearnedBottleneck(nn.Module, ABC):
 
     @torch.no_grad()
     def fix_tables(self) -> dict[str, EntropyTables]:
-        """Compute the integer CDF tables once (CompressAI's ``update``) and return them by latent."""
+        """The integer CDF tables of every latent (CompressAI's ``update``), computed on a copy of each
+        entropy model so that training is untouched; deployment reads only these."""
         tables = {}
         for name, model in self.entropy_models().items():
+            model = copy.deepcopy(model)
             if isinstance(model, GaussianConditional):
                 model.update_scale_table(SCALE_TABLE, force=True)
-            else:  # the quantiles by bisection, not by however far the aux loss got: no needless escapes
-                model.update(force=True, update_quantiles=True)
+            else:
+                # the table's range from quantiles found by bisection, not by however far the aux loss got
+                # (no needless escapes), around the trained median that the model's own rounding uses
+                medians = model.quantiles[:, 0, 1].clone()
+                model._update_quantiles()
+                model.quantiles[:, 0, 1] = medians
+                model.update(force=True)
             tables[name] = EntropyTables.of(model)
         return tables
+
+    @abstractmethod
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        """``{latent: (N, h, w)}`` for a stream of ``height × width``, in coding order."""
+
+    @abstractmethod
+    def symbols(self, features: Tensor, tables: dict[str, EntropyTables]) -> dict[str, Tensor]:
+        """Edge: the int32 symbols ``[B, N, h, w]`` of every latent."""
+
+    @abstractmethod
+    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...],
+             tables: dict[str, EntropyTables]) -> Tensor:
+        """The table row of every symbol of latent ``name`` (``shape`` ``[B, N, h, w]``), from the latents
+        before it in coding order alone — what the cloud has decoded when it reaches ``name``."""
+
+    @abstractmethod
+    def reconstruct(self, symbols: dict[str, Tensor], tables: dict[str, EntropyTables]) -> Tensor:
+        """Cloud: ``F̂ = g_s(ŷ)`` from the symbols."""
 
 
 class FactorizedBottleneck(LearnedBottleneck):
@@ -125,22 +164,24 @@ class FactorizedBottleneck(LearnedBottleneck):
         y_hat, likelihood = self.entropy_y(self.g_a(features))
         return BottleneckOutput(self.g_s(y_hat), {"y": likelihood})
 
-    def medians(self) -> Tensor:
-        return self.entropy_y.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
-
-    def symbols(self, features: Tensor) -> dict[str, Tensor]:
-        """Edge: ``round(y − median)`` per channel, int32."""
-        return {"y": torch.round(self.g_a(features) - self.medians()).to(torch.int32)}
-
     coding_order = ("y",)
 
-    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...]) -> Tensor:
-        """The table row of every symbol of latent ``name`` (``shape`` ``[B, N, h, w]``): its channel."""
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        return {"y": (self.latent, height, width)}
+
+    def symbols(self, features: Tensor, tables: dict[str, EntropyTables]) -> dict[str, Tensor]:
+        """Edge: ``round(y − median)`` per channel."""
+        y = self.g_a(features)
+        return {"y": torch.round(y - _medians(tables["y"], y)).to(torch.int32)}
+
+    def rows(self, name, decoded, shape, tables) -> Tensor:
+        """Every symbol's row is its channel."""
         return _channel_rows(shape)
 
-    def reconstruct(self, symbols: dict[str, Tensor]) -> Tensor:
+    def reconstruct(self, symbols: dict[str, Tensor], tables: dict[str, EntropyTables]) -> Tensor:
         """Cloud: ``F̂ = g_s(symbols + median)``."""
-        return self.g_s(symbols["y"].to(torch.float32) + self.medians())
+        y = symbols["y"].to(torch.float32)
+        return self.g_s(y + _medians(tables["y"], y))
 
 
 class HyperpriorBottleneck(LearnedBottleneck):
@@ -170,25 +211,30 @@ class HyperpriorBottleneck(LearnedBottleneck):
         y_hat, y_likelihood = self.gaussian_y(y, self.scales(z_hat, y.shape))
         return BottleneckOutput(self.g_s(y_hat), {"y": y_likelihood, "z": z_likelihood})
 
-    def z_medians(self) -> Tensor:
-        return self.entropy_z.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
-
-    def symbols(self, features: Tensor) -> dict[str, Tensor]:
-        y = self.g_a(features)
-        z = torch.round(self.h_a(torch.abs(y)) - self.z_medians()).to(torch.int32)
-        return {"z": z, "y": torch.round(y).to(torch.int32)}
-
     coding_order = ("z", "y")
 
-    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...]) -> Tensor:
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        return {"z": (self.latent, (height + 1) // 2, (width + 1) // 2), "y": (self.latent, height, width)}
+
+    def symbols(self, features: Tensor, tables: dict[str, EntropyTables]) -> dict[str, Tensor]:
+        """Edge: ``round(h_a(|y|) − median)`` per channel for ``z``, ``round(y)`` for ``y``."""
+        y = self.g_a(features)
+        z = self.h_a(torch.abs(y))
+        return {"z": torch.round(z - _medians(tables["z"], z)).to(torch.int32), "y": torch.round(y).to(torch.int32)}
+
+    def rows(self, name, decoded, shape, tables) -> Tensor:
         """``z``: its channel; ``y``: the scale-table row of ``σ = h_s(ẑ)``, computed from the decoded
         ``z`` symbols alone, so the cloud derives the rows the edge used."""
         if name == "z":
             return _channel_rows(shape)
-        scales = self.scales(decoded["z"].to(torch.float32) + self.z_medians(), torch.Size(shape))
-        return self.gaussian_y.build_indexes(scales).to(torch.int32)
+        return self.y_rows(decoded["z"], tables, torch.Size(shape))
 
-    def reconstruct(self, symbols: dict[str, Tensor]) -> Tensor:
+    def y_rows(self, z_symbols: Tensor, tables: dict[str, EntropyTables], size: torch.Size) -> Tensor:
+        """The rows of ``y`` from the ``z`` symbols (the hyper-decoder half of the cloud)."""
+        z_hat = z_symbols.to(torch.float32)
+        return scale_rows(self.scales(z_hat + _medians(tables["z"], z_hat), size))
+
+    def reconstruct(self, symbols: dict[str, Tensor], tables: dict[str, EntropyTables]) -> Tensor:
         return self.g_s(symbols["y"].to(torch.float32))
 
 
@@ -202,5 +248,5 @@ def make_bottleneck(name: str, channels: int, latent: int) -> LearnedBottleneck:
     return BOTTLENECKS[name](channels, latent)
 
 
-__all__ = ["BOTTLENECKS", "BottleneckOutput", "FactorizedBottleneck", "HyperpriorBottleneck", "LearnedBottleneck",
-           "make_bottleneck"]
+__all__ = ["BOTTLENECKS", "SCALE_TABLE", "BottleneckOutput", "FactorizedBottleneck", "HyperpriorBottleneck", "LearnedBottleneck",
+           "make_bottleneck", "scale_rows"]

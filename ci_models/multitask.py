@@ -11,6 +11,10 @@ compressible features for collaborative intelligence", IEEE ICIP 2019).
                              (L_r of eq 1–5, or the JPEG2000 proxy's bits)
     loss = UncertaintyWeighting(L_task for every task, rate term)   (eq 6)
 
+    with a learned bottleneck (--model.bottleneck factorized|hyperprior) in place of the Q-layer:
+    image ─► ResNet ─► g_a ─► ŷ (+ ẑ) ─► range coder │ ─► g_s ─► fuse ─► task branches
+    loss = UncertaintyWeighting(L_task for every task) + λ · Σ_streams −log₂ p(ŷ)  (bits per image)
+
 The tasks are data (:mod:`cilight.ci_models.tasks`): ``tasks=[segmentation, disparity]`` trains
 the 2-task systems of the Pareto paper's §VI-C, and every loss, metric and output follows the
 list. The rate term is chosen by name (:mod:`cilight.ci_models.rate`): the paper's L_r
@@ -25,6 +29,14 @@ Two choices go beyond the paper's text, both for reasons of correctness:
   driven down just by shrinking every feature, without changing one transmitted code.
 * The weights of eq 6 are updated by the same Adam optimizer as the network, every step,
   as in Kendall et al.; the paper updates them once per epoch.
+
+A learned bottleneck (:mod:`cilight.ci_models.bottleneck`; Ballé et al., ICLR 2018) replaces the
+Q-layer and the rate term by an entropy model trained with the task: the trade-off is a fixed
+``rate_lambda`` on the rate in bits per image (the mean over the batch, so it does not depend on
+the batch size or the number of DDP processes), and the entropy bottlenecks' auxiliary loss
+trains their quantiles with its own Adam optimizer (manual optimization: one backward of both
+losses, whose parameters are disjoint, then both steps). Every checkpoint stores the integer CDF
+tables of its weights (``entropy_tables``), which the codec, the export and the runtimes read.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import torch
 from torch import Tensor
 
 from cilight.ci_models.backbone import ResNetEncoder
+from cilight.ci_models.bottleneck import BottleneckOutput, make_bottleneck
 from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import UncertaintyWeighting
 from cilight.ci_models.quantization import QuantizationLayer, QuantizedStream
@@ -49,10 +62,14 @@ from cilight.ci_models.rate import (
     check_rate_options,
 )
 from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
+from cilight.codecs import EntropyTables, LearnedCodec
 from cilight.errors import CilightError, ConfigError
 
 RATE_TERM = "rate"  # the name of the rate term (L_r or the proxy's bits) among the losses of eq 6
 RATE_WEIGHTINGS = ("learned", "fixed")  # the rate term with its own eq 6 weight, or λ · rate term beside eq 6
+RATE_LAMBDA = 1e-4  # default trade-off of a learned bottleneck, per bit per image
+AUX_LR = 1e-3  # the entropy bottlenecks' quantiles (CompressAI's examples use the same)
+TABLES_KEY = "entropy_tables"  # where a checkpoint keeps a learned bottleneck's tables
 
 
 class MultiTaskCI(pl.LightningModule):
@@ -85,6 +102,11 @@ class MultiTaskCI(pl.LightningModule):
             after the Q-layer, with probability ``codec_noise_probability``, by the proxy's
             reconstruction at the batch's step.
         codec_noise_probability: that probability, in (0, 1].
+        bottleneck: ``None`` (default: the Q-layer and ``rate_loss``) or a learned bottleneck per
+            stream, ``factorized`` or ``hyperprior``; its rate term replaces ``rate_loss``, whose
+            proxy options (``proxy_bits``, ``codec_noise``) it refuses.
+        bottleneck_channels: latent channels of each stream's bottleneck (``g_a`` reduces to them).
+        rate_lambda: λ of a learned bottleneck: the loss adds ``λ ·`` bits per image (all streams).
         decoder_width: channels of the first layer of each cloud branch.
         lr: initial Adam learning rate (polynomial decay to 0 over training, power 0.9).
         weight_decay: Adam weight decay.
@@ -107,6 +129,9 @@ class MultiTaskCI(pl.LightningModule):
         rate_step: float | None = None,
         codec_noise: str = "none",
         codec_noise_probability: float = 0.5,
+        bottleneck: str | None = None,
+        bottleneck_channels: int = 64,
+        rate_lambda: float = RATE_LAMBDA,
         decoder_width: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -120,6 +145,7 @@ class MultiTaskCI(pl.LightningModule):
         if rate_weighting not in RATE_WEIGHTINGS:
             raise ConfigError(f"rate_weighting={rate_weighting!r}: expected one of {', '.join(RATE_WEIGHTINGS)}")
         check_rate_options(rate_loss, rate_features, codec_noise, codec_noise_probability)
+        check_bottleneck_options(bottleneck, rate_lambda, rate_loss, codec_noise)
         operating = ProxyOperatingRange(rate_bpe_range, rate_step)
         self.save_hyperparameters()
         self.tasks = resolve_tasks(tasks)
@@ -127,12 +153,16 @@ class MultiTaskCI(pl.LightningModule):
         self.encoder = ResNetEncoder(backbone, split_points, backbone_weights)
         self.layouts = self.encoder.layouts
         self.quantizers = torch.nn.ModuleList(QuantizationLayer(quantization_bits) for _ in self.layouts)
+        self.bottlenecks = None if bottleneck is None else torch.nn.ModuleList(
+            make_bottleneck(bottleneck, layout.channels, bottleneck_channels) for layout in self.layouts)
+        self.entropy_tables: list[dict[str, EntropyTables]] | None = None
+        self.automatic_optimization = bottleneck is None
         self.decoder = CloudDecoder(self.layouts, self.tasks, self.task_context, decoder_width)
-        self.rate_term = RATE_TERMS.get(rate_loss) if compressibility_weight > 0 else None
+        self.rate_term = RATE_TERMS.get(rate_loss) if compressibility_weight > 0 and bottleneck is None else None
         needs_proxy = codec_noise == "proxy" or (self.rate_term is not None and rate_loss in PROXY_RATE_LOSSES)
         self.stream_proxy = StreamProxy(operating) if needs_proxy else None
         loss_types = {task.name: task.kind for task in self.tasks}
-        if self.rate_term is not None and rate_weighting == "learned":
+        if self.rate_term is not None and rate_weighting == "learned" and bottleneck is None:
             loss_types[RATE_TERM] = "regression"
         self.loss_weighting = UncertaintyWeighting(loss_types)
         self.val_metrics = self.task_metrics()
@@ -190,10 +220,12 @@ class MultiTaskCI(pl.LightningModule):
         evaluation."""
         return self.run(images)[0]
 
-    def run(self, images: Tensor, rate: bool = False) -> tuple[dict[str, Tensor], list[Tensor], list[ProxyCoding | None]]:
-        """``(task outputs, unquantized stream tensors, the proxy's coding of each stream)`` of one
-        forward pass; the codings are ``None`` unless the proxy is in use (``rate`` asks for them
-        for the rate term, the codec noise needs them in training)."""
+    def run(self, images: Tensor, rate: bool = False) -> tuple[dict[str, Tensor], list[Tensor],
+                                                               list[ProxyCoding | BottleneckOutput | None]]:
+        """``(task outputs, unquantized stream tensors, the coding of each stream)`` of one forward
+        pass: a learned bottleneck's output (its likelihoods), or the proxy's coding, which is
+        ``None`` unless the proxy is in use (``rate`` asks for it for the rate term, the codec noise
+        needs it in training)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}")
         stride = self.layouts[-1].stride
@@ -203,6 +235,9 @@ class MultiTaskCI(pl.LightningModule):
                 f"{self.split_points[-1]!r}, got {tuple(images.shape[-2:])}"
             )
         feats = self.encoder(images)
+        if self.bottlenecks is not None:
+            coded = [b(f) for b, f in zip(self.bottlenecks, feats)]
+            return self.decoder([c.features for c in coded]), feats, coded
         streams = [q(f) for q, f in zip(self.quantizers, feats)]
         codec_noise = self.training and self.hparams.codec_noise == "proxy"
         codings: list[ProxyCoding | None] = [None] * len(feats)
@@ -224,14 +259,23 @@ class MultiTaskCI(pl.LightningModule):
         """``(losses by name — every task's and the rate term's —, task outputs)`` of one batch."""
         outputs, feats, codings = self.run(batch["image"], rate=True)
         losses = {task.name: task.loss(outputs[task.name], batch, self.task_context) for task in self.tasks}
-        if self.rate_term is not None:
+        if self.bottlenecks is not None:
+            losses[RATE_TERM] = self.hparams.rate_lambda * self.bits_per_image(codings)
+        elif self.rate_term is not None:
             rate = sum(self.rate_term(f, c, self.hparams.rate_features) for f, c in zip(feats, codings))
             losses[RATE_TERM] = self.hparams.compressibility_weight * rate
         return losses, outputs
 
+    @staticmethod
+    def bits_per_image(coded: list[BottleneckOutput]) -> Tensor:
+        """``R = Σ −log₂ p`` over every latent of every stream, averaged over the batch."""
+        return sum(c.bits() for c in coded).mean()
+
     def total_loss(self, losses: dict[str, Tensor]) -> Tensor:
-        """Eq 6 over the losses; with ``rate_weighting="fixed"`` the rate term is added outside it, as λ·rate."""
-        if self.hparams.rate_weighting == "fixed" and RATE_TERM in losses:
+        """Eq 6 over the losses; with ``rate_weighting="fixed"`` or a learned bottleneck the rate term is
+        added outside it, as λ·rate."""
+        fixed = self.hparams.rate_weighting == "fixed" or self.bottlenecks is not None
+        if fixed and RATE_TERM in losses:
             return self.loss_weighting({k: v for k, v in losses.items() if k != RATE_TERM}) + losses[RATE_TERM]
         return self.loss_weighting(losses)
 
@@ -239,6 +283,9 @@ class MultiTaskCI(pl.LightningModule):
         losses, _ = self.losses(batch)
         total = self.total_loss(losses)
         bs = batch["image"].shape[0]
+        if not self.automatic_optimization:
+            self._learned_bottleneck_step(total)
+            self.log("train/aux_loss", self._last_aux_loss, batch_size=bs)
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/loss_{k}": v.detach() for k, v in losses.items()}, batch_size=bs)
         self.log_dict({f"weights/{k}": w.detach() for k, w in self.loss_weighting.weights().items()}, batch_size=bs)
@@ -250,6 +297,9 @@ class MultiTaskCI(pl.LightningModule):
         self.log(f"{stage}/loss", self.total_loss(losses), prog_bar=stage == "val", batch_size=bs, sync_dist=True)
         if RATE_TERM in losses:
             self.log(f"{stage}/{RATE_TERM}", losses[RATE_TERM], batch_size=bs, sync_dist=True)
+        if self.bottlenecks is not None:
+            self.log(f"{stage}/bits_per_image", losses[RATE_TERM] / self.hparams.rate_lambda, batch_size=bs,
+                     sync_dist=True)
         (self.val_metrics if stage == "val" else self.test_metrics).update(outputs, batch)
         return {k: v.detach() for k, v in outputs.items()}
 
@@ -271,10 +321,80 @@ class MultiTaskCI(pl.LightningModule):
 
     # ----------------------------------------------------------------- optimization
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        aux = [] if self.bottlenecks is None else [p for b in self.bottlenecks for p in b.aux_parameters()]
+        main = [p for p in self.parameters() if all(p is not a for a in aux)]
+        optimizer = torch.optim.Adam(main, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=0.9)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if not aux:
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return [optimizer, torch.optim.Adam(aux, lr=AUX_LR)], [{"scheduler": scheduler, "interval": "step"}]
+
+    def _learned_bottleneck_step(self, total: Tensor) -> None:
+        """One step of both optimizers: the task-and-rate loss moves everything but the quantiles,
+        CompressAI's auxiliary loss only the quantiles, so one backward of the sum serves both."""
+        optimizer, aux_optimizer = self.optimizers()
+        aux = sum(b.aux_loss() for b in self.bottlenecks)
+        optimizer.zero_grad()
+        aux_optimizer.zero_grad()
+        self.manual_backward(total + aux)
+        optimizer.step()
+        aux_optimizer.step()
+        self.lr_schedulers().step()
+        self._last_aux_loss = aux.detach()
+
+    # ----------------------------------------------------------------- a learned bottleneck's tables
+    def fix_entropy_tables(self) -> list[dict[str, EntropyTables]]:
+        """The integer CDF tables of every stream's bottleneck for the current weights (kept, and
+        written into every checkpoint); the codec and the export read only these."""
+        if self.bottlenecks is None:
+            raise ConfigError("this model has no learned bottleneck (--model.bottleneck factorized|hyperprior)")
+        self.entropy_tables = [b.fix_tables() for b in self.bottlenecks]
+        return self.entropy_tables
+
+    def stream_codec(self, stream: int = 0) -> LearnedCodec:
+        """The learned codec of stream ``stream`` (its bottleneck and the checkpoint's tables)."""
+        if self.bottlenecks is None:
+            raise ConfigError("stream_codec: this model has no learned bottleneck; code its streams with any "
+                              "registered codec (get_codec)")
+        if self.entropy_tables is None:
+            raise ConfigError("stream_codec: no entropy tables; load the model from a checkpoint written by "
+                              "train.py, or call fix_entropy_tables() once it is trained")
+        if not 0 <= stream < len(self.bottlenecks):
+            raise ConfigError(f"stream={stream}: this model has {len(self.bottlenecks)} stream(s)")
+        return LearnedCodec(self.bottlenecks[stream].eval(), self.entropy_tables[stream])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.bottlenecks is not None:
+            checkpoint[TABLES_KEY] = [
+                {f"{latent}.{key}": torch.from_numpy(array.copy()) for latent, tables in stream.items()
+                 for key, array in tables.arrays().items()}
+                for stream in self.fix_entropy_tables()]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.bottlenecks is not None and TABLES_KEY in checkpoint:
+            streams = checkpoint[TABLES_KEY]
+            if len(streams) != len(self.bottlenecks):
+                raise ConfigError(f"checkpoint holds entropy tables of {len(streams)} streams, the model has "
+                                  f"{len(self.bottlenecks)}")
+            self.entropy_tables = [
+                {latent: EntropyTables.from_arrays({k: v.numpy() for k, v in arrays.items()}, f"{latent}.")
+                 for latent in b.coding_order}
+                for b, arrays in zip(self.bottlenecks, streams)]
+
+
+def check_bottleneck_options(bottleneck: str | None, rate_lambda: float, rate_loss: str, codec_noise: str) -> None:
+    """One :class:`ConfigError` for options that do not go with (or without) a learned bottleneck."""
+    if bottleneck is None:
+        if rate_lambda != RATE_LAMBDA:
+            raise ConfigError(f"rate_lambda={rate_lambda!r} is the trade-off of a learned bottleneck; set "
+                              "--model.bottleneck factorized|hyperprior, or use compressibility_weight for rate_loss")
+        return
+    if isinstance(rate_lambda, bool) or not isinstance(rate_lambda, (int, float)) or not 0 < rate_lambda < float("inf"):
+        raise ConfigError(f"rate_lambda={rate_lambda!r}: expected a positive number (the loss adds λ · bits per image)")
+    if rate_loss in PROXY_RATE_LOSSES or codec_noise != "none":
+        raise ConfigError(f"bottleneck={bottleneck!r} has its own rate term and quantization: rate_loss={rate_loss!r} "
+                          f"and codec_noise={codec_noise!r} are for the Q-layer (use rate_loss none, codec_noise none)")
 
 
 def read_checkpoint(path: str | Path, label: str = "checkpoint") -> dict:
@@ -305,6 +425,7 @@ def load_lightning_module(cls: type[pl.LightningModule], path: str | Path, label
     try:
         model = cls(**kwargs)
         model.load_state_dict(state["state_dict"])
+        model.on_load_checkpoint(state)
     except CilightError:
         raise
     except Exception as err:
@@ -318,5 +439,5 @@ def load_task_model(path: str | Path, label: str = "task_ckpt") -> MultiTaskCI:
     return load_lightning_module(MultiTaskCI, path, label)
 
 
-__all__ = ["RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "load_lightning_module", "load_task_model",
+__all__ = ["RATE_LAMBDA", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "check_bottleneck_options", "load_lightning_module", "load_task_model",
            "read_checkpoint"]

@@ -9,6 +9,7 @@ This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation`
 * :mod:`~cilight.codecs.proxy` — the differentiable JPEG2000 proxy (codec ``proxy``);
 * :mod:`~cilight.codecs.coders` — the stream coder of any codec, for rate sweeps;
 * :mod:`~cilight.codecs.entropy` — rANS coding with fixed integer CDF tables (learned codecs);
+* :mod:`~cilight.codecs.learned` — the learned codec (codec ``learned``), bound to a trained model;
 * :mod:`~cilight.codecs.wire` — the edge–cloud wire format (tensor names, side information,
   ONNX metadata, sessions);
 * quantizers, tiling, the container, concealment.
@@ -30,6 +31,7 @@ from cilight.codecs.image import (
     decode,
     get_codec,
 )
+from cilight.codecs.learned import LatentModel, LearnedCodec
 from cilight.codecs.operating_point import OperatingPoint, parse_operating_point, parse_operating_points
 from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCalibration, ProxyCoder
 from cilight.codecs.quantizers import (
@@ -64,6 +66,8 @@ __all__ = [
     "Jpeg2000Codec",
     "Jpeg2000Proxy",
     "JpegCodec",
+    "LatentModel",
+    "LearnedCodec",
     "MinMaxQuantizer",
     "NeuronQuantizer",
     "NeuronStatistics",

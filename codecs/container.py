@@ -10,8 +10,8 @@ towards the rate (a JPEG2000 ``target_bits`` includes the header and the side in
     4      1     container version (1)
     5      1     codec id          (the codec's registered container_id: png 1, jpeg 2, jpeg2000 3)
     6      1     dtype of the tensor that was coded (float32 0, float16 1, bfloat16 2, float64 3)
-    7      1     quantizer kind    (minmax 0, channel 1, clip 2, neuron 3)
-    8      1     quantizer bits    (1–16)
+    7      1     quantizer kind    (minmax 0, channel 1, clip 2, neuron 3; 255 none: a learned codec)
+    8      1     quantizer bits    (1–16; 0 with no quantizer)
     9      1     tiling            (square 0, power_of_two 1)
     10     2     C   (uint16)
     12     2     H   (uint16)
@@ -46,6 +46,7 @@ HEADER_BYTES = _HEADER.size + 4  # + CRC-32
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 QUANTIZER_KINDS = tuple(QUANTIZERS)  # ordered by container_id, which is the index
+NO_QUANTIZER, NO_QUANTIZER_ID = "none", 255  # a codec that quantizes its own latents (a learned codec)
 # Tiled images larger than this are refused before decoding (Pillow's bomb limit is ~179 M).
 MAX_IMAGE_PIXELS = 2**27
 
@@ -74,9 +75,15 @@ class Header:
             raise CodecError(f"codec {self.codec!r} has no container id; codecs that write bytes: {', '.join(writers)}")
         if self.dtype not in DTYPES:
             raise CodecError(f"tensor dtype {self.dtype} cannot be coded; expected one of {DTYPES}")
-        if self.quantizer not in QUANTIZER_KINDS:
-            raise CodecError(f"quantizer {self.quantizer!r} unknown; expected one of {QUANTIZER_KINDS}")
-        if not 1 <= self.bits <= 16:
+        quantizes = getattr(CODECS[self.codec], "quantizes", True)
+        if not quantizes:
+            if self.quantizer != NO_QUANTIZER or self.bits != 0:
+                raise CodecError(f"the {self.codec} codec has no quantizer: expected quantizer {NO_QUANTIZER!r} with "
+                                 f"0 bits, got {self.quantizer!r} with {self.bits}")
+        elif self.quantizer not in QUANTIZER_KINDS:
+            raise CodecError(f"quantizer {self.quantizer!r} unknown for the {self.codec} codec; expected one of "
+                             f"{QUANTIZER_KINDS}")
+        elif not 1 <= self.bits <= 16:
             raise CodecError(f"quantizer bits {self.bits} out of range 1–16")
         if self.tiling not in TILINGS:
             raise CodecError(f"tiling {self.tiling!r} unknown; expected one of {TILINGS}")
@@ -92,11 +99,28 @@ class Header:
 
     def dequantizer(self) -> Quantizer:
         """The quantizer that reads this stream's codes (encoder-only options at their defaults)."""
+        if self.quantizer == NO_QUANTIZER:
+            raise CodecError(f"a {self.codec} stream has no quantizer")
         return QUANTIZERS[self.quantizer](bits=self.bits)
 
     @property
     def side_bytes(self) -> int:
-        return self.dequantizer().side_bytes(self.shape[0])
+        return _side_bytes(self.quantizer, self.bits, self.shape[0])
+
+
+def _side_bytes(quantizer: str, bits: int, channels: int) -> int:
+    return 0 if quantizer == NO_QUANTIZER else QUANTIZERS[quantizer](bits=bits).side_bytes(channels)
+
+
+def _quantizer_id(name: str) -> int:
+    return NO_QUANTIZER_ID if name == NO_QUANTIZER else QUANTIZERS[name].container_id
+
+
+def _quantizer_name(quantizer_id: int, offset: int = 0) -> str:
+    if quantizer_id == NO_QUANTIZER_ID:
+        return NO_QUANTIZER
+    where = f" at offset {offset}" if offset else ""
+    return _lookup(QUANTIZER_KINDS, quantizer_id, f"quantizer{where}")
 
 
 def pack(header: Header, side: np.ndarray, payload: bytes) -> bytes:
@@ -106,7 +130,7 @@ def pack(header: Header, side: np.ndarray, payload: bytes) -> bytes:
         VERSION,
         container_id_of(header.codec),
         DTYPES.index(header.dtype),
-        QUANTIZERS[header.quantizer].container_id,
+        _quantizer_id(header.quantizer),
         header.bits,
         TILINGS.index(header.tiling),
         *header.shape,
@@ -135,7 +159,7 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
     header = Header(
         codec=codec,
         dtype=_lookup(dict.fromkeys(DTYPES), dtype_id, "dtype"),
-        quantizer=_lookup(QUANTIZER_KINDS, quantizer_id, "quantizer"),
+        quantizer=_quantizer_name(quantizer_id),
         bits=bits,
         tiling=_lookup(TILINGS, tiling_id, "tiling"),
         shape=(c, h, w),
@@ -165,9 +189,10 @@ def split_streams(data: bytes) -> list[bytes]:
         magic, *_, quantizer_id, bits, _, c, _, _, payload_len = _HEADER.unpack_from(data, offset)
         if magic != MAGIC:
             raise CodecError(f"not a cilight feature stream at offset {offset}: magic {magic!r}, expected {MAGIC!r}")
-        if quantizer_id >= len(QUANTIZER_KINDS) or not 1 <= bits <= 16:
+        quantizer = _quantizer_name(quantizer_id, offset)
+        if not (quantizer == NO_QUANTIZER or 1 <= bits <= 16):
             raise CodecError(f"unreadable quantizer fields in the header at offset {offset}")
-        end = offset + HEADER_BYTES + QUANTIZERS[QUANTIZER_KINDS[quantizer_id]](bits=bits).side_bytes(c) + payload_len
+        end = offset + HEADER_BYTES + _side_bytes(quantizer, bits, c) + payload_len
         parse(data[offset:end])  # everything else, CRC included
         pieces.append(data[offset:end])
         offset = end

@@ -31,6 +31,7 @@ from cilight.codecs.errors import CodecError
 from cilight.errors import ConfigError
 
 PRECISION = 16  # CompressAI's entropy_coder_precision: every CDF ends at 2**16
+ARRAY_NAMES = ("quantized_cdf", "cdf_length", "offset", "medians")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,12 +43,17 @@ class EntropyTables:
             from 0 to ``2**precision`` (the last symbol of each row is the escape), zero-padded.
         cdf_length: ``[K]`` int32, the used length of each row (≥ 2).
         offset: ``[K]`` int32, the symbol value of each row's first entry.
+        medians: ``[K]`` float32, what is subtracted from a latent before rounding, per row (a
+            factorized prior's medians: symbols are ``round(y − median)``), or ``None`` when
+            symbols are ``round(y)`` (a Gaussian conditional). Part of the tables, since edge and
+            cloud must agree on it as bit-exactly as on the CDFs.
     """
 
     quantized_cdf: np.ndarray
     cdf_length: np.ndarray
     offset: np.ndarray
     precision: int = PRECISION
+    medians: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         cdf, length, offset = (np.asarray(a) for a in (self.quantized_cdf, self.cdf_length, self.offset))
@@ -69,15 +75,25 @@ class EntropyTables:
         for name, array in (("quantized_cdf", cdf), ("cdf_length", length), ("offset", offset)):
             object.__setattr__(self, name, np.ascontiguousarray(array, dtype=np.int32))
             getattr(self, name).setflags(write=False)
+        if self.medians is not None:
+            medians = np.asarray(self.medians)
+            if medians.shape != (len(cdf),) or not np.issubdtype(medians.dtype, np.floating) or not np.isfinite(medians).all():
+                raise ConfigError(f"entropy tables: medians must be {len(cdf)} finite floats (one per row), got "
+                                  f"{medians.dtype} {medians.shape}")
+            object.__setattr__(self, "medians", np.ascontiguousarray(medians, dtype=np.float32))
+            self.medians.setflags(write=False)
 
     @classmethod
     def of(cls, entropy_model) -> EntropyTables:
-        """The tables of a CompressAI ``EntropyBottleneck``/``GaussianConditional`` after its ``update()``."""
+        """The tables of a CompressAI ``EntropyBottleneck``/``GaussianConditional`` after its ``update()``
+        (an ``EntropyBottleneck``'s medians included)."""
         cdf = getattr(entropy_model, "_quantized_cdf", None)
         if cdf is None or cdf.numel() == 0:
             raise ConfigError(f"{type(entropy_model).__name__} has no CDF tables yet: call update() once the model is trained")
+        quantiles = getattr(entropy_model, "quantiles", None)
+        medians = None if quantiles is None else quantiles[:, 0, 1].detach().cpu().numpy().astype(np.float32)
         return cls(cdf.cpu().numpy(), entropy_model._cdf_length.cpu().numpy().reshape(-1),
-                   entropy_model._offset.cpu().numpy().reshape(-1), int(entropy_model.entropy_coder_precision))
+                   entropy_model._offset.cpu().numpy().reshape(-1), int(entropy_model.entropy_coder_precision), medians)
 
     @property
     def rows(self) -> int:
@@ -87,22 +103,26 @@ class EntropyTables:
     def digest(self) -> str:
         """``sha256:<12 hex>`` of the tables: bytes coded with other tables are refused by name."""
         h = hashlib.sha256()
-        for array in (self.quantized_cdf, self.cdf_length, self.offset):
+        for array in self._arrays():
             h.update(np.asarray(array.shape, np.int64).tobytes())
             h.update(array.tobytes())
         return "sha256:" + h.hexdigest()[:12]
 
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.quantized_cdf, self.cdf_length, self.offset) + (() if self.medians is None else (self.medians,))
+
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """As named arrays (for ``np.savez`` or a checkpoint); :meth:`from_arrays` reads them back."""
-        return {f"{prefix}quantized_cdf": self.quantized_cdf, f"{prefix}cdf_length": self.cdf_length,
-                f"{prefix}offset": self.offset}
+        return dict(zip((f"{prefix}{name}" for name in ARRAY_NAMES), self._arrays()))
 
     @classmethod
     def from_arrays(cls, arrays, prefix: str = "") -> EntropyTables:
         try:
-            return cls(*(np.asarray(arrays[f"{prefix}{name}"]) for name in ("quantized_cdf", "cdf_length", "offset")))
+            cdf, length, offset = (np.asarray(arrays[f"{prefix}{name}"]) for name in ARRAY_NAMES[:3])
         except KeyError as err:
             raise ConfigError(f"entropy tables {prefix or ''}: missing array {err}") from None
+        medians = arrays[f"{prefix}medians"] if f"{prefix}medians" in arrays else None
+        return cls(cdf, length, offset, medians=None if medians is None else np.asarray(medians))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, EntropyTables) and self.digest == other.digest

@@ -82,3 +82,14 @@ def two_task_checkpoint(tmp_path_factory) -> Path:
                   "--trainer.default_root_dir", root / "runs", "--run_name", "t"], root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "runs" / "t" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def learned_checkpoint(tmp_path_factory) -> Path:
+    """``last.ckpt`` of ``python train.py`` with a hyperprior bottleneck (:data:`TINY`, 2 epochs)."""
+    root = tmp_path_factory.mktemp("learned_run")
+    proc = train([*TINY, "--trainer.max_epochs", "2", "--model.bottleneck", "hyperprior",
+                  "--model.bottleneck_channels", "16", "--model.rate_lambda", "1e-3",
+                  "--trainer.default_root_dir", root / "runs", "--run_name", "t"], root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "runs" / "t" / "checkpoints" / "last.ckpt"

@@ -48,18 +48,18 @@ def code(model, x: torch.Tensor) -> tuple[dict[str, list[bytes]], dict[str, torc
     strings = {name: [] for name in model.coding_order}
     decoded = {name: [] for name in model.coding_order}
     with torch.no_grad():
-        symbols = model.symbols(x)
+        symbols = model.symbols(x, tables)
         for i in range(len(x)):
             got = {}
             for name in model.coding_order:
                 shape = symbols[name][i : i + 1].shape
-                rows = model.rows(name, {k: v[i : i + 1] for k, v in symbols.items()}, shape)
+                rows = model.rows(name, {k: v[i : i + 1] for k, v in symbols.items()}, shape, tables)
                 piece = range_encode(symbols[name][i].numpy(), rows[0].numpy(), tables[name])
                 # the cloud: rows from what it has decoded so far, never from the edge's values
-                got[name] = torch.from_numpy(range_decode(piece, model.rows(name, got, shape)[0].numpy(), tables[name]))[None]
+                got[name] = torch.from_numpy(range_decode(piece, model.rows(name, got, shape, tables)[0].numpy(), tables[name]))[None]
                 strings[name].append(piece)
                 decoded[name].append(got[name])
-    return strings, {k: torch.cat(v) for k, v in decoded.items()}
+    return strings, {k: torch.cat(v) for k, v in decoded.items()}, tables
 
 
 @pytest.mark.parametrize("name", list(BOTTLENECKS))
@@ -80,11 +80,11 @@ def test_rate_term_matches_the_real_bytes_of_a_trained_toy(name):
         aux.step()
     model.eval()
     test = features(32, 8, seed=3)
-    strings, decoded = code(model, test)
+    strings, decoded, tables = code(model, test)
     with torch.no_grad():
         out = model(test)
-        symbols = model.symbols(test)
-        np.testing.assert_allclose(model.reconstruct(decoded).numpy(), out.features.numpy(), rtol=1e-5, atol=1e-5)
+        symbols = model.symbols(test, tables)
+        np.testing.assert_allclose(model.reconstruct(decoded, tables).numpy(), out.features.numpy(), rtol=1e-5, atol=1e-5)
     for key in symbols:
         assert torch.equal(decoded[key], symbols[key])  # bit-exact through the bytes
     for key, pieces in strings.items():

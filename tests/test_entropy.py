@@ -95,6 +95,12 @@ def test_tables_are_validated_and_compared_by_content(bottleneck):
     for args, match in bad:
         with pytest.raises(ConfigError, match=match):
             EntropyTables(*args)
+    assert tables.medians is not None and tables.medians.shape == (tables.rows,)  # a factorized prior's medians
+    for medians in (tables.medians[:2], np.full(tables.rows, np.nan, np.float32), np.zeros(tables.rows, int)):
+        with pytest.raises(ConfigError, match="medians must be"):
+            EntropyTables(tables.quantized_cdf, tables.cdf_length, tables.offset, medians=medians)
+    shifted = EntropyTables(tables.quantized_cdf, tables.cdf_length, tables.offset, medians=tables.medians + 1)
+    assert shifted != tables  # the medians are part of what edge and cloud must agree on
     with pytest.raises(ConfigError, match="missing array"):
         EntropyTables.from_arrays({"quantized_cdf": cdf})
     with pytest.raises(ConfigError, match="no CDF tables yet"):

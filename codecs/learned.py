@@ -1,0 +1,215 @@
+"""The learned feature codec: a trained bottleneck's latents, range-coded with its fixed tables.
+
+Ballé, Minnen, Singh, Hwang & Johnston, "Variational image compression with a scale hyperprior",
+ICLR 2018: the edge computes the integer symbols of every latent (``ŷ``, and a hyperprior's side
+latent ``ẑ`` first), codes each with the discrete distribution its table row gives, and the cloud
+decodes them in the same order — a hyperprior's ``y`` rows come from the decoded ``ẑ`` — and
+synthesises the features. The model that computes symbols, rows and features is a trained
+bottleneck (``cilight.ci_models.bottleneck``) or, in deployment, the ONNX halves; this package
+does not import either, it only asks for a :class:`LatentModel`.
+
+::
+
+    features [C,H,W] ─model.symbols─► {z, y} int ─range_encode (rows of each, fixed tables)─► strings
+    bytes = container(header: codec "learned", no quantizer, shape C×H×W;
+                      payload: tables digest (4 B) │ length of every string but the last (LEB128) │
+                               strings in coding order)
+    bytes ─parse + CRC─► digest check ─► for each latent: rows from those decoded so far ─range_decode─►
+          symbols ─model.reconstruct─► features [C,H,W]
+
+The rate is the learned model's: there is no rate knob (a rate–accuracy curve is a sweep of the
+training trade-off λ, one model per point). Every byte counts: header, digest, lengths, strings;
+the lengths are variable-length integers (one byte below 128) and the last string's is implied,
+since on a small stream a fixed uint32 per latent would be a visible share of the rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cilight.codecs import container
+from cilight.codecs.entropy import EntropyTables, range_decode, range_encode
+from cilight.codecs.errors import CodecError
+from cilight.codecs.registry import RateKnob, register_codec
+from cilight.errors import ConfigError
+
+DIGEST_BYTES = 4
+
+
+def _varint(n: int) -> bytes:
+    """``n`` ≥ 0 as LEB128: 7 bits per byte, the high bit set on every byte but the last."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    """``(value, offset after it)`` of the LEB128 integer at ``offset``."""
+    value = shift = 0
+    for i in range(offset, min(len(data), offset + 5)):
+        value |= (data[i] & 0x7F) << shift
+        if not data[i] & 0x80:
+            return value, i + 1
+        shift += 7
+    raise CodecError(f"learned payload: unterminated string length at byte {offset}")
+
+
+class LatentModel(Protocol):
+    """What the learned codec needs of a model (a ``LearnedBottleneck`` is one)."""
+
+    channels: int
+    coding_order: tuple[str, ...]
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]: ...
+
+    def symbols(self, features: Tensor, tables: dict[str, EntropyTables]) -> dict[str, Tensor]: ...
+
+    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...],
+             tables: dict[str, EntropyTables]) -> Tensor: ...
+
+    def reconstruct(self, symbols: dict[str, Tensor], tables: dict[str, EntropyTables]) -> Tensor: ...
+
+
+def tables_digest(tables: Mapping[str, EntropyTables], order: tuple[str, ...]) -> bytes:
+    """The first :data:`DIGEST_BYTES` of a SHA-256 over the tables of every latent, in coding order."""
+    h = hashlib.sha256()
+    for name in order:
+        h.update(name.encode() + b"\0" + tables[name].digest.encode())
+    return h.digest()[:DIGEST_BYTES]
+
+
+@register_codec
+@dataclass(frozen=True, eq=False)
+class LearnedCodec:
+    """``encode(features [C,H,W]) -> bytes`` / ``decode(bytes) -> features`` with a trained model's
+    latents and its fixed :class:`~cilight.codecs.EntropyTables`.
+
+    Args:
+        model: the :class:`LatentModel` (a trained bottleneck, in eval mode).
+        tables: its tables by latent name (``fix_tables()`` once the model is trained; stored in the
+            checkpoint and beside the ONNX halves). Nothing here recomputes them.
+    """
+
+    model: Any = None
+    tables: Mapping[str, EntropyTables] = field(default_factory=dict)
+
+    name: ClassVar[str] = "learned"
+    container_id: ClassVar[int] = 4
+    rate: ClassVar[RateKnob | None] = None
+    writes_bytes: ClassVar[bool] = True
+    quantizes: ClassVar[bool] = False  # the model quantizes its own latents: no quantizer in the header
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            raise ConfigError("the learned codec is bound to a trained model's bottleneck: use "
+                              "MultiTaskCI.stream_codec(stream), or get_codec('learned', model=…, tables=…)")
+        order = tuple(getattr(self.model, "coding_order", ()))
+        if not order or set(self.tables) != set(order):
+            raise ConfigError(f"learned codec: tables for latents {sorted(self.tables)}, but the model codes "
+                              f"{list(order)}; fix the tables of this model (fix_tables())")
+        for name in order:
+            if not isinstance(self.tables[name], EntropyTables):
+                raise ConfigError(f"learned codec: tables[{name!r}] is a {type(self.tables[name]).__name__}, "
+                                  "expected EntropyTables")
+
+    @property
+    def coding_order(self) -> tuple[str, ...]:
+        return tuple(self.model.coding_order)
+
+    @property
+    def digest(self) -> bytes:
+        return tables_digest(self.tables, self.coding_order)
+
+    @classmethod
+    def stream_coder(cls, **options):
+        raise ConfigError("the learned codec has no rate knob to sweep: its rate is set by training (rate_lambda); "
+                          "measure a curve over models trained at several λ")
+
+    # -- the contract -------------------------------------------------------------------
+    def encode(self, features: Tensor, **rate) -> bytes:
+        """Bytes of ``features`` ``[C, H, W]`` (floating point): the container, all included."""
+        if rate:
+            raise ConfigError(f"the learned codec takes no rate options (its rate is set by training), got {sorted(rate)}")
+        if not isinstance(features, Tensor) or features.dim() != 3 or not features.is_floating_point():
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise CodecError(f"learned codec: features must be a floating-point [C, H, W] tensor, got {shape}")
+        if features.shape[0] != self.model.channels:
+            raise CodecError(f"learned codec: features have {features.shape[0]} channels, the model's stream "
+                             f"has {self.model.channels}")
+        with torch.no_grad():
+            symbols = self.model.symbols(features[None].float(), dict(self.tables))
+        return self.encode_symbols({k: v[0] for k, v in symbols.items()}, tuple(features.shape), features.dtype)
+
+    def decode(self, data: bytes) -> Tensor:
+        """The features coded in ``data``, in their original shape and dtype."""
+        header, symbols = self.decode_symbols(data)
+        with torch.no_grad():
+            features = self.model.reconstruct({k: v[None] for k, v in symbols.items()}, dict(self.tables))
+        return features[0].to(header.dtype)
+
+    # -- symbols, for runtimes whose model halves compute them --------------------------
+    def encode_symbols(self, symbols: Mapping[str, Tensor], shape: tuple[int, int, int],
+                       dtype: torch.dtype = torch.float32) -> bytes:
+        """Bytes of one sample's latent symbols (``{latent: [N, h, w]}`` int) of a ``shape`` stream."""
+        expected = self.model.latent_shapes(*shape[1:])
+        batched: dict[str, Tensor] = {}
+        for name in self.coding_order:
+            s = symbols.get(name)
+            if s is None or tuple(s.shape) != expected[name] or s.is_floating_point():
+                got = None if s is None else (tuple(s.shape), s.dtype)
+                raise CodecError(f"learned codec: symbols of latent {name!r} must be integers of shape "
+                                 f"{expected[name]} for a {shape} stream, got {got}")
+            batched[name] = s[None].to(torch.int32)
+        strings = []
+        with torch.no_grad():
+            for name in self.coding_order:
+                rows = self.model.rows(name, batched, tuple(batched[name].shape), dict(self.tables))
+                strings.append(range_encode(batched[name][0].numpy(), rows[0].numpy(), self.tables[name]))
+        payload = self.digest + b"".join(_varint(len(s)) for s in strings[:-1]) + b"".join(strings)
+        header = container.Header(self.name, dtype, container.NO_QUANTIZER, 0, "square", tuple(shape))
+        return container.pack(header, np.zeros(0, np.uint8), payload)
+
+    def decode_symbols(self, data: bytes) -> tuple[container.Header, dict[str, Tensor]]:
+        """The header and every latent's symbols ``[N, h, w]`` (int32) in ``data``."""
+        header, _, payload = container.parse(data)
+        if header.codec != self.name:
+            raise CodecError(f"stream was written by the {header.codec!r} codec, not {self.name!r}")
+        if header.shape[0] != self.model.channels:
+            raise CodecError(f"learned stream of {header.shape[0]} channels, the model's stream has {self.model.channels}")
+        order = self.coding_order
+        if len(payload) < DIGEST_BYTES:
+            raise CodecError(f"learned payload is {len(payload)} bytes, shorter than its {DIGEST_BYTES}-byte table digest")
+        if payload[:DIGEST_BYTES] != self.digest:
+            raise CodecError(f"stream was coded with other entropy tables (digest {payload[:DIGEST_BYTES].hex()}, "
+                             f"this model's {self.digest.hex()}): decode it with the model that wrote it")
+        lengths, head = [], DIGEST_BYTES
+        for _ in order[:-1]:
+            length, head = _read_varint(payload, head)
+            lengths.append(length)
+        if head + sum(lengths) > len(payload):
+            raise CodecError(f"learned payload: strings of {lengths} bytes announced, {len(payload) - head} present")
+        lengths.append(len(payload) - head - sum(lengths))
+        shapes = self.model.latent_shapes(*header.shape[1:])
+        decoded: dict[str, Tensor] = {}
+        offset = head
+        with torch.no_grad():
+            for name, length in zip(order, lengths):
+                shape = (1, *shapes[name])
+                rows = self.model.rows(name, decoded, shape, dict(self.tables))
+                values = range_decode(payload[offset : offset + length], rows[0].numpy(), self.tables[name])
+                decoded[name] = torch.from_numpy(values)[None]
+                offset += length
+        return header, {k: v[0] for k, v in decoded.items()}
+
+
+__all__ = ["DIGEST_BYTES", "LatentModel", "LearnedCodec", "tables_digest"]

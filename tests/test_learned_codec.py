@@ -1,0 +1,158 @@
+"""The learned codec: bytes through the codec contract, fixed tables in the checkpoint, another process, DDP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, smooth_images, train
+
+from cilight.ci_models.bottleneck import BOTTLENECKS, make_bottleneck
+from cilight.ci_models.multitask import TABLES_KEY, MultiTaskCI, load_task_model
+from cilight.codecs import CodecError, decode, get_codec, split_streams, stream_coder
+from cilight.errors import ConfigError
+
+
+def toy(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    model = make_bottleneck(name, 16, 4).eval()
+    return model, model.fix_tables()
+
+
+def stream(seed: int = 0, shape=(16, 5, 7)) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+@pytest.mark.parametrize("name", list(BOTTLENECKS))
+def test_round_trip_is_the_models_own_eval_forward(name):
+    model, tables = toy(name)
+    codec = get_codec("learned", model=model, tables=tables)
+    x = stream()
+    data = codec.encode(x)
+    header, symbols = codec.decode_symbols(data)
+    with torch.no_grad():
+        expected = model.symbols(x[None], tables)
+        forward = model(x[None]).features[0]
+    assert set(symbols) == set(model.coding_order)
+    for key in model.coding_order:
+        assert torch.equal(symbols[key], expected[key][0])  # bit-exact through the bytes
+    assert header.shape == tuple(x.shape) and header.quantizer == "none" and data[5] == 4
+    assert torch.equal(codec.decode(data), forward)  # the cloud sees what validation measured
+    assert codec.decode(codec.encode(x.half())).dtype == torch.float16
+    assert split_streams(data + data) == [data, data]
+    assert codec.encode(x) == data  # deterministic
+
+
+def test_fuzzed_truncated_and_padded_bytes_are_refused():
+    model, tables = toy("hyperprior")
+    codec = get_codec("learned", model=model, tables=tables)
+    data = codec.encode(stream())
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        corrupt = bytearray(data)
+        corrupt[rng.integers(len(data))] ^= 1 << int(rng.integers(8))
+        with pytest.raises(CodecError):
+            codec.decode(bytes(corrupt))
+    for bad in (data[:0], data[:10], data[:-1], data + b"\0"):
+        with pytest.raises(CodecError):
+            codec.decode(bad)
+
+
+def test_other_models_codecs_and_options_are_refused():
+    model, tables = toy("factorized")
+    codec = get_codec("learned", model=model, tables=tables)
+    data = codec.encode(stream())
+    other = get_codec("learned", model=toy("factorized", seed=1)[0], tables=toy("factorized", seed=1)[1])
+    with pytest.raises(CodecError, match="coded with other entropy tables"):
+        other.decode(data)
+    with pytest.raises(CodecError, match="written by the 'png' codec"):
+        codec.decode(get_codec("png").encode(stream()))
+    with pytest.raises(CodecError, match="decodes only with the model that wrote it"):
+        decode(data)
+    with pytest.raises(CodecError, match="12 channels, the model's stream has 16"):
+        codec.encode(stream(shape=(12, 4, 4)))
+    with pytest.raises(CodecError, match=r"floating-point \[C, H, W\]"):
+        codec.encode(stream()[None])
+    with pytest.raises(ConfigError, match="no rate options"):
+        codec.encode(stream(), quality=90)
+    with pytest.raises(ConfigError, match="bound to a trained model"):
+        get_codec("learned")
+    with pytest.raises(ConfigError, match="tables for latents"):
+        get_codec("learned", model=model, tables={})
+    with pytest.raises(ConfigError, match="no rate knob to sweep"):
+        stream_coder("learned")
+
+
+def test_options_that_do_not_go_with_or_without_a_bottleneck():
+    with pytest.raises(ConfigError, match="rate_lambda=0.001 is the trade-off of a learned bottleneck"):
+        MultiTaskCI(rate_lambda=1e-3)
+    with pytest.raises(ConfigError, match="rate_lambda=0: expected a positive number"):
+        MultiTaskCI(bottleneck="factorized", rate_lambda=0)
+    with pytest.raises(ConfigError, match="rate_loss='proxy_bits'"):
+        MultiTaskCI(bottleneck="factorized", rate_loss="proxy_bits")
+    with pytest.raises(ConfigError, match="bottleneck='gaussian'"):
+        MultiTaskCI(bottleneck="gaussian")
+    with pytest.raises(ConfigError, match="no learned bottleneck"):
+        MultiTaskCI().stream_codec()
+    with pytest.raises(ConfigError, match="no entropy tables"):
+        MultiTaskCI(bottleneck="factorized").stream_codec()
+
+
+def test_train_py_stores_the_tables_and_trains_both_optimizers(learned_checkpoint):
+    state = torch.load(learned_checkpoint, map_location="cpu", weights_only=True)
+    assert len(state["optimizer_states"]) == 2  # the task-and-rate optimizer and the quantiles' own
+    quantiles = state["state_dict"]["bottlenecks.0.entropy_z.quantiles"]
+    assert not torch.allclose(quantiles, torch.tensor([-10.0, 0.0, 10.0]).expand_as(quantiles))  # aux steps ran
+    model = load_task_model(learned_checkpoint)
+    stored = model.stream_codec(0).digest
+    with torch.no_grad():  # the codec reads the checkpoint's tables; it never recomputes them
+        model.bottlenecks[0].entropy_z.quantiles.add_(0.37)
+    assert model.stream_codec(0).digest == stored
+    assert set(state[TABLES_KEY][0]) >= {"z.quantized_cdf", "y.quantized_cdf", "z.medians"}
+
+    model = load_task_model(learned_checkpoint)
+    codec = model.stream_codec(0)
+    with torch.no_grad():
+        for x in model.features(smooth_images(2, 64, 128))[0]:  # one sample at a time, as the codec runs
+            assert torch.equal(codec.decode(codec.encode(x)), model.bottlenecks[0](x[None]).features[0])
+
+
+def test_bytes_written_in_another_process_decode_bit_exactly(learned_checkpoint, tmp_path):
+    script = (
+        "import sys, torch\n"
+        "sys.path.insert(0, sys.argv[3])\n"
+        "from conftest import smooth_images\n"
+        "from cilight.ci_models.multitask import load_task_model\n"
+        "m = load_task_model(sys.argv[1])\n"
+        "with torch.no_grad():\n"
+        "    f = m.features(smooth_images(1, 64, 128, seed=5))[0][0]\n"
+        "open(sys.argv[2], 'wb').write(m.stream_codec(0).encode(f))\n"
+    )
+    out = tmp_path / "stream.bin"
+    tests = str(Path(__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", script, str(learned_checkpoint), str(out), tests],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_task_model(learned_checkpoint)
+    with torch.no_grad():
+        features = model.features(smooth_images(1, 64, 128, seed=5))[0][0]
+        expected = model.bottlenecks[0](features[None]).features[0]
+    codec = model.stream_codec(0)
+    data = out.read_bytes()
+    assert data == codec.encode(features)
+    assert torch.equal(codec.decode(data), expected)
+
+
+def test_ddp_with_the_aux_optimizer(tmp_path):
+    root = tmp_path / "runs"
+    args = [*TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.bottleneck", "factorized",
+            "--model.bottleneck_channels", "8"]
+    proc = train(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    model = load_task_model(root / "ddp" / "checkpoints" / "last.ckpt")
+    assert model.stream_codec(0).tables["y"].rows == 8
