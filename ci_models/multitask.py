@@ -439,5 +439,6 @@ def load_task_model(path: str | Path, label: str = "task_ckpt") -> MultiTaskCI:
     return load_lightning_module(MultiTaskCI, path, label)
 
 
-__all__ = ["RATE_LAMBDA", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "check_bottleneck_options", "load_lightning_module", "load_task_model",
+__all__ = ["RATE_LAMBDA", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "check_bottleneck_options",
+           "load_lightning_module", "load_task_model",
            "read_checkpoint"]

@@ -56,7 +56,8 @@ def code(model, x: torch.Tensor) -> tuple[dict[str, list[bytes]], dict[str, torc
                 rows = model.rows(name, {k: v[i : i + 1] for k, v in symbols.items()}, shape, tables)
                 piece = range_encode(symbols[name][i].numpy(), rows[0].numpy(), tables[name])
                 # the cloud: rows from what it has decoded so far, never from the edge's values
-                got[name] = torch.from_numpy(range_decode(piece, model.rows(name, got, shape, tables)[0].numpy(), tables[name]))[None]
+                rows = model.rows(name, got, shape, tables)[0].numpy()
+                got[name] = torch.from_numpy(range_decode(piece, rows, tables[name]))[None]
                 strings[name].append(piece)
                 decoded[name].append(got[name])
     return strings, {k: torch.cat(v) for k, v in decoded.items()}, tables
