@@ -93,6 +93,7 @@ class LearnedBottleneck(nn.Module, ABC):
         self.g_s = _synthesis(latent, channels)
 
     coding_order: tuple[str, ...]  # latents in the order they are coded (a hyperprior's z before y)
+    hyper_rows: tuple[str, ...] = ()  # latents whose table rows come from a decoded latent (the hyper-decoder)
 
     @abstractmethod
     def entropy_models(self) -> dict[str, nn.Module]:
@@ -212,6 +213,7 @@ class HyperpriorBottleneck(LearnedBottleneck):
         return BottleneckOutput(self.g_s(y_hat), {"y": y_likelihood, "z": z_likelihood})
 
     coding_order = ("z", "y")
+    hyper_rows = ("y",)
 
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
         return {"z": (self.latent, (height + 1) // 2, (width + 1) // 2), "y": (self.latent, height, width)}

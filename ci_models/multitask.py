@@ -173,7 +173,10 @@ class MultiTaskCI(pl.LightningModule):
         return self.encoder.split_points
 
     # what the wire format and the exporter read from any cilight model
-    quantizer = "minmax"
+    @property
+    def quantizer(self) -> str:
+        """``minmax`` (the Q-layer), or ``none`` for a learned bottleneck (it quantizes its latents)."""
+        return "minmax" if self.bottlenecks is None else "none"
 
     @property
     def backbone(self) -> str:
@@ -185,7 +188,15 @@ class MultiTaskCI(pl.LightningModule):
 
     @property
     def bits(self) -> int:
-        return self.hparams.quantization_bits
+        """Bits per element of the Q-layer (0 with a learned bottleneck)."""
+        return self.hparams.quantization_bits if self.bottlenecks is None else 0
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, dict[str, tuple[int, int, int]]]:
+        """``{split point: {latent: (N, h, w)}}`` of a learned bottleneck, in coding order (else ``{}``)."""
+        if self.bottlenecks is None:
+            return {}
+        return {layout.split_point: b.latent_shapes(*layout.shape(height, width)[1:])
+                for layout, b in zip(self.layouts, self.bottlenecks)}
 
     @property
     def stride(self) -> int:

@@ -12,6 +12,9 @@ quantizer (``edge.onnx``), the server the dequantizer and the rest (``cloud.onnx
   per task), quantizer, the default operating point, model and cilight versions.
 * :func:`verify_halves` runs both files on real samples and compares with the PyTorch model in
   eval mode; :func:`export_halves` refuses to leave files behind that fail it.
+* A learned bottleneck (codec ``learned``) exports ``edge.onnx`` (image → symbols),
+  ``hyper.onnx`` for a hyperprior (``z`` symbols → ``y`` rows), ``cloud.onnx`` (``y`` symbols →
+  outputs) and ``entropy_tables.npz``; the same checks, with symbols and rows for codes.
 * :func:`stream_means` — each stream's mean tensor ``μ(y, x, c)`` over training images as the
   cloud receives them (dequantized codes), written beside the halves for error concealment
   (Ulhaq, B.A.Sc. thesis, SFU 2020, §3.2).
@@ -28,11 +31,22 @@ import numpy as np
 import torch
 
 import cilight
-from cilight.ci_models.halves import CloudHalf, EdgeHalf
+from cilight.ci_models.halves import CloudHalf, EdgeHalf, HyperHalf, LearnedCloudHalf, LearnedEdgeHalf
 from cilight.codecs.concealment import DatasetMean
+from cilight.codecs.learned import tables_digest
 from cilight.codecs.operating_point import parse_operating_point
 from cilight.codecs.quantizers import get_quantizer
-from cilight.codecs.wire import IMAGE, STREAM_FIELDS, HalfMetadata, onnx_session, stream_side, stream_tensor_names
+from cilight.codecs.wire import (
+    IMAGE,
+    STREAM_FIELDS,
+    SYNTHESIS_LATENT,
+    HalfMetadata,
+    latent_tensor_names,
+    onnx_session,
+    stream_side,
+    stream_tensor_names,
+    write_entropy_tables,
+)
 from cilight.errors import CilightError, ConfigError
 
 DEFAULT_OPSET = 18
@@ -60,7 +74,13 @@ def model_version(model: torch.nn.Module) -> str:
 
 
 def metadata(model, height: int, width: int, codec: str = "png", half: str = "edge") -> HalfMetadata:
-    """The metadata both files carry; ``codec`` is the default operating point (``jpeg2000:bpe=1``)."""
+    """The metadata both files carry; ``codec`` is the default operating point (``jpeg2000:bpe=1``;
+    ``learned`` for a learned bottleneck, whatever is asked)."""
+    learned = getattr(model, "bottlenecks", None) is not None
+    if learned:
+        codec = "learned"
+        tables = dict(zip(model.split_points, model.entropy_tables))
+        order = dict(zip(model.split_points, (b.coding_order for b in model.bottlenecks)))
     return HalfMetadata(
         half=half,
         split_points=tuple(model.split_points),
@@ -75,6 +95,9 @@ def metadata(model, height: int, width: int, codec: str = "png", half: str = "ed
         cilight_version=cilight.__version__,
         quantizer=model.quantizer,
         extra=model.wire_extra(),
+        latents=model.latent_shapes(height, width) if learned else {},
+        hyper_rows=tuple(sorted({r for b in model.bottlenecks for r in b.hyper_rows})) if learned else (),
+        tables_digest={s: tables_digest(t, order[s]).hex() for s, t in tables.items()} if learned else {},
     )
 
 
@@ -87,11 +110,11 @@ def check_image_size(model, height: int, width: int) -> None:
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names, opset: int,
-            meta: HalfMetadata) -> None:
+            meta: HalfMetadata, variadic: bool = True) -> None:
     batch = torch.export.Dim("batch", min=1, max=1024)
-    # CloudHalf.forward(*tensors) is one variadic argument for torch.export: nest its shapes.
+    # a cloud half's forward(*tensors) is one variadic argument for torch.export: nest its shapes
     per_tensor = tuple({0: batch} for _ in args)
-    dynamic = per_tensor if len(args) == 1 else (per_tensor,)
+    dynamic = (per_tensor,) if variadic else per_tensor
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -130,10 +153,36 @@ class ParityReport:
             out.append(f"chained labels agree on {self.chained_label_agreement:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
         return out
 
+    def compare_codes(self, name: str, got: np.ndarray, expected: np.ndarray) -> None:
+        """Integer tensors of the edge (codes, symbols, rows): the share identical and the largest difference."""
+        a, b = got.astype(np.int64), expected.astype(np.int64)
+        self.code_agreement[name] = float(np.mean(a == b))
+        self.max_code_difference[name] = int(np.abs(a - b).max())
+
+    def compare_cloud(self, session, half: torch.nn.Module, inputs: list[str], feed: dict[str, np.ndarray],
+                      outputs: list[str]) -> None:
+        """The ONNX cloud half against the PyTorch one on identical inputs."""
+        got = dict(zip(outputs, session.run(outputs, {n: feed[n] for n in inputs})))
+        reference = half(*(torch.from_numpy(feed[n]) for n in inputs))
+        for name, ref in zip(outputs, (t.numpy() for t in reference)):
+            self.cloud_max_error[name] = float(np.abs(got[name] - ref).max() / (1 + np.abs(ref).max()))
+
+    def compare_chained(self, model, images: torch.Tensor, chained: dict[str, np.ndarray]) -> None:
+        """Edge → cloud (both ONNX) against the PyTorch model in eval mode."""
+        reference = model(images)
+        for task in model.tasks:
+            got, ref = chained[task.output_name], reference[task.name].numpy()
+            if task.kind == "classification":  # labels: the argmax over classes, as a user reads them
+                self.chained_label_agreement = min(self.chained_label_agreement,
+                                                   float(np.mean(got.argmax(1) == ref.argmax(1))))
+            else:
+                self.chained_mean_abs_difference[task.name] = float(np.abs(got - ref).mean())
+
     def table(self) -> str:
         lines = [f"parity of the ONNX halves with PyTorch (eval mode), {self.samples} samples:"]
         for s, a in self.code_agreement.items():
-            lines.append(f"  edge  codes {s:<10} identical {a:9.4%}   max |Δ| {self.max_code_difference[s]} level(s)"
+            label = s if "_" in s else f"codes {s}"  # a split point's codes, or a latent's symbols or rows
+            lines.append(f"  edge  {label:<18} identical {a:9.4%}   max |Δ| {self.max_code_difference[s]} level(s)"
                          f"   (need ≥ {MIN_CODE_AGREEMENT:.1%}, ≤ 1)")
         for t, e in self.cloud_max_error.items():
             lines.append(f"  cloud {t:<16} max |Δ|/(1+max|ref|) {e:.2e}   (need ≤ {CLOUD_TOLERANCE:.0e})")
@@ -156,24 +205,37 @@ def verify_halves(model, edge_path: Path, cloud_path: Path, images: torch.Tensor
     torch_streams = dict(zip(names, (t.numpy() for t in EdgeHalf(model)(images))))
     report = ParityReport(samples=len(images))
     for split in model.split_points:
-        a, b = onnx_streams[f"codes_{split}"].astype(int), torch_streams[f"codes_{split}"].astype(int)
-        report.code_agreement[split] = float(np.mean(a == b))
-        report.max_code_difference[split] = int(np.abs(a - b).max())
+        report.compare_codes(split, onnx_streams[f"codes_{split}"], torch_streams[f"codes_{split}"])
     # The cloud half on identical inputs isolates the cloud graph from edge rounding.
-    cloud_onnx = dict(zip(outputs, cloud.run(outputs, torch_streams)))
-    cloud_torch = dict(zip(outputs, (t.numpy() for t in CloudHalf(model)(*(torch.from_numpy(torch_streams[n]) for n in names)))))
-    for name in outputs:
-        ref = cloud_torch[name]
-        report.cloud_max_error[name] = float(np.abs(cloud_onnx[name] - ref).max() / (1 + np.abs(ref).max()))
-    chained = dict(zip(outputs, cloud.run(outputs, onnx_streams)))
-    reference = model(images)
-    for task in model.tasks:
-        got, ref = chained[task.output_name], reference[task.name].numpy()
-        if task.kind == "classification":  # labels: the argmax over classes, as a user reads them
-            report.chained_label_agreement = min(report.chained_label_agreement,
-                                                 float(np.mean(got.argmax(1) == ref.argmax(1))))
-        else:
-            report.chained_mean_abs_difference[task.name] = float(np.abs(got - ref).mean())
+    report.compare_cloud(cloud, CloudHalf(model), names, torch_streams, outputs)
+    report.compare_chained(model, images, dict(zip(outputs, cloud.run(outputs, onnx_streams))))
+    return report
+
+
+@torch.no_grad()
+def verify_learned_halves(model, folder: Path, images: torch.Tensor) -> ParityReport:
+    """The parity check of a learned bottleneck's halves: every latent's symbols (and, for a
+    hyperprior, the rows ``hyper.onnx`` computes) against PyTorch, the cloud on identical symbols,
+    and edge → cloud against the model in eval mode."""
+    model = model.eval()
+    height, width = images.shape[-2:]
+    latents = model.latent_shapes(height, width)
+    names, ys = latent_tensor_names(latents), latent_tensor_names(latents, only=SYNTHESIS_LATENT)
+    outputs = [task.output_name for task in model.tasks]
+    onnx_symbols = dict(zip(names, onnx_session(folder / "edge.onnx").run(names, {IMAGE: images.numpy()})))
+    torch_symbols = dict(zip(names, (t.numpy() for t in LearnedEdgeHalf(model, height, width)(images))))
+    report = ParityReport(samples=len(images))
+    for name in names:
+        report.compare_codes(name, onnx_symbols[name], torch_symbols[name])
+    if (folder / "hyper.onnx").is_file():
+        zs, rows = latent_tensor_names(latents, only="z"), latent_tensor_names(latents, "rows", only=SYNTHESIS_LATENT)
+        onnx_rows = onnx_session(folder / "hyper.onnx").run(rows, {z: torch_symbols[z] for z in zs})
+        torch_rows = HyperHalf(model, height, width)(*(torch.from_numpy(torch_symbols[z]) for z in zs))
+        for name, a, b in zip(rows, onnx_rows, torch_rows):
+            report.compare_codes(name, a, b.numpy())
+    cloud = onnx_session(folder / "cloud.onnx")
+    report.compare_cloud(cloud, LearnedCloudHalf(model, height, width), ys, torch_symbols, outputs)
+    report.compare_chained(model, images, dict(zip(outputs, cloud.run(outputs, {y: onnx_symbols[y] for y in ys}))))
     return report
 
 
@@ -193,11 +255,14 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     model = model.eval().cpu()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "bottlenecks", None) is not None:
+        return _export_learned(model, out, height, width, images, opset)
     names = stream_tensor_names(model.split_points)
     example = images[:2]
     edge_path, cloud_path = out / "edge.onnx", out / "cloud.onnx"
     streams = EdgeHalf(model)(example)  # eagerly first: a model that cannot run yet says why here
-    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge"))
+    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge"),
+            variadic=False)
     outputs = [task.output_name for task in model.tasks]
     _export(CloudHalf(model), tuple(streams), cloud_path, names, outputs, opset,
             metadata(model, height, width, codec, "cloud"))
@@ -205,6 +270,35 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     if report.failures:
         edge_path.unlink()
         cloud_path.unlink()
+        raise ParityError(report.table())
+    return report
+
+
+def _export_learned(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int) -> ParityReport:
+    if model.entropy_tables is None:
+        raise ConfigError("this model's learned bottleneck has no entropy tables: export a checkpoint written by "
+                          "train.py (or call fix_entropy_tables() first)")
+    latents = model.latent_shapes(height, width)
+    names, ys = latent_tensor_names(latents), latent_tensor_names(latents, only=SYNTHESIS_LATENT)
+    outputs = [task.output_name for task in model.tasks]
+    edge = LearnedEdgeHalf(model, height, width)
+    example = images[:2]
+    symbols = dict(zip(names, edge(example)))
+    paths = [out / "edge.onnx", out / "cloud.onnx"]
+    _export(edge, (example,), paths[0], [IMAGE], names, opset, metadata(model, height, width, half="edge"),
+            variadic=False)
+    _export(LearnedCloudHalf(model, height, width), tuple(symbols[y] for y in ys), paths[1], ys, outputs, opset,
+            metadata(model, height, width, half="cloud"))
+    if any(b.hyper_rows for b in model.bottlenecks):
+        zs, rows = latent_tensor_names(latents, only="z"), latent_tensor_names(latents, "rows", only=SYNTHESIS_LATENT)
+        paths.append(out / "hyper.onnx")
+        _export(HyperHalf(model, height, width), tuple(symbols[z] for z in zs), paths[2], zs, rows, opset,
+                metadata(model, height, width, half="hyper"))
+    paths.append(write_entropy_tables(out, dict(zip(model.split_points, model.entropy_tables))))
+    report = verify_learned_halves(model, out, images)
+    if report.failures:
+        for path in paths:
+            path.unlink()
         raise ParityError(report.table())
     return report
 

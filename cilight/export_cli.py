@@ -9,7 +9,10 @@ comparison with PyTorch; a failed check removes the files and exits with status 
 halves goes ``dataset_mean.npz``: each stream's mean over the first ``--mean-images`` training
 images of the checkpoint's datamodule, what the cloud runtime fills lost packets with
 (``dataset_mean``/``hybrid`` concealment; ``--mean-images 0`` skips it). ``--codec``
-is the operating point written into the metadata as the runtimes' default. With ``--demo
+is the operating point written into the metadata as the runtimes' default. A checkpoint with a
+learned bottleneck exports ``edge.onnx`` (image → symbols), ``cloud.onnx`` (symbols → outputs),
+``hyper.onnx`` (a hyperprior's rows) and ``entropy_tables.npz``; its codec is ``learned`` and it
+has no dataset mean (its streams are sent whole, not in packets). With ``--demo
 IMAGE`` the image goes edge → bytes → cloud through :mod:`cilight.deploy` and the predictions
 are written as PNGs next to the ONNX files, with the byte count printed.
 """
@@ -28,7 +31,7 @@ from cilight.checkpoints import datamodule_from, load_model
 from cilight.ci_models import BaFPredictor, MultiTaskCI
 from cilight.ci_models.onnx_export import ParityError, export_halves, stream_means
 from cilight.codecs import get_codec, parse_operating_point
-from cilight.codecs.wire import write_dataset_mean
+from cilight.codecs.wire import ENTROPY_TABLES, write_dataset_mean
 from cilight.datamodules import generate_sample
 from cilight.demo import run_demo
 from cilight.entrypoint import run_main
@@ -57,6 +60,10 @@ def export(argv=None) -> int:
     point = parse_operating_point(args.codec)
     get_codec(point.codec, **point.codec_options).check_rate(**point.rate_options)  # before minutes of export
     model, data = load_model(args.ckpt, accept=(MultiTaskCI, BaFPredictor))
+    learned = getattr(model, "bottlenecks", None) is not None
+    if learned and args.codec != build_parser().get_default("codec"):
+        raise ConfigError(f"--codec {args.codec}: this checkpoint has a learned bottleneck, whose codec is 'learned' "
+                          "(its rate is set by training); leave --codec out")
     height = args.height or data.get("height")
     width = args.width or data.get("width")
     if not height or not width:
@@ -76,10 +83,11 @@ def export(argv=None) -> int:
         print(err, file=sys.stderr)
         return 1
     print(report.table())
-    for half in ("edge", "cloud"):
-        print(f"  {half}.onnx  {(args.out / f'{half}.onnx').stat().st_size / 1e6:.1f} MB")
+    for name in ("edge.onnx", "cloud.onnx", "hyper.onnx", ENTROPY_TABLES):
+        if (args.out / name).is_file():
+            print(f"  {name}  {(args.out / name).stat().st_size / 1e6:.1f} MB")
     print(f"  export + check: {time.perf_counter() - start:.1f} s")
-    if args.mean_images:
+    if args.mean_images and not learned:
         means, count = stream_means(model, training_images(data, args.mean_images, height, width, args.data_root))
         path = write_dataset_mean(args.out, means, count)
         print(f"  {path.name}: stream means over {count} training images (concealment fill)")

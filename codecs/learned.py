@@ -13,7 +13,7 @@ does not import either, it only asks for a :class:`LatentModel`.
     features [C,H,W] ─model.symbols─► {z, y} int ─range_encode (rows of each, fixed tables)─► strings
     bytes = container(header: codec "learned", no quantizer, shape C×H×W;
                       payload: tables digest (4 B) │ length of every string but the last (LEB128) │
-                               strings in coding order)
+                               CRC-16 of the rows of every latent but the first │ strings in coding order)
     bytes ─parse + CRC─► digest check ─► for each latent: rows from those decoded so far ─range_decode─►
           symbols ─model.reconstruct─► features [C,H,W]
 
@@ -21,11 +21,18 @@ The rate is the learned model's: there is no rate knob (a rate–accuracy curve 
 training trade-off λ, one model per point). Every byte counts: header, digest, lengths, strings;
 the lengths are variable-length integers (one byte below 128) and the last string's is implied,
 since on a small stream a fixed uint32 per latent would be a visible share of the rate.
+
+The rows of a later latent are computed from decoded data (a hyperprior's scales, a float network).
+Edge and cloud compute them with the same model, but two machines' kernels may still disagree on a
+value that sits on a table boundary, and rANS cannot tell: it would decode other symbols without
+complaint. The 16-bit check of those rows turns that into a :class:`CodecError` naming the latent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -41,6 +48,12 @@ from cilight.codecs.registry import RateKnob, register_codec
 from cilight.errors import ConfigError
 
 DIGEST_BYTES = 4
+ROWS_CHECK_BYTES = 2
+
+
+def rows_check(rows: np.ndarray) -> bytes:
+    """The 16-bit check of a latent's table rows (the low half of their CRC-32)."""
+    return struct.pack("<H", zlib.crc32(np.ascontiguousarray(rows, dtype=np.int32).tobytes()) & 0xFFFF)
 
 
 def _varint(n: int) -> bytes:
@@ -170,12 +183,13 @@ class LearnedCodec:
                 raise CodecError(f"learned codec: symbols of latent {name!r} must be integers of shape "
                                  f"{expected[name]} for a {shape} stream, got {got}")
             batched[name] = s[None].to(torch.int32)
-        strings = []
+        strings, checks = [], b""
         with torch.no_grad():
-            for name in self.coding_order:
-                rows = self.model.rows(name, batched, tuple(batched[name].shape), dict(self.tables))
-                strings.append(range_encode(batched[name][0].numpy(), rows[0].numpy(), self.tables[name]))
-        payload = self.digest + b"".join(_varint(len(s)) for s in strings[:-1]) + b"".join(strings)
+            for i, name in enumerate(self.coding_order):
+                rows = np.asarray(self.model.rows(name, batched, tuple(batched[name].shape), dict(self.tables)))[0]
+                strings.append(range_encode(batched[name][0].numpy(), rows, self.tables[name]))
+                checks += rows_check(rows) if i else b""
+        payload = self.digest + b"".join(_varint(len(s)) for s in strings[:-1]) + checks + b"".join(strings)
         header = container.Header(self.name, dtype, container.NO_QUANTIZER, 0, "square", tuple(shape))
         return container.pack(header, np.zeros(0, np.uint8), payload)
 
@@ -196,6 +210,8 @@ class LearnedCodec:
         for _ in order[:-1]:
             length, head = _read_varint(payload, head)
             lengths.append(length)
+        checks = payload[head : head + ROWS_CHECK_BYTES * (len(order) - 1)]
+        head += len(checks)
         if head + sum(lengths) > len(payload):
             raise CodecError(f"learned payload: strings of {lengths} bytes announced, {len(payload) - head} present")
         lengths.append(len(payload) - head - sum(lengths))
@@ -203,13 +219,16 @@ class LearnedCodec:
         decoded: dict[str, Tensor] = {}
         offset = head
         with torch.no_grad():
-            for name, length in zip(order, lengths):
+            for i, (name, length) in enumerate(zip(order, lengths)):
                 shape = (1, *shapes[name])
-                rows = self.model.rows(name, decoded, shape, dict(self.tables))
-                values = range_decode(payload[offset : offset + length], rows[0].numpy(), self.tables[name])
+                rows = np.asarray(self.model.rows(name, decoded, shape, dict(self.tables)))[0]
+                if i and rows_check(rows) != checks[ROWS_CHECK_BYTES * (i - 1) : ROWS_CHECK_BYTES * i]:
+                    raise CodecError(f"the table rows of latent {name!r} computed here differ from the edge's (their "
+                                     "check does not match): this machine's model disagrees with the encoder's")
+                values = range_decode(payload[offset : offset + length], rows, self.tables[name])
                 decoded[name] = torch.from_numpy(values)[None]
                 offset += length
         return header, {k: v[0] for k, v in decoded.items()}
 
 
-__all__ = ["DIGEST_BYTES", "LatentModel", "LearnedCodec", "tables_digest"]
+__all__ = ["DIGEST_BYTES", "LatentModel", "LearnedCodec", "rows_check", "tables_digest"]

@@ -14,11 +14,21 @@ the rest; the codec in between belongs to neither):
                 side information = stream_side(minimum_s, maximum_s, quantizer)
     cloud.onnx  codes_s, minimum_s, maximum_s (every s)  ─►  one output per task, named by the task
 
+    with a learned bottleneck (Ballé et al., ICLR 2018; codec ``learned``):
+    edge.onnx   image  ─►  per stream s, per latent l in coding order: symbols_l_s int32 [batch, N, h, w]
+    hyper.onnx  symbols_z_s (every s)  ─►  rows_y_s int32: the table row of every y symbol (hyperprior only;
+                both sides run it, the edge to encode y, the cloud to decode it)
+    bytes       one learned-codec container per stream (tables digest, strings), split-point order
+    cloud.onnx  symbols_y_s (every s)  ─►  one output per task
+    entropy_tables.npz beside them: the fixed integer CDF tables (``<split>.<latent>.<array>``)
+
 * :func:`stream_tensor_names` — the ONNX input/output names of the streams;
 * :class:`HalfMetadata` — the ``metadata_props`` both files carry, written (:meth:`HalfMetadata.props`)
   and read (:meth:`HalfMetadata.from_props`) by this one class;
 * :func:`onnx_session` / :func:`open_half` — the one ONNX Runtime session factory;
 * :func:`group_side` — the side information of a channel group (a packet that decodes alone);
+* :func:`latent_tensor_names`, :data:`ENTROPY_TABLES` (:func:`write_entropy_tables`,
+  :func:`read_entropy_tables`) — the same for a learned bottleneck;
 * :data:`DATASET_MEAN` — the file beside the halves with each stream's mean tensor ``μ(y, x, c)``
   over training images, for error concealment (:func:`write_dataset_mean`, :func:`read_dataset_mean`).
 
@@ -37,18 +47,59 @@ from pathlib import Path
 
 import numpy as np
 
+from cilight.codecs.entropy import EntropyTables
+from cilight.codecs.learned import tables_digest
 from cilight.codecs.operating_point import OperatingPoint, parse_operating_point
 from cilight.codecs.quantizers import ChannelQuantizer, MinMaxQuantizer
 from cilight.errors import ConfigError
 
 IMAGE = "image"
 STREAM_FIELDS = ("codes", "minimum", "maximum")
-HALVES = ("edge", "cloud")
+HALVES = ("edge", "cloud", "hyper")
+NO_QUANTIZER = "none"  # a learned bottleneck quantizes its own latents
+SYNTHESIS_LATENT = "y"  # the latent the cloud half synthesises the features from
 
 
 def stream_tensor_names(split_points) -> list[str]:
     """``codes_<split>``, ``minimum_<split>``, ``maximum_<split>`` for each split point, in order."""
     return [f"{field}_{split}" for split in split_points for field in STREAM_FIELDS]
+
+
+def latent_tensor_names(latents: dict[str, dict], names: str = "symbols", only: str | None = None) -> list[str]:
+    """``symbols_<latent>_<split>`` of every latent of every stream (``latents``: split → {latent: shape},
+    in split-point and coding order); ``only``: one latent of each stream; ``names="rows"``: its rows."""
+    return [f"{names}_{latent}_{split}" for split, shapes in latents.items() for latent in shapes
+            if only is None or latent == only]
+
+
+ENTROPY_TABLES = "entropy_tables.npz"  # beside the halves of a learned bottleneck, written by export.py
+
+
+def write_entropy_tables(folder: str | Path, tables: dict[str, dict[str, EntropyTables]]) -> Path:
+    """Write every stream's tables (split → latent → :class:`EntropyTables`) to ``folder/entropy_tables.npz``."""
+    path = Path(folder) / ENTROPY_TABLES
+    np.savez_compressed(path, **{k: v for split, latents in tables.items() for latent, t in latents.items()
+                      for k, v in t.arrays(f"{split}.{latent}.").items()})
+    return path
+
+
+def read_entropy_tables(path: str | Path, meta: HalfMetadata) -> dict[str, dict[str, EntropyTables]]:
+    """The tables in ``path`` by split point and latent, checked against the digests in ``meta``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; export.py writes it beside the halves of a learned bottleneck")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            tables = {split: {latent: EntropyTables.from_arrays(data, f"{split}.{latent}.") for latent in shapes}
+                      for split, shapes in meta.latents.items()}
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{path} is not the entropy tables of this model: {type(err).__name__}: {err}") from None
+    for split, latents in tables.items():
+        digest = tables_digest(latents, tuple(meta.latents[split])).hex()
+        if digest != meta.tables_digest.get(split):
+            raise ConfigError(f"{path}: the tables of stream {split} (digest {digest}) are not the ones the halves "
+                              f"were exported with ({meta.tables_digest.get(split)}); export again")
+    return tables
 
 
 WIRE_QUANTIZERS = ("minmax", "channel")  # what an exported edge half computes on the device
@@ -125,7 +176,10 @@ class HalfMetadata:
     """The ``metadata_props`` of an exported half, validated on creation.
 
     ``codec`` is the default operating point (``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=1``);
-    ``outputs`` the cloud half's output names, one per task, in order.
+    ``outputs`` the cloud half's output names, one per task, in order. A learned bottleneck's
+    halves have ``quantizer="none"``, ``bits=0``, codec ``learned`` and ``latents`` (split → latent →
+    ``(N, h, w)``, in coding order), ``hyper_rows`` (the latents whose rows ``hyper.onnx`` computes)
+    and ``tables_digest`` (split → the learned codec's digest of its tables, hex).
     """
 
     half: str
@@ -141,9 +195,21 @@ class HalfMetadata:
     cilight_version: str
     quantizer: str = "minmax"
     extra: dict = field(default_factory=dict)
+    latents: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
+    hyper_rows: tuple[str, ...] = ()
+    tables_digest: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_quantizer(self.quantizer)
+        if self.quantizer != NO_QUANTIZER:
+            _check_quantizer(self.quantizer)
+        if (self.quantizer == NO_QUANTIZER) != bool(self.latents):
+            raise ConfigError(f"quantizer {self.quantizer!r} with latents {sorted(self.latents)}: a learned bottleneck "
+                              f"has quantizer {NO_QUANTIZER!r} and latents, a Q-layer neither")
+        if self.latents and (set(self.latents) != set(self.split_points) or set(self.tables_digest) != set(self.latents)
+                             or any(SYNTHESIS_LATENT not in v for v in self.latents.values())):
+            raise ConfigError(f"latents {sorted(self.latents)} and table digests {sorted(self.tables_digest)} must "
+                              f"name every split point {list(self.split_points)}, each with a latent "
+                              f"{SYNTHESIS_LATENT!r}")
         if self.half not in HALVES:
             raise ConfigError(f"half={self.half!r}: expected one of {HALVES}")
         if not self.split_points or set(self.stream_shapes) != set(self.split_points):
@@ -159,8 +225,18 @@ class HalfMetadata:
         return parse_operating_point(self.codec)
 
     @property
+    def learned(self) -> bool:
+        return bool(self.latents)
+
+    @property
     def stream_names(self) -> list[str]:
-        return stream_tensor_names(self.split_points)
+        """What the edge half outputs: codes and ranges, or every latent's symbols."""
+        return latent_tensor_names(self.latents) if self.learned else stream_tensor_names(self.split_points)
+
+    @property
+    def cloud_inputs(self) -> list[str]:
+        """What the cloud half takes: codes and ranges, or the symbols it synthesises from."""
+        return latent_tensor_names(self.latents, only=SYNTHESIS_LATENT) if self.learned else self.stream_names
 
     def props(self) -> dict[str, str]:
         """As ONNX ``metadata_props``: strings, structures as JSON."""
@@ -177,9 +253,13 @@ class HalfMetadata:
             "outputs": json.dumps(list(self.outputs)),
             "num_classes": str(self.num_classes),
             "quantizer": json.dumps({"kind": self.quantizer, "bits": self.bits,
-                                     "range": "per sample" if self.quantizer == "minmax" else "per channel, float16"}),
+                                     "range": {"minmax": "per sample", "channel": "per channel, float16"}.get(
+                                         self.quantizer, "none: a learned bottleneck's symbols")}),
             "codec": self.codec,
             "extra": json.dumps(self.extra),
+            "latents": json.dumps({s: {k: list(v) for k, v in shapes.items()} for s, shapes in self.latents.items()}),
+            "hyper_rows": json.dumps(list(self.hyper_rows)),
+            "tables_digest": json.dumps(self.tables_digest),
         }
 
     @classmethod
@@ -199,6 +279,10 @@ class HalfMetadata:
                 cilight_version=props["cilight_version"],
                 quantizer=json.loads(props["quantizer"]).get("kind", "minmax"),
                 extra=json.loads(props.get("extra", "{}")),
+                latents={s: {k: tuple(v) for k, v in shapes.items()}
+                         for s, shapes in json.loads(props.get("latents", "{}")).items()},
+                hyper_rows=tuple(json.loads(props.get("hyper_rows", "[]"))),
+                tables_digest=json.loads(props.get("tables_digest", "{}")),
             )
         except (KeyError, ValueError, TypeError) as err:
             raise ConfigError(f"{where} has no valid cilight metadata ({type(err).__name__}: {err}); "
@@ -231,12 +315,15 @@ def open_half(path: str | Path, half: str):
 
 __all__ = [
     "DATASET_MEAN",
+    "ENTROPY_TABLES",
     "HALVES",
     "IMAGE",
     "STREAM_FIELDS",
     "WIRE_QUANTIZERS",
     "HalfMetadata",
     "group_side",
+    "latent_tensor_names",
+    "read_entropy_tables",
     "onnx_session",
     "open_half",
     "read_dataset_mean",
@@ -244,4 +331,5 @@ __all__ = [
     "stream_side",
     "stream_tensor_names",
     "write_dataset_mean",
+    "write_entropy_tables",
 ]

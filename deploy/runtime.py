@@ -15,9 +15,16 @@ a server (or a phone app's Python prototype) ships.
     cloud:  packets that arrived ─► reassemble ─► conceal what is missing (zero, channel_mean,
             dataset_mean, hybrid) in the feature domain ─► re-quantize on the received range ─► cloud.onnx
 
-The edge and cloud share nothing but the bytes and the metadata of the two files (and, for
-concealment, ``dataset_mean.npz`` beside them); tensor names, side-information layout and
-metadata come from :mod:`cilight.codecs.wire`.
+    with a learned bottleneck (codec ``learned``; Ballé et al., ICLR 2018):
+    edge:   image ─► edge.onnx ─► symbols of every latent ─► range coder (rows: channel, or hyper.onnx
+            on the z symbols) with entropy_tables.npz ─► one learned container per stream
+    cloud:  bytes ─► split_streams ─► range decoder, z first, then hyper.onnx for the y rows, then y
+            ─► symbols_y_s ─► cloud.onnx ─► outputs
+
+The edge and cloud share nothing but the bytes and the metadata of the files (and, for
+concealment, ``dataset_mean.npz`` beside them, or a learned bottleneck's ``entropy_tables.npz``
+and ``hyper.onnx``); tensor names, side-information layout and metadata come from
+:mod:`cilight.codecs.wire`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from cilight.codecs import (
     CONCEALMENT_METHODS,
     CodecError,
+    LearnedCodec,
     Quantized,
     codec_of,
     conceal,
@@ -38,7 +46,19 @@ from cilight.codecs import (
     parse_operating_point,
     split_streams,
 )
-from cilight.codecs.wire import DATASET_MEAN, IMAGE, HalfMetadata, open_half, read_dataset_mean, stream_range, stream_side
+from cilight.codecs.wire import (
+    DATASET_MEAN,
+    ENTROPY_TABLES,
+    IMAGE,
+    SYNTHESIS_LATENT,
+    HalfMetadata,
+    latent_tensor_names,
+    open_half,
+    read_dataset_mean,
+    read_entropy_tables,
+    stream_range,
+    stream_side,
+)
 from cilight.deploy.packets import (
     DEFAULT_MSS,
     ReceivedStream,
@@ -54,6 +74,45 @@ from cilight.errors import ConfigError
 __all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata"]
 
 
+class ExportedLatents:
+    """The :class:`~cilight.codecs.LatentModel` of one exported stream, for the learned codec's
+    ``encode_symbols``/``decode_symbols``: the latent layout from the metadata, each latent's table
+    rows its channel or, for the latents in ``hyper_rows``, what ``hyper.onnx`` computes from the
+    decoded ``z`` symbols (the other streams' inputs zero: the graph computes each stream alone)."""
+
+    def __init__(self, meta: HalfMetadata, split: str, hyper) -> None:
+        self.meta, self.split, self.hyper = meta, split, hyper
+        self.channels = meta.stream_shapes[split][0]
+        self.coding_order = tuple(meta.latents[split])
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        if (height, width) != tuple(self.meta.stream_shapes[self.split][1:]):
+            raise CodecError(f"stream {self.split}: {height}×{width}, the halves were exported for "
+                             f"{'×'.join(map(str, self.meta.stream_shapes[self.split][1:]))}")
+        return dict(self.meta.latents[self.split])
+
+    def rows(self, name, decoded, shape, tables) -> np.ndarray:
+        if name not in self.meta.hyper_rows:
+            return np.broadcast_to(np.arange(shape[1], dtype=np.int32)[None, :, None, None], shape)
+        zs = latent_tensor_names(self.meta.latents, only="z")
+        feed = {z: np.zeros((1, *self.meta.latents[s]["z"]), np.int32) for z, s in zip(zs, self.meta.split_points)}
+        feed[f"symbols_z_{self.split}"] = np.asarray(decoded["z"], dtype=np.int32)
+        return self.hyper.run([f"rows_{name}_{self.split}"], feed)[0]
+
+
+def learned_codecs(meta: HalfMetadata, folder: Path) -> dict[str, LearnedCodec]:
+    """The learned codec of every stream of exported halves in ``folder`` (tables and ``hyper.onnx`` there)."""
+    tables = read_entropy_tables(folder / ENTROPY_TABLES, meta)
+    hyper = open_half(folder / "hyper.onnx", "hyper")[0] if meta.hyper_rows else None
+    return {split: LearnedCodec(ExportedLatents(meta, split, hyper), tables[split]) for split in meta.split_points}
+
+
+def _refuse_packets(meta: HalfMetadata) -> None:
+    if meta.learned:
+        raise ConfigError("packets of a learned bottleneck's streams are not supported: a range-coded string cannot "
+                          "be cut into channel groups that decode alone; send whole frames (encode/infer)")
+
+
 class EdgeRuntime:
     """Images → bytes, with ``edge.onnx`` and a feature codec.
 
@@ -66,12 +125,18 @@ class EdgeRuntime:
 
     def __init__(self, edge_path: Path | str, codec: str | None = None, **rate) -> None:
         self.session, self.meta = open_half(edge_path, "edge")
+        self._next_frame = 0
+        if self.meta.learned:
+            if (codec and parse_operating_point(codec).codec != "learned") or rate:
+                raise ConfigError(f"these halves code with their learned bottleneck (codec learned, rate set by "
+                                  f"training); got codec={codec!r} and rate options {sorted(rate)}")
+            self.codecs = learned_codecs(self.meta, Path(edge_path).parent)
+            return
         point = parse_operating_point(codec or self.meta.codec)
         tiling = {"tiling": "power_of_two"} if self.meta.quantizer == "channel" else {}  # BaF §3.2
         self.codec = get_codec(point.codec, quantizer=self.meta.quantizer, bits=self.meta.bits,
                                **{**tiling, **point.codec_options})
         self.default_rate = {**point.rate_options, **rate}
-        self._next_frame = 0
 
     def features(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``edge.onnx``: ``{codes_s, minimum_s, maximum_s}`` for every stream ``s``."""
@@ -97,6 +162,10 @@ class EdgeRuntime:
         ``{"layer3": {"target_bits": 20000}}``); streams not named use the runtime's rate.
         """
         self._check_rates(rates)
+        if self.meta.learned:
+            if rates:
+                raise ConfigError("a learned bottleneck's rate is set by training: no per-stream rates")
+            return self._learned_frames(images)
         frames = []
         for streams in self._quantized(images):
             frames.append(b"".join(self.codec.encode_quantized(q, **self._rate(rates, s)) for s, q in streams.items()))
@@ -110,6 +179,7 @@ class EdgeRuntime:
         for ``channel_mean``/``hybrid`` concealment. Frame ids count up from ``first_frame``
         (default: where the previous call stopped)."""
         self._check_rates(rates)
+        _refuse_packets(self.meta)
         frame = self._next_frame if first_frame is None else first_frame
         dequantizer = get_quantizer(self.meta.quantizer, bits=self.meta.bits)
         result = []
@@ -130,6 +200,15 @@ class EdgeRuntime:
             frame += 1
         self._next_frame = frame
         return result
+
+    def _learned_frames(self, images: np.ndarray) -> list[bytes]:
+        symbols = self.features(images)
+        batch = len(next(iter(symbols.values())))
+        return [b"".join(codec.encode_symbols(
+                    {latent: torch.from_numpy(symbols[f"symbols_{latent}_{split}"][b]) for latent in codec.coding_order},
+                    self.meta.stream_shapes[split])
+                    for split, codec in self.codecs.items())
+                for b in range(batch)]
 
     def _rate(self, rates: dict[str, dict] | None, split: str) -> dict:
         return {**self.default_rate, **(rates or {}).get(split, {})}
@@ -155,6 +234,7 @@ class CloudRuntime:
         self.session, self.meta = open_half(cloud_path, "cloud")
         self.dataset_mean_path = Path(dataset_mean) if dataset_mean else Path(cloud_path).parent / DATASET_MEAN
         self._dataset_mean: dict[str, np.ndarray] | None = None
+        self.codecs = learned_codecs(self.meta, Path(cloud_path).parent) if self.meta.learned else {}
 
     def decode(self, frame: bytes) -> dict[str, np.ndarray]:
         """The streams in ``frame`` as ``cloud.onnx`` inputs (batch of one)."""
@@ -164,6 +244,12 @@ class CloudRuntime:
                              f"{len(self.meta.split_points)} ({', '.join(self.meta.split_points)})")
         inputs = {}
         for split, piece in zip(self.meta.split_points, pieces):
+            if self.meta.learned:
+                header, symbols = self.codecs[split].decode_symbols(piece)
+                if header.shape != tuple(self.meta.stream_shapes[split]):
+                    raise CodecError(f"stream {split}: {list(header.shape)}, expected {list(self.meta.stream_shapes[split])}")
+                inputs[f"symbols_{SYNTHESIS_LATENT}_{split}"] = symbols[SYNTHESIS_LATENT].numpy()[None]
+                continue
             header, quantized = codec_of(piece).decode_quantized(piece)
             expected = (self.meta.quantizer, self.meta.bits, self.meta.stream_shapes[split])
             if (header.quantizer, header.bits, header.shape) != expected:
@@ -190,6 +276,7 @@ class CloudRuntime:
         """
         if conceal is not None and conceal not in CONCEALMENT_METHODS:
             raise ConfigError(f"conceal={conceal!r}: expected None or one of {', '.join(CONCEALMENT_METHODS)}")
+        _refuse_packets(self.meta)
         packets = list(packets)
         reception = reassemble(packets, self.meta, drop_corrupt)
         if not reception.frames:

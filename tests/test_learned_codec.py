@@ -156,3 +156,106 @@ def test_ddp_with_the_aux_optimizer(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     model = load_task_model(root / "ddp" / "checkpoints" / "last.ckpt")
     assert model.stream_codec(0).tables["y"].rows == 8
+
+
+class DisagreeingRows:
+    """A model whose y rows at the decoder are one row off: what two machines' kernels disagreeing looks like."""
+
+    def __init__(self, model):
+        self.model = model
+        self.channels, self.coding_order = model.channels, model.coding_order
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def rows(self, name, decoded, shape, tables):
+        rows = self.model.rows(name, decoded, shape, tables)
+        return rows if name == "z" else torch.clamp(rows + 1, max=tables[name].rows - 1)
+
+
+def test_rows_that_differ_from_the_edges_are_caught():
+    model, tables = toy("hyperprior")
+    data = get_codec("learned", model=model, tables=tables).encode(stream())
+    with pytest.raises(CodecError, match="table rows of latent 'y' computed here differ"):
+        get_codec("learned", model=DisagreeingRows(model), tables=tables).decode(data)
+
+
+@pytest.fixture(scope="module")
+def exported(learned_checkpoint, tmp_path_factory):
+    from cilight.export_cli import main as export
+
+    out = tmp_path_factory.mktemp("learned_onnx")
+    assert export(["--ckpt", str(learned_checkpoint), "--out", str(out), "--samples", "2"]) == 0
+    return out
+
+
+def test_export_and_the_runtimes_move_the_learned_bytes(learned_checkpoint, exported):
+    from cilight.deploy import CloudRuntime, EdgeRuntime
+
+    assert {p.name for p in exported.iterdir()} == {"edge.onnx", "cloud.onnx", "hyper.onnx", "entropy_tables.npz"}
+    model = load_task_model(learned_checkpoint)
+    images = smooth_images(3, 64, 128, seed=7)
+    edge, cloud = EdgeRuntime(exported / "edge.onnx"), CloudRuntime(exported / "cloud.onnx")
+    frames = edge.encode(images.numpy())
+    codec = model.stream_codec(0)
+    with torch.no_grad():
+        features = model.features(images)[0]
+        reference = model(images)
+    for frame, x in zip(frames, features):  # the ONNX edge writes the bytes the PyTorch codec writes
+        assert frame == codec.encode(x)
+    outputs = cloud.infer(frames)
+    labels = outputs["segmentation"].argmax(1) == reference["segmentation"].numpy().argmax(1)
+    assert labels.mean() >= 0.99
+    np.testing.assert_allclose(outputs["disparity"], reference["disparity"].numpy(), atol=1e-3)
+    with pytest.raises(ConfigError, match="code with their learned bottleneck"):
+        EdgeRuntime(exported / "edge.onnx", codec="jpeg2000:bpe=1")
+    with pytest.raises(ConfigError, match="packets of a learned bottleneck"):
+        edge.packets(images.numpy())
+    with pytest.raises(CodecError, match="CRC-32"):
+        cloud.infer(frames[0][:-1] + bytes([frames[0][-1] ^ 1]))
+
+
+def test_halves_refuse_tables_they_were_not_exported_with(exported, tmp_path):
+    import shutil
+
+    from cilight.deploy import CloudRuntime
+
+    for name in ("edge.onnx", "cloud.onnx", "hyper.onnx"):
+        shutil.copy(exported / name, tmp_path / name)
+    with pytest.raises(ConfigError, match="entropy_tables.npz does not exist"):
+        CloudRuntime(tmp_path / "cloud.onnx")
+    with np.load(exported / "entropy_tables.npz") as data:
+        arrays = dict(data)
+    arrays["layer3.z.medians"] = arrays["layer3.z.medians"] + 1
+    np.savez(tmp_path / "entropy_tables.npz", **arrays)
+    with pytest.raises(ConfigError, match="are not the ones the halves were exported with"):
+        CloudRuntime(tmp_path / "cloud.onnx")
+
+
+def test_edge_runtime_bytes_decode_bit_exactly_in_another_process(exported, tmp_path):
+    """The acceptance item: the edge runtime in one interpreter, the cloud runtime in this one."""
+    from cilight.deploy import CloudRuntime, EdgeRuntime
+
+    images = smooth_images(2, 64, 128, seed=11).numpy()
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import sys, numpy as np\n"
+        "from cilight.deploy import EdgeRuntime\n"
+        "frames = EdgeRuntime(sys.argv[1]).encode(np.load(sys.argv[2]))\n"
+        "open(sys.argv[3], 'wb').write(b''.join(len(f).to_bytes(4, 'little') + f for f in frames))\n"
+    )
+    out = tmp_path / "frames.bin"
+    proc = subprocess.run([sys.executable, "-c", script, str(exported / "edge.onnx"), str(tmp_path / "images.npy"),
+                           str(out)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data, frames = out.read_bytes(), []
+    while data:
+        n = int.from_bytes(data[:4], "little")
+        frames.append(data[4 : 4 + n])
+        data = data[4 + n :]
+    edge, cloud = EdgeRuntime(exported / "edge.onnx"), CloudRuntime(exported / "cloud.onnx")
+    assert frames == edge.encode(images)
+    symbols = edge.features(images)
+    for b, frame in enumerate(frames):
+        decoded = cloud.decode(frame)["symbols_y_layer3"]
+        np.testing.assert_array_equal(decoded[0], symbols["symbols_y_layer3"][b])  # bit-exact
