@@ -40,6 +40,7 @@ from cilight.allocation.sweep import cloud_outputs
 from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
 from cilight.errors import ConfigError
 
+LEARNED = "learned"  # a learned bottleneck's codec (cilight.codecs.LearnedCodec)
 PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"  # ICIP 2019 §3, Table 1
 DEFAULT_FAMILIES = (PAPER_FAMILY,)
 
@@ -136,6 +137,25 @@ class RateAccuracyCurves:
         key = self.tasks[task]
         return (np.array([p.bits_per_image for p in points]), np.array([p.metrics[key] for p in points]))
 
+    @classmethod
+    def merge(cls, parts: Sequence[RateAccuracyCurves]) -> RateAccuracyCurves:
+        """One model's curves from several measurements of it — a learned codec's curve is one
+        checkpoint per λ — with each family's points in order of rate. The reference (uncompressed)
+        metrics are those of the part with the most bits; the parts' provenance is kept in order."""
+        if not parts:
+            raise ConfigError("no curves to merge")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.tasks != first.tasks or part.images != first.images or part.elements != first.elements:
+                raise ConfigError(f"curves measured on different tasks, images or stream sizes cannot form one "
+                                  f"curve: {first.tasks}/{first.images}/{first.elements} against "
+                                  f"{part.tasks}/{part.images}/{part.elements}")
+        points = sorted((p for part in parts for p in part.points), key=lambda p: p.bits_per_image)
+        families = list(dict.fromkeys(p.family for part in parts for p in part.points))
+        richest = max(parts, key=lambda c: max(p.bits_per_image for p in c.points))
+        return cls(tuple(p for f in families for p in points if p.family == f), dict(richest.reference),
+                   dict(first.tasks), first.elements, first.images, {"parts": [c.provenance for c in parts]})
+
     # -- files ---------------------------------------------------------------------------
     def as_dict(self) -> dict:
         return {"points": [asdict(p) for p in self.points], "reference": self.reference, "tasks": self.tasks,
@@ -191,6 +211,8 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
     """
     model = model.eval()
     points = [(family.name, point) for family in families for point in family.points]
+    if getattr(model, "bottlenecks", None) is not None or any(p.codec == LEARNED for _, p in points):
+        return _measure_learned(model, batches, points, progress, provenance)
     coders = {str(point): point_coder(point) for _, point in points}
     reference = model.task_metrics(sync=False)
     measured = [model.task_metrics(sync=False) for _ in points]
@@ -227,6 +249,49 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
     return RateAccuracyCurves(tuple(result), {k: float(v) for k, v in reference.compute().items()},
                               curve_tasks(model.tasks), elements, images,
                               dict(provenance or {}))
+
+
+def _measure_learned(model, batches, points, progress: bool, provenance: dict | None) -> RateAccuracyCurves:
+    """The one operating point of a learned bottleneck (its rate is set by training, so a curve over λ
+    is a curve over checkpoints): every stream of every image through the model's own
+    :class:`~cilight.codecs.LearnedCodec`, bytes and all; the reference is the bottleneck's rounded
+    latents without entropy coding."""
+    if getattr(model, "bottlenecks", None) is None:
+        raise ConfigError("operating point 'learned' codes with a learned bottleneck; this model has none "
+                          "(train it with --model.bottleneck factorized|hyperprior)")
+    other = sorted({str(p) for _, p in points if p.codec != LEARNED})
+    if other or len(points) != 1:
+        raise ConfigError(f"a model with a learned bottleneck is measured at the one operating point 'learned' "
+                          f"(its features are the bottleneck's, not a stream for an image codec), got "
+                          f"{[str(p) for _, p in points]}")
+    codecs = [model.stream_codec(s) for s in range(len(model.split_points))]
+    reference, measured = model.task_metrics(sync=False), model.task_metrics(sync=False)
+    bits = np.zeros(len(codecs))
+    images = sum(len(b["image"]) for b in batches)
+    if images == 0:
+        raise ConfigError("no test images to measure curves on")
+    bar = tqdm(total=images, desc="rate–accuracy curves (learned)", unit="image", disable=not progress)
+    elements = 0
+    for batch in batches:
+        features = model.features(batch["image"])
+        elements = sum(int(f[0].numel()) for f in features)
+        reference.update(cloud_outputs(model, [b(f).features for b, f in zip(model.bottlenecks, features)]), batch)
+        decoded = []
+        for s, (codec, f) in enumerate(zip(codecs, features)):
+            data = [codec.encode(sample) for sample in f]
+            bits[s] += 8 * sum(len(d) for d in data)
+            decoded.append(torch.stack([codec.decode(d) for d in data]))
+        measured.update(cloud_outputs(model, decoded), batch)
+        bar.update(len(batch["image"]))
+    bar.close()
+    bits /= images
+    total = float(bits.sum())
+    family, point = points[0]
+    return RateAccuracyCurves(
+        (CurvePoint(family, str(point), total, total / elements, tuple(bits.tolist()),
+                    {k: float(v) for k, v in measured.compute().items()}),),
+        {k: float(v) for k, v in reference.compute().items()}, curve_tasks(model.tasks), elements, images,
+        dict(provenance or {}))
 
 
 def curves_from_sweep(sweep, tasks, elements: int, images: int, provenance: dict | None = None) -> RateAccuracyCurves:
@@ -273,13 +338,15 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
     rows = []
     for name, test in tests.items():
         for family in anchor.families:
-            if family not in test.families:
+            # a learned codec has one family, its own, and is compared with every family of the anchor
+            test_family = LEARNED if test.families == (LEARNED,) else family
+            if test_family not in test.families:
                 raise ConfigError(f"test model {name!r} was not measured on curve family {family!r} "
                                   f"(has {', '.join(test.families)})")
             for task, key in anchor.tasks.items():
                 if task not in test.tasks:
                     continue
-                (ra, ma), (rt, mt) = anchor.curve(task, family), test.curve(task, family)
+                (ra, ma), (rt, mt) = anchor.curve(task, family), test.curve(task, test_family)
                 if dominated == "drop":
                     keep_a, keep_t = efficient_points(ra, ma), efficient_points(rt, mt)
                     ra, ma, rt, mt = ra[keep_a], ma[keep_a], rt[keep_t], mt[keep_t]
@@ -296,5 +363,5 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
     return rows
 
 
-__all__ = ["DEFAULT_FAMILIES", "PAPER_FAMILY", "BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves",
+__all__ = ["DEFAULT_FAMILIES", "LEARNED", "PAPER_FAMILY", "BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves",
            "bd_rate_rows", "curve_tasks", "curves_from_sweep", "measure_curves", "parse_families"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import cilight
-from cilight.allocation.curves import RateAccuracyCurves, measure_curves
+from cilight.allocation.curves import LEARNED, RateAccuracyCurves, measure_curves, parse_families
 from cilight.ci_models import BaFPredictor, MultiTaskCI
 from cilight.ci_models.multitask import load_lightning_module, read_checkpoint
 from cilight.errors import ConfigError
@@ -98,12 +98,16 @@ def checkpoint_curves(ckpt: Path, families, images: int | None = None, num_test:
                       progress: bool = True) -> tuple[RateAccuracyCurves, list[Path], bool]:
     """``(curves, files written, reused)``: the rate–accuracy curves of a checkpoint on its test split.
 
+    A learned bottleneck's checkpoint is measured at its one operating point, ``learned``, whatever
+    ``families`` say (a curve over λ is :meth:`RateAccuracyCurves.merge` of several checkpoints).
     Written to ``out`` (default ``<run>/curves/``) as ``curves.json`` and ``curves.csv`` with what
     is needed to redo them. With ``reuse``, a saved ``curves.json`` of the same checkpoint (by
     hash), families, images and data is read instead of measured again.
     """
     ckpt = Path(ckpt)
     model, data = load_model(ckpt)
+    if model.bottlenecks is not None:  # its rate is set by training: one point per checkpoint
+        families = parse_families(LEARNED)
     out = Path(out) if out else ckpt.resolve().parent.parent / "curves"
     request = {"checkpoint_sha256": file_sha256(ckpt), "families": [str(f) for f in families],
                "images": images, "num_test": num_test, "data": json.loads(json.dumps(data, default=str))}

@@ -52,7 +52,7 @@ import cilight
 from cilight.allocation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
 from cilight.allocation.bdrate import DOMINATED, MIN_OVERLAP
 from cilight.allocation.bdrate import METHODS as BD_METHODS
-from cilight.allocation.curves import DEFAULT_FAMILIES, bd_rate_rows, parse_families
+from cilight.allocation.curves import DEFAULT_FAMILIES, RateAccuracyCurves, bd_rate_rows, parse_families
 from cilight.allocation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
 from cilight.allocation.report import (
     allocation_table,
@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(c)
     c.add_argument("--out", type=Path, help="folder for curves.json/csv (default: <run>/curves/)")
     b = commands.add_parser("bdrate", help="BD-rate of test checkpoints against an anchor, per task (Table 1)")
-    b.add_argument("--anchor", required=True, type=Path)
-    b.add_argument("--test", required=True, type=Path, nargs="+")
+    b.add_argument("--anchor", required=True, help="CKPT, or CKPT,CKPT,… for one curve over several (one per λ)")
+    b.add_argument("--test", required=True, nargs="+", help="CKPT or CKPT,CKPT,… per test model")
     data_options(b)
     b.add_argument("--method", default="cubic", choices=BD_METHODS, help="interpolation (default: cubic, VCEG-M33)")
     b.add_argument("--min-overlap", type=float, default=MIN_OVERLAP,
@@ -213,25 +213,42 @@ def curves(args) -> int:
     return 0
 
 
-def model_names(paths: list[Path]) -> list[str]:
-    """Short unique names: the run folder of each checkpoint, else its path."""
-    names = [p.resolve().parent.parent.name or p.stem for p in paths]
-    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+def model_names(paths: list[Path | list[Path]]) -> list[str]:
+    """Short unique names: the run folder of each checkpoint (the first, ``+N`` more, for a curve over
+    several checkpoints), else its path."""
+    groups = [p if isinstance(p, list) else [p] for p in paths]
+    names = [(g[0].resolve().parent.parent.name or g[0].stem) + (f"+{len(g) - 1}" if len(g) > 1 else "")
+             for g in groups]
+    return names if len(set(names)) == len(names) else [",".join(map(str, g)) for g in groups]
+
+
+def checkpoint_group(text: str) -> list[Path]:
+    """``CKPT[,CKPT…]``: one model; several checkpoints make one curve, a point (or points) each —
+    a learned codec trained at several λ."""
+    paths = [Path(t) for t in str(text).split(",") if t.strip()]
+    if not paths:
+        raise ConfigError(f"checkpoint list {text!r}: expected CKPT or CKPT,CKPT,…")
+    return paths
+
+
+def _model_curves(paths: list[Path], args, families):
+    parts = [_curves_of(path, args, families) for path in paths]
+    return parts[0] if len(parts) == 1 else RateAccuracyCurves.merge(parts)
 
 
 def bdrate(args) -> int:
     families = parse_families(args.codecs)
     if not 0 <= args.min_overlap <= 1:
         raise ConfigError(f"--min-overlap {args.min_overlap}: expected a share in [0, 1]")
-    paths = [args.anchor, *args.test]
+    paths = [checkpoint_group(t) for t in (args.anchor, *args.test)]
     names = model_names(paths)
-    models = {name: _curves_of(path, args, families) for name, path in zip(names, paths)}
+    models = {name: _model_curves(group, args, families) for name, group in zip(names, paths)}
     anchor, tests = names[0], {n: models[n] for n in names[1:]}
     rows = bd_rate_rows(models[anchor], tests, method=args.method, min_overlap=args.min_overlap,
                         dominated=args.dominated)
     print(f"BD-rate against {anchor} ({args.method}; negative = fewer bits at equal accuracy)")
     print(bd_rate_table(rows))
-    out = args.out or args.anchor.resolve().parent.parent / "bdrate"
+    out = args.out or paths[0][0].resolve().parent.parent / "bdrate"
     settings = {"anchor": str(args.anchor), "tests": [str(t) for t in args.test], "names": names,
                 "families": [str(f) for f in families], "method": args.method, "min_overlap": args.min_overlap,
                 "dominated": args.dominated}

@@ -259,3 +259,54 @@ def test_edge_runtime_bytes_decode_bit_exactly_in_another_process(exported, tmp_
     for b, frame in enumerate(frames):
         decoded = cloud.decode(frame)["symbols_y_layer3"]
         np.testing.assert_array_equal(decoded[0], symbols["symbols_y_layer3"][b])  # bit-exact
+
+
+def test_learned_curve_point_against_a_hand_loop_and_a_curve_over_checkpoints(learned_checkpoint, tiny_checkpoint,
+                                                                              tmp_path, capsys):
+    import json
+    import shutil
+
+    from cilight.allocation import RateAccuracyCurves, measure_curves, parse_families
+    from cilight.checkpoints import load_model, test_batches
+    from cilight.evaluate_cli import main
+
+    model, data = load_model(learned_checkpoint)
+    batches = test_batches(data, images=3)
+    curves = measure_curves(model, batches, parse_families("learned"), progress=False)
+    codec, bits, hand = model.stream_codec(0), 0, model.task_metrics(sync=False)
+    with torch.no_grad():
+        for batch in batches:
+            decoded = []
+            for x in model.features(batch["image"])[0]:
+                data_bytes = codec.encode(x)
+                bits += 8 * len(data_bytes)
+                decoded.append(codec.decode(data_bytes))
+            hand.update(model.decoder([torch.stack(decoded)]), batch)
+    (point,) = curves.points
+    assert point.family == "learned" and point.bits_per_image == bits / 3
+    assert point.metrics == pytest.approx({k: float(v) for k, v in hand.compute().items()}, rel=1e-6)
+    assert point.metrics == pytest.approx(curves.reference, rel=1e-6)  # the codec is lossless on the latents
+    with pytest.raises(ConfigError, match="one operating point 'learned'"):
+        measure_curves(model, batches, parse_families("png"), progress=False)
+    plain, plain_data = load_model(tiny_checkpoint)
+    with pytest.raises(ConfigError, match="this model has none"):
+        measure_curves(plain, test_batches(plain_data, images=2), parse_families("learned"), progress=False)
+
+    # one curve over two checkpoints (as over λ), against a JPEG2000-coded anchor
+    groups = []
+    for name in ("lam_a", "lam_b"):
+        path = tmp_path / name / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        shutil.copy(learned_checkpoint, path)
+        groups.append(str(path))
+    anchor = tmp_path / "anchor" / "checkpoints" / "last.ckpt"
+    anchor.parent.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, anchor)
+    assert main(["bdrate", "--anchor", str(anchor), "--test", ",".join(groups), "--codecs",
+                 "j2k=jpeg2000:bpe=0.5,1,2,4", "--images", "2", "--out", str(tmp_path / "bd"),
+                 "--min-overlap", "0"]) == 0
+    assert "BD-rate against anchor" in capsys.readouterr().out
+    table = json.loads((tmp_path / "bd" / "bdrate.json").read_text())
+    assert {(r["test"], r["family"]) for r in table["rows"]} == {("lam_a+1", "j2k")}
+    merged = RateAccuracyCurves.from_dict(table["curves"]["lam_a+1"])
+    assert [p.family for p in merged.points] == ["learned", "learned"] and len(merged.provenance["parts"]) == 2
