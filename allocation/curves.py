@@ -129,6 +129,11 @@ class RateAccuracyCurves:
             raise ConfigError(f"no curve family {name!r}; measured {', '.join(self.families)}")
         return points
 
+    def restrict(self, *families: str) -> RateAccuracyCurves:
+        """The same measurement with only the points of ``families`` (each must have been measured)."""
+        points = tuple(p for name in families for p in self.family(name))
+        return type(self)(points, dict(self.reference), dict(self.tasks), self.elements, self.images, dict(self.provenance))
+
     def curve(self, task: str, family: str) -> tuple[np.ndarray, np.ndarray]:
         """``(bits per image, metric)`` of ``task`` along ``family``, in measurement order."""
         if task not in self.tasks:

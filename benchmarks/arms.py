@@ -107,7 +107,5 @@ def plot_arms(arms: dict, families, folder: Path, label: str) -> None:
     first = next(iter(next(iter(arms.values())).values()))
     for family in (f.name for f in families):
         for task in first.tasks:
-            only = {f"{arm} s{s}": type(c)(tuple(p for p in c.points if p.family == family), c.reference, c.tasks,
-                                           c.elements, c.images, c.provenance)
-                    for arm, runs in arms.items() for s, c in runs.items()}
+            only = {f"{arm} s{s}": c.restrict(family) for arm, runs in arms.items() for s, c in runs.items()}
             plot_rate_accuracy(only, task, folder / f"rd_{label}_{task}_{family}.png")

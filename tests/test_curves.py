@@ -117,6 +117,19 @@ def test_bd_rate_rows_per_task_and_family():
         bd_rate_rows(anchor, {"other": other})
 
 
+def test_restrict_keeps_only_the_named_families():
+    paper = synthetic_curves(1.0)
+    wide = tuple(CurvePoint("wide", p.point, 2 * p.bits_per_image, p.bits_per_element, p.stream_bits, p.metrics)
+                 for p in paper.points)
+    both = RateAccuracyCurves(paper.points + wide, paper.reference, paper.tasks, paper.elements, paper.images)
+    only = both.restrict("wide")
+    assert only.families == ("wide",) and only.points == wide
+    assert (only.reference, only.tasks, only.elements, only.images) == (both.reference, both.tasks, 10_000, 8)
+    assert both.restrict("wide", "paper").points == wide + paper.points
+    with pytest.raises(ConfigError, match="no curve family 'j2k'"):
+        both.restrict("j2k")
+
+
 @pytest.mark.slow
 def test_evaluate_curves_and_bdrate_end_to_end(tiny_checkpoint, tmp_path, capsys):
     from cilight.evaluate_cli import main

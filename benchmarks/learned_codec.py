@@ -1,0 +1,328 @@
+"""Does a learned feature codec beat JPEG2000? BD-rate of CompressAI bottlenecks trained with the tasks.
+
+A learned bottleneck (Ballé, Minnen, Singh, Hwang & Johnston, ICLR 2018; ``cilight.ci_models.bottleneck``)
+replaces the Q-layer of the default model by ``g_a``/``g_s`` and an entropy model trained with the
+tasks under ``loss = eq 6 + λ · bits``. This recipe measures it against the JPEG2000-coded models
+of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result was seen:
+
+* **Arms**: ``factorized`` and ``hyperprior`` (``--model.bottleneck``, ``--model.bottleneck_channels
+  64``), each at every λ of ``LAMBDAS`` (``--model.rate_lambda``, per bit per image), seeds 0, 1, 2
+  (``--seed_everything``); ``python train.py`` defaults otherwise (ResNet-18 split at layer3,
+  SyntheticStreets 64×128, 8 epochs). The last checkpoint of each run is measured on the 128 test
+  images at its one operating point, ``learned``: real bytes from its own codec (container header,
+  table digest, lengths and rows check included). A seed's curve is the merge of its λ checkpoints.
+  The λ grid was chosen from a 2-epoch pilot (factorized, seed 99; ``--pilot``) so that the points
+  span the anchors' JPEG2000 rates (2–16 kbit per image) and below, before any 8-epoch result.
+* **Anchors**: the layer3 models of ``rate_aware_training.py`` coded with real JPEG2000 at 0.25–2
+  bits per element (its ``j2k`` family): ``none`` (no rate term), ``dpcm_dct`` (the default model,
+  L_r) and ``codec_noise`` (trained against the proxy's JPEG2000 distortion, the most accurate at
+  low JPEG2000 rates), seeds 0, 1, 2, read from ``rate_aware_training.json`` (that script re-creates
+  the runs). The ``dpcm_dct`` seed-0 run is retrained here for the edge timing, and its curve is
+  compared with the saved one (how well a run reproduces).
+* **BD-rate** (cubic, VCEG-M33) of each learned seed against the anchor of the same seed, mean ± sd
+  over the 3 pairs; dominated points dropped first; a BD-rate over < 50% of the two metric ranges is
+  refused, and the BD-rate over any overlap is shown beside it, never as the headline — the rules of
+  ``compressibility_bdrate.py``. **Noise floor**: the larger of the anchors' seed-to-seed floor (the
+  largest |BD-rate| between anchors of different seeds) and the learned curves' own (the same
+  between learned curves of different seeds). A saving counts only below −floor with every seed
+  negative. **Against the best JPEG2000 configuration**: per bottleneck and task, the anchor
+  against which the learned codec's mean BD-rate is highest (least favourable to it).
+* **Target** (issue): BD-rate ≤ −30% on every task against the best JPEG2000 configuration, beyond
+  the noise floor, at an edge-side time per image no higher than edge half + OpenJPEG.
+* **Edge time**: ``EdgeRuntime.encode`` of one image at a time (ONNX Runtime, CPU, its default
+  threads) — ``edge.onnx`` + range coder with the exported tables for each seed-0 learned model,
+  against ``edge.onnx`` + OpenJPEG of the retrained ``dpcm_dct`` model at every anchor rate; 16 test
+  images per repeat, the runtimes alternated in every repeat so machine load hits all alike, median
+  over repeats; ratio = learned / JPEG2000 at the rate nearest the learned point's bits.
+
+    python benchmarks/learned_codec.py [--bottlenecks factorized hyperprior] [--lambdas …] [--seeds 0 1 2]
+        [--work DIR] [--table] [--pilot]
+
+Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused.
+Writes ``benchmarks/results/learned_codec.json`` (every curve, every BD-rate, the timings) and RD
+plots (seed 0 of every arm) in the folder of the same name beside it, naming the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from arms import compare_arms, summary, train
+from rate_aware_training import FAMILIES as RATE_AWARE_FAMILIES
+from report import RESULTS, write_result
+
+from cilight.allocation import MIN_OVERLAP, RateAccuracyCurves, bd_rate_rows, parse_families
+from cilight.allocation.curves import LEARNED
+from cilight.allocation.report import plot_rate_accuracy
+from cilight.checkpoints import checkpoint_curves, load_model
+from cilight.datamodules import generate_sample
+from cilight.deploy import EdgeRuntime
+from cilight.export_cli import main as export_main
+
+BOTTLENECKS = ("factorized", "hyperprior")
+LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)  # per bit per image; see the pilot in the module docstring
+PILOT_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)
+PILOT = {"seed": 99, "epochs": 2, "bottleneck": "factorized"}
+CHANNELS = 64
+ANCHOR_ARMS = ("none", "dpcm_dct", "codec_noise")
+TIMING_ANCHOR = "dpcm_dct"  # python train.py defaults, as rate_aware_training.py trains it
+J2K = next(f for f in RATE_AWARE_FAMILIES if f.startswith("j2k="))
+DOMINATED = "drop"
+TARGET = -30.0
+TIMING_IMAGES = 16
+
+
+def run_name(bottleneck: str, lam: float, seed: int) -> str:
+    return f"{bottleneck}_lambda{lam:g}_s{seed}"
+
+
+def learned_run(args, bottleneck: str, lam: float, seed: int, epochs: int) -> Path:
+    options = ["--model.bottleneck", bottleneck, "--model.bottleneck_channels", str(args.channels),
+               "--model.rate_lambda", f"{lam:g}", *args.train_args.split()]
+    return train(args.work, run_name(bottleneck, lam, seed), seed, options, epochs)
+
+
+def learned_curve(args, bottleneck: str, seed: int, lambdas, epochs: int) -> tuple[RateAccuracyCurves, dict, dict]:
+    """The merged curve of one bottleneck and seed over ``lambdas``, and each λ's checkpoint and curves."""
+    parts, ckpts = {}, {}
+    for lam in lambdas:
+        ckpt = learned_run(args, bottleneck, lam, seed, epochs)
+        curves, _, reused = checkpoint_curves(ckpt, [], progress=False)
+        point = curves.family(LEARNED)[0]
+        print(f"{bottleneck} λ={lam:g} s{seed}: {point.bits_per_image / 1e3:.2f} kbit per image, "
+              + ", ".join(f"{k} {point.metrics[k]:.3f}" for k in curves.tasks.values())
+              + f" (curves {'reused' if reused else 'measured'})", flush=True)
+        parts[f"{lam:g}"], ckpts[f"{lam:g}"] = curves, ckpt
+    return RateAccuracyCurves.merge(list(parts.values())), ckpts, parts
+
+
+def anchor_curves(path: Path, seeds) -> dict:
+    """``{arm: {seed: curves}}`` of the layer3 anchors' JPEG2000 family, from ``rate_aware_training.json``."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: run benchmarks/rate_aware_training.py --models layer3 first (the anchors)")
+    saved = json.loads(path.read_text())["models"]["layer3"]["curves"]
+    missing = [f"{arm}_s{s}" for arm in ANCHOR_ARMS for s in seeds if f"{arm}_s{s}" not in saved]
+    if missing:
+        raise SystemExit(f"{path} has no curves of {', '.join(missing)}: run rate_aware_training.py for them")
+    name = J2K.split("=", 1)[0]
+    return {arm: {s: RateAccuracyCurves.from_dict(saved[f"{arm}_s{s}"]).restrict(name) for s in seeds}
+            for arm in ANCHOR_ARMS}
+
+
+def learned_floor(curves: dict) -> dict:
+    """Per task: the largest |BD-rate| between learned curves of different seeds (``None`` if all refused)."""
+    values: dict = {}
+    for a, b in itertools.combinations(sorted(curves), 2):
+        for row in bd_rate_rows(curves[a], {"other": curves[b]}, min_overlap=MIN_OVERLAP, dominated=DOMINATED):
+            values.setdefault(row.task, [])
+            if row.bd_rate is not None:
+                values[row.task].append(abs(row.bd_rate))
+    return {task: (max(v) if v else None) for task, v in values.items()}
+
+
+def with_learned_floor(table: list[dict], floor: dict) -> list[dict]:
+    """The rows of :func:`compare_arms` with the learned curves' seed noise folded into the floor."""
+    for e in table:
+        own = floor.get(e["task"])
+        e["anchor_noise_floor"], e["learned_noise_floor"] = e["noise_floor"], own
+        known = [f for f in (e["noise_floor"], own) if f is not None]
+        e["noise_floor"] = max(known) if known else None
+        measured = e["bd_rate"]["values"] if e["bd_rate"] else []
+        e["saving_beyond_noise"] = bool(measured and len(measured) == len(e["overlap"]) and e["noise_floor"] is not None
+                                        and e["bd_rate"]["mean"] < -e["noise_floor"] and all(v < 0 for v in measured))
+    return table
+
+
+def best_anchor(tables: dict) -> dict:
+    """Per task: the anchor against which the learned codec's mean BD-rate is highest, and that entry;
+    an anchor that refuses a BD-rate for some seed leaves the task without a headline."""
+    out = {}
+    tasks = [e["task"] for e in next(iter(tables.values()))]
+    for task in tasks:
+        entries = {arm: next(e for e in t if e["task"] == task) for arm, t in tables.items()}
+        complete = {arm: e for arm, e in entries.items() if e["bd_rate"] and len(e["bd_rate"]["values"]) == len(e["overlap"])}
+        if len(complete) < len(entries):
+            out[task] = {"anchor": None, "refused_by": sorted(set(entries) - set(complete))}
+            continue
+        arm = max(complete, key=lambda a: complete[a]["bd_rate"]["mean"])
+        e = complete[arm]
+        out[task] = {"anchor": arm, "bd_rate": e["bd_rate"], "noise_floor": e["noise_floor"],
+                     "beyond_noise": e["saving_beyond_noise"],
+                     "target_met": e["saving_beyond_noise"] and e["bd_rate"]["mean"] <= TARGET}
+    return out
+
+
+def export(ckpt: Path, folder: Path) -> Path:
+    """``edge.onnx`` (and what it needs) of ``ckpt`` in ``folder``, exported once."""
+    if not (folder / "edge.onnx").is_file():
+        if export_main(["--ckpt", str(ckpt), "--out", str(folder), "--mean-images", "0"]) != 0:
+            raise SystemExit(f"export of {ckpt} failed its parity check")
+    return folder / "edge.onnx"
+
+
+def edge_times(learned: dict, anchor_ckpt: Path, work: Path, repeats: int) -> dict:
+    """Median ms per image of ``EdgeRuntime.encode`` for every learned checkpoint and for the anchor's
+    edge half + OpenJPEG at every anchor rate, alternated in each repeat; the bytes each writes."""
+    _, data = load_model(anchor_ckpt)
+    images = [generate_sample(0, "test", i, data["height"], data["width"])["image"][None].astype(np.float32) / 255
+              for i in range(TIMING_IMAGES)]
+    anchor_edge = export(anchor_ckpt, work / "export_anchor")
+    runtimes = {f"jpeg2000:bpe={bpe}": EdgeRuntime(anchor_edge, codec=f"jpeg2000:bpe={bpe}")
+                for bpe in J2K.split("bpe=", 1)[1].split(",")}
+    for name, ckpt in learned.items():
+        runtimes[name] = EdgeRuntime(export(ckpt, work / f"export_{ckpt.parent.parent.name}"))
+    sizes = {name: statistics.fmean(len(rt.encode(img)[0]) * 8 for img in images) for name, rt in runtimes.items()}
+    times: dict = {name: [] for name in runtimes}
+    for _ in range(repeats):
+        for name, rt in runtimes.items():
+            start = time.perf_counter()
+            for img in images:
+                rt.encode(img)
+            times[name].append(1e3 * (time.perf_counter() - start) / len(images))
+    out = {name: {"ms_per_image": statistics.median(t), "ms_runs": t, "bits_per_image": sizes[name]}
+           for name, t in times.items()}
+    j2k = {n: v for n, v in out.items() if n.startswith("jpeg2000")}
+    for name in learned:
+        nearest = min(j2k, key=lambda n: abs(np.log(j2k[n]["bits_per_image"] / out[name]["bits_per_image"])))
+        out[name]["jpeg2000_at_nearest_rate"] = nearest
+        out[name]["ratio_to_jpeg2000"] = out[name]["ms_per_image"] / j2k[nearest]["ms_per_image"]
+        print(f"edge {name}: {out[name]['ms_per_image']:.2f} ms per image ({out[name]['bits_per_image'] / 1e3:.2f} kbit) "
+              f"against {j2k[nearest]['ms_per_image']:.2f} ms with {nearest} "
+              f"({j2k[nearest]['bits_per_image'] / 1e3:.2f} kbit): ratio {out[name]['ratio_to_jpeg2000']:.2f}", flush=True)
+    return out
+
+
+def reproduction(ckpt: Path, saved: RateAccuracyCurves) -> dict:
+    """How far a retrained anchor's JPEG2000 curve is from the saved one of the same options and seed."""
+    measured, _, _ = checkpoint_curves(ckpt, parse_families([J2K]), progress=False)
+    name = J2K.split("=", 1)[0]
+    diffs = {key: max(abs(a.metrics[key] - b.metrics[key]) for a, b in zip(measured.family(name), saved.family(name)))
+             for key in saved.tasks.values()}
+    bits = max(abs(a.bits_per_image - b.bits_per_image) / b.bits_per_image
+               for a, b in zip(measured.family(name), saved.family(name)))
+    return {"max_abs_metric_difference": diffs, "max_relative_bits_difference": bits}
+
+
+def plot(arms: dict, folder: Path) -> None:
+    """One RD plot per task with seed 0 of every anchor and learned arm."""
+    folder.mkdir(parents=True, exist_ok=True)
+    models = {arm: runs[min(runs)] for arm, runs in arms.items()}
+    for task in next(iter(models.values())).tasks:
+        plot_rate_accuracy(models, task, folder / f"rd_{task}.png")
+
+
+def markdown_table(result: dict) -> str:
+    lines = ["| bottleneck | anchor (JPEG2000) | task (metric) | BD-rate %, mean ± sd | overlap | noise floor "
+             "(anchors / learned) | beyond noise | over any overlap |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for bottleneck, b in result["bottlenecks"].items():
+        for arm, table in b["tables"].items():
+            for e in table:
+                measured = len(e["bd_rate"]["values"]) if e["bd_rate"] else 0
+                rate = ("refused" if not measured else f"{e['bd_rate']['mean']:+.1f} ± {e['bd_rate']['std']:.1f}"
+                        + ("" if measured == len(e["overlap"]) else f" ({measured} of {len(e['overlap'])} seeds)"))
+                floors = " / ".join("—" if f is None else f"{f:.1f}" for f in (e["anchor_noise_floor"], e["learned_noise_floor"]))
+                anyo = e["any_overlap"]["bd_rate"]
+                anyo = "—" if anyo is None else f"{anyo['mean']:+.1f} ± {anyo['std']:.1f}"
+                lines.append(f"| {bottleneck} | {arm} | {e['task']} ({e['metric'].split('_', 1)[1]}) | {rate} | "
+                             f"{100 * min(e['overlap']):.0f}–{100 * max(e['overlap']):.0f}% | {floors} | "
+                             f"{'**yes**' if e['saving_beyond_noise'] else 'no'} | "
+                             f"{anyo} |")
+    return "\n".join(lines)
+
+
+def points_table(result: dict) -> str:
+    """Every λ's rate and metrics, mean ± sd over seeds."""
+    lines = ["| bottleneck | λ | kbit per image | " + " | ".join(result["metrics"]) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in result["metrics"]) + " |"]
+    for bottleneck, b in result["bottlenecks"].items():
+        for lam, p in b["points"].items():
+            lines.append(f"| {bottleneck} | {lam} | {p['kbit']['mean']:.2f} ± {p['kbit']['std']:.2f} | "
+                         + " | ".join(f"{p[k]['mean']:.3f} ± {p[k]['std']:.3f}" for k in result["metrics"]) + " |")
+    return "\n".join(lines)
+
+
+def point_summary(parts_by_seed: dict) -> dict:
+    """Per λ: kbit per image and every curve metric, mean ± sd over seeds (``{seed: {λ: curves}}``)."""
+    out = {}
+    for lam in next(iter(parts_by_seed.values())):
+        points = [parts[lam].family(LEARNED)[0] for parts in parts_by_seed.values()]
+        keys = next(iter(parts_by_seed.values()))[lam].tasks.values()
+        out[lam] = {"kbit": summary([p.bits_per_image / 1e3 for p in points]),
+                    **{k: summary([p.metrics[k] for p in points]) for k in keys}}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bottlenecks", nargs="+", default=list(BOTTLENECKS), choices=list(BOTTLENECKS))
+    parser.add_argument("--lambdas", type=float, nargs="+", default=list(LAMBDAS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--channels", type=int, default=CHANNELS)
+    parser.add_argument("--repeats", type=int, default=20, help="timing repeats of the edge runtimes")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cilight-learned-codec"))
+    parser.add_argument("--anchors", type=Path, default=RESULTS / "rate_aware_training.json")
+    parser.add_argument("--train-args", default="", help="more train.py options for every run (e.g. a smoke test's "
+                        "small data); not part of the protocol")
+    parser.add_argument("--out", type=Path, default=RESULTS / "learned_codec.json")
+    parser.add_argument("--pilot", action="store_true", help="the 2-epoch pilot that chose the λ grid: print its points")
+    parser.add_argument("--table", action="store_true", help="print the README tables of --out and stop")
+    args = parser.parse_args()
+    if args.table:
+        result = json.loads(args.out.read_text())
+        print(markdown_table(result) + "\n\n" + points_table(result))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.pilot:
+        learned_curve(args, PILOT["bottleneck"], PILOT["seed"], PILOT_LAMBDAS, PILOT["epochs"])
+        return
+    if len(args.lambdas) < 4:
+        parser.error("--lambdas: a BD-rate needs at least 4 points per curve")
+    start = time.perf_counter()
+    anchors = anchor_curves(args.anchors, args.seeds)
+    families = parse_families([J2K])
+    result: dict = {"benchmark": "learned_codec", "protocol": __doc__.split("\n\n")[2], "anchor_family": J2K,
+                    "anchors": str(args.anchors), "lambdas": args.lambdas, "seeds": args.seeds, "epochs": args.epochs,
+                    "channels": args.channels, "bottlenecks": {}}
+    learned_by_arm, timing_ckpts = {}, {}
+    for bottleneck in args.bottlenecks:
+        curves, ckpts, parts = {}, {}, {}
+        for seed in args.seeds:
+            curves[seed], ckpts[seed], parts[seed] = learned_curve(args, bottleneck, seed, args.lambdas, args.epochs)
+        floor = learned_floor(curves)
+        tables = {arm: with_learned_floor(compare_arms(anchors[arm], curves, families, f"{bottleneck} vs {arm}",
+                                                       MIN_OVERLAP, DOMINATED), floor)
+                  for arm in ANCHOR_ARMS}
+        result["bottlenecks"][bottleneck] = {
+            "tables": tables, "learned_noise_floor": floor, "best_anchor": best_anchor(tables),
+            "points": point_summary(parts),
+            "curves": {f"s{s}": c.as_dict() for s, c in curves.items()}}
+        learned_by_arm[bottleneck] = curves
+        timing_ckpts.update({f"{bottleneck} λ={lam}": ckpt for lam, ckpt in ckpts[min(args.seeds)].items()})
+    result["metrics"] = list(next(iter(anchors["none"].values())).tasks.values())
+    anchor_ckpt = train(args.work, f"anchor_{TIMING_ANCHOR}_s0", 0, args.train_args.split(), args.epochs)
+    result["anchor_reproduction"] = reproduction(anchor_ckpt, anchors[TIMING_ANCHOR][0]) if 0 in args.seeds else None
+    result["edge_time"] = edge_times(timing_ckpts, anchor_ckpt, args.work, args.repeats)
+    ratios = [v["ratio_to_jpeg2000"] for v in result["edge_time"].values() if "ratio_to_jpeg2000" in v]
+    result["verdict"] = {b: {"tasks": v["best_anchor"], "edge_time_ratio_max": max(ratios),
+                             "target_met": all(t.get("target_met") for t in v["best_anchor"].values()) and max(ratios) <= 1}
+                         for b, v in result["bottlenecks"].items()}
+    plot({**{f"{arm} (JPEG2000)": runs for arm, runs in anchors.items()}, **learned_by_arm}, args.out.with_suffix(""))
+    result["wall_seconds"] = time.perf_counter() - start
+    write_result(args.out, result)
+    print(markdown_table(result) + "\n\n" + points_table(result))
+    for bottleneck, v in result["verdict"].items():
+        print(f"{bottleneck}: target met: {v['target_met']} — " + ", ".join(
+            f"{task}: " + ("refused by " + "/".join(t["refused_by"]) if t["anchor"] is None else
+                           f"{t['bd_rate']['mean']:+.1f}% vs {t['anchor']}") for task, t in v["tasks"].items())
+              + f"; edge time ratio ≤ {v['edge_time_ratio_max']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
