@@ -107,6 +107,12 @@ class LearnedBottleneck(nn.Module, ABC):
         """The quantile parameters the auxiliary loss trains (and nothing else trains)."""
         return [m.quantiles for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck)]
 
+    def density_parameters(self) -> list[nn.Parameter]:
+        """The factorized priors' density parameters (trained by the rate term at their own learning rate)."""
+        aux = {id(p) for p in self.aux_parameters()}
+        return [p for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck)
+                for p in m.parameters() if id(p) not in aux]
+
     def main_parameters(self) -> list[nn.Parameter]:
         aux = {id(p) for p in self.aux_parameters()}
         return [p for p in self.parameters() if id(p) not in aux]

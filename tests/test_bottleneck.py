@@ -32,6 +32,8 @@ def test_shapes_and_parameter_split(name, size):
     main, aux = model.main_parameters(), model.aux_parameters()
     assert aux and {id(p) for p in main}.isdisjoint(id(p) for p in aux)
     assert len(main) + len(aux) == len(list(model.parameters()))
+    densities = {id(p) for p in model.density_parameters()}
+    assert densities and densities <= {id(p) for p in main}  # the factorized prior's (y, or the hyperprior's z)
     assert model.aux_loss().requires_grad
 
 

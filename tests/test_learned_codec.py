@@ -12,7 +12,7 @@ import torch
 from conftest import TINY, smooth_images, train
 
 from cilight.ci_models.bottleneck import BOTTLENECKS, make_bottleneck
-from cilight.ci_models.multitask import TABLES_KEY, MultiTaskCI, load_task_model
+from cilight.ci_models.multitask import ENTROPY_LR, TABLES_KEY, MultiTaskCI, load_task_model
 from cilight.codecs import CodecError, decode, get_codec, split_streams, stream_coder
 from cilight.errors import ConfigError
 
@@ -96,6 +96,10 @@ def test_options_that_do_not_go_with_or_without_a_bottleneck():
         MultiTaskCI(bottleneck="factorized", rate_loss="proxy_bits")
     with pytest.raises(ConfigError, match="bottleneck='gaussian'"):
         MultiTaskCI(bottleneck="gaussian")
+    with pytest.raises(ConfigError, match="entropy_lr=0.1 is the learning rate of a learned bottleneck"):
+        MultiTaskCI(entropy_lr=0.1)
+    with pytest.raises(ConfigError, match="entropy_lr=0: expected a positive number"):
+        MultiTaskCI(bottleneck="factorized", entropy_lr=0)
     with pytest.raises(ConfigError, match="no learned bottleneck"):
         MultiTaskCI().stream_codec()
     with pytest.raises(ConfigError, match="no entropy tables"):
@@ -105,6 +109,13 @@ def test_options_that_do_not_go_with_or_without_a_bottleneck():
 def test_train_py_stores_the_tables_and_trains_both_optimizers(learned_checkpoint):
     state = torch.load(learned_checkpoint, map_location="cpu", weights_only=True)
     assert len(state["optimizer_states"]) == 2  # the task-and-rate optimizer and the quantiles' own
+    network, densities = state["optimizer_states"][0]["param_groups"]
+    assert densities["initial_lr"] == ENTROPY_LR == 10 * network["initial_lr"]
+    model = load_task_model(learned_checkpoint)
+    names = {id(p): n for n, p in model.named_parameters()}
+    density_names = {names[id(p)] for b in model.bottlenecks for p in b.density_parameters()}
+    assert len(densities["params"]) == len(density_names) > 0
+    assert all(".entropy_z." in n and not n.endswith("quantiles") for n in density_names)
     quantiles = state["state_dict"]["bottlenecks.0.entropy_z.quantiles"]
     assert not torch.allclose(quantiles, torch.tensor([-10.0, 0.0, 10.0]).expand_as(quantiles))  # aux steps ran
     model = load_task_model(learned_checkpoint)
