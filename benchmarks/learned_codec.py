@@ -11,8 +11,11 @@ of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result 
   SyntheticStreets 64×128, 8 epochs). The last checkpoint of each run is measured on the 128 test
   images at its one operating point, ``learned``: real bytes from its own codec (container header,
   table digest, lengths and rows check included). A seed's curve is the merge of its λ checkpoints.
-  The λ grid was chosen from a 2-epoch pilot (factorized, seed 99; ``--pilot``) so that the points
-  span the anchors' JPEG2000 rates (2–16 kbit per image) and below, before any 8-epoch result.
+  The λ grid is chosen from a 2-epoch pilot (factorized, seed 99, λ 1e-5 … 1e-2; ``--pilot``) so
+  that the points span the anchors' JPEG2000 rates (2–16 kbit per image) and below, before any
+  8-epoch result. The first pilot, with the priors' densities at the network's learning rate,
+  coded 9.73, 9.66, 9.63 and 9.60 kbit per image at the four λ — the rate did not follow λ — and
+  led to ``--model.entropy_lr`` (default 10× the network's); the grid comes from the pilot after it.
 * **Anchors**: the layer3 models of ``rate_aware_training.py`` coded with real JPEG2000 at 0.25–2
   bits per element (its ``j2k`` family): ``none`` (no rate term), ``dpcm_dct`` (the default model,
   L_r) and ``codec_noise`` (trained against the proxy's JPEG2000 distortion, the most accurate at
