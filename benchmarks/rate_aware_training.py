@@ -187,6 +187,8 @@ def markdown_table(result: dict) -> str:
         for arm, table in m["tables"].items():
             for e in table:
                 rate = "refused" if e["bd_rate"] is None else f"{e['bd_rate']['mean']:+.1f} ± {e['bd_rate']['std']:.1f}"
+                if e["bd_rate"] is not None and not every_seed(e):
+                    rate += f" ({len(e['bd_rate']['values'])} of {len(e['overlap'])} seeds)"
                 floor = "—" if e["noise_floor"] is None else f"{e['noise_floor']:.1f}"
                 ref, got = m["uncompressed"]["none"][e["task"]]["mean"], m["uncompressed"][arm][e["task"]]["mean"]
                 lines.append(f"| {model} | {arm} | {e['family']} | {e['task']} ({e['metric'].split('_', 1)[1]}) | {rate} | "
