@@ -15,7 +15,10 @@ of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result 
   that the points span the anchors' JPEG2000 rates (2–16 kbit per image) and below, before any
   8-epoch result. The first pilot, with the priors' densities at the network's learning rate,
   coded 9.73, 9.66, 9.63 and 9.60 kbit per image at the four λ — the rate did not follow λ — and
-  led to ``--model.entropy_lr`` (default 10× the network's); the grid comes from the pilot after it.
+  led to ``--model.entropy_lr`` (default 10× the network's). The pilot after it coded 3.40, 1.33,
+  0.74 and 0.70 kbit per image at λ = 1e-5, 1e-4, 1e-3 and 1e-2: the two largest λ meet at the
+  floor of the container and the smallest stays below the anchors' top rates, so the grid is
+  1e-6 … 1e-3, one point per decade.
 * **Anchors**: the layer3 models of ``rate_aware_training.py`` coded with real JPEG2000 at 0.25–2
   bits per element (its ``j2k`` family): ``none`` (no rate term), ``dpcm_dct`` (the default model,
   L_r) and ``codec_noise`` (trained against the proxy's JPEG2000 distortion, the most accurate at
@@ -69,7 +72,7 @@ from cilight.deploy import EdgeRuntime
 from cilight.export_cli import main as export_main
 
 BOTTLENECKS = ("factorized", "hyperprior")
-LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)  # per bit per image; see the pilot in the module docstring
+LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3)  # per bit per image; chosen from the pilot (module docstring)
 PILOT_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)
 PILOT = {"seed": 99, "epochs": 2, "bottleneck": "factorized"}
 CHANNELS = 64
