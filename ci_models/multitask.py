@@ -43,8 +43,8 @@ CompressAI initialises them for latents of scale ~10 (``init_scale``); here ``g_
 start near 0.3, so the initial density is far too wide and the rate is set by how fast the
 density sharpens, not by λ: at the network's learning rate, 2-epoch runs of the default model
 coded 9.73, 9.66, 9.63 and 9.60 kbit per image for λ = 1e-5, 1e-4, 1e-3 and 1e-2 (a rate term of
-93 against task terms near 1 did not move the bits). With the densities at 10× the rate follows
-λ within a few hundred steps.
+93 against task terms near 1 did not move the bits); with the densities at 10× the same runs
+coded 3.40, 1.33, 0.74 and 0.70 kbit per image (the last two at the floor of the container).
 """
 
 from __future__ import annotations
