@@ -43,7 +43,9 @@ before any result was seen:
 
     python benchmarks/compressibility_bdrate.py [--variants default fixed_lambda …] [--work DIR] [--seeds 0 1 2]
 
-Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused.
+Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused; the
+JSON is written after every run, and a run whose curves are in it (measured on the same families)
+is taken from there even when its folder is gone (another machine, a cleaned ``/tmp``).
 Writes ``benchmarks/results/compressibility_bdrate.json`` (every curve, every BD-rate) and the RD
 plots ``benchmarks/results/compressibility_bdrate/rd_<task>_<family>.png``, naming the machine.
 """
@@ -58,7 +60,7 @@ from pathlib import Path
 from arms import arm_summaries, compare_arms, plot_arms, train
 from report import RESULTS, write_result
 
-from cilight.allocation import MIN_OVERLAP, parse_families
+from cilight.allocation import MIN_OVERLAP, RateAccuracyCurves, parse_families
 from cilight.checkpoints import checkpoint_curves
 
 FAMILIES = ("paper=png+jpeg:quality=95,90,85,80", "wide=jpeg:quality=95,90,80,70,60,50,40,30,20",
@@ -81,8 +83,17 @@ VARIANTS = {
 VARIANT_FAMILIES = {"layer4": {"j2k": "j2k=jpeg2000:bpe=0.5,0.6,0.7,0.85,1,1.4,2,3"}}
 
 
-def measure_variant(variant: str, args, families, curves: dict) -> dict:
-    """Train (or reuse) both arms of ``variant`` and compute its BD-rate table against the noise floor."""
+def saved_curves(previous: dict, run: str, families) -> RateAccuracyCurves | None:
+    """The curves of ``run`` in an earlier JSON, if they were measured on ``families``."""
+    data = previous.get("curves", {}).get(run)
+    if data is None or data.get("provenance", {}).get("families") != [str(f) for f in families]:
+        return None
+    return RateAccuracyCurves.from_dict(data)
+
+
+def measure_variant(variant: str, args, families, curves: dict, previous: dict, save) -> dict:
+    """Train (or reuse) both arms of ``variant`` and compute its BD-rate table against the noise floor;
+    ``save()`` is called after every run measured here."""
     own = VARIANT_FAMILIES.get(variant, {})
     families = parse_families([own.get(f.name, str(f)) for f in families])
     compressible_args, benchmark_args = VARIANTS[variant]
@@ -90,10 +101,18 @@ def measure_variant(variant: str, args, families, curves: dict) -> dict:
     for arm, name, extra in (("benchmark", benchmark, VARIANTS[benchmark][1]), ("compressible", variant, compressible_args)):
         for seed in args.seeds:
             run = f"{name}_{arm}_s{seed}"
-            if run not in curves:
-                ckpt = train(args.work, run, seed, extra, args.epochs)
-                curves[run], _, reused = checkpoint_curves(ckpt, families)
-                print(f"{run}: curves {'reused' if reused else 'measured'}", flush=True)
+            if run in curves:
+                continue
+            folder_gone = not (args.work / run / "checkpoints" / "last.ckpt").is_file()
+            saved = saved_curves(previous, run, families) if folder_gone else None
+            if saved is not None:
+                curves[run] = saved
+                print(f"{run}: run folder gone, curves taken from {args.out}", flush=True)
+                continue
+            ckpt = train(args.work, run, seed, [*extra, *args.train_args.split()], args.epochs)
+            curves[run], _, reused = checkpoint_curves(ckpt, families)
+            print(f"{run}: curves {'reused' if reused else 'measured'}", flush=True)
+            save()
     anchor = {s: curves[f"{benchmark}_benchmark_s{s}"] for s in args.seeds}
     test = {s: curves[f"{variant}_compressible_s{s}"] for s in args.seeds}
     table = compare_arms(anchor, test, families, variant, min_overlap=MIN_OVERLAP, dominated=DOMINATED)
@@ -147,6 +166,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS / "compressibility_bdrate.json")
+    parser.add_argument("--train-args", default="", help="more train.py options for every run (e.g. a smoke test's "
+                        "small data); not part of the protocol")
     parser.add_argument("--table", action="store_true", help="print the README tables of --out and stop")
     args = parser.parse_args()
     if args.table:
@@ -159,14 +180,18 @@ def main() -> None:
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     variants = dict(previous.get("variants", {}))  # results of variants measured before are kept
     curves: dict = {}
-    for variant in args.variants:
-        variants[variant] = measure_variant(variant, args, families, curves)
+
+    def save() -> None:
         write_result(args.out, {
             "benchmark": "compressibility_bdrate", "protocol": __doc__.split("\n\n")[2:5],
             "families": [str(f) for f in families], "seeds": args.seeds, "epochs": args.epochs,
             "variants": variants, "curves": {**previous.get("curves", {}), **{n: c.as_dict() for n, c in curves.items()}},
             "wall_seconds": {**previous.get("wall_seconds", {}), " ".join(args.variants): time.perf_counter() - start},
         })
+
+    for variant in args.variants:
+        variants[variant] = measure_variant(variant, args, families, curves, previous, save)
+        save()
     result = json.loads(args.out.read_text())
     print(markdown_table(result) + "\n\n" + png_table(result))
 
