@@ -283,6 +283,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         result = json.loads(args.out.read_text())
+        if not result.get("complete", True):
+            raise SystemExit(f"{args.out} is a partial record (the run was interrupted): rerun to complete it")
         print(markdown_table(result) + "\n\n" + points_table(result))
         return
     args.work.mkdir(parents=True, exist_ok=True)
@@ -302,6 +304,10 @@ def main() -> None:
         curves, ckpts, parts = {}, {}, {}
         for seed in args.seeds:
             curves[seed], ckpts[seed], parts[seed] = learned_curve(args, bottleneck, seed, args.lambdas, args.epochs)
+            # A partial record after every seed, so an interrupted run's points are not lost with its folder.
+            result["bottlenecks"][bottleneck] = {"complete": False,
+                                                 "curves": {f"s{s}": c.as_dict() for s, c in curves.items()}}
+            write_result(args.out, {**result, "complete": False})
         floor = learned_floor(curves)
         tables = {arm: with_learned_floor(compare_arms(anchors[arm], curves, families, f"{bottleneck} vs {arm}",
                                                        MIN_OVERLAP, DOMINATED), floor)
@@ -322,7 +328,7 @@ def main() -> None:
                          for b, v in result["bottlenecks"].items()}
     plot({**{f"{arm} (JPEG2000)": runs for arm, runs in anchors.items()}, **learned_by_arm}, args.out.with_suffix(""))
     result["wall_seconds"] = time.perf_counter() - start
-    write_result(args.out, result)
+    write_result(args.out, {**result, "complete": True})
     print(markdown_table(result) + "\n\n" + points_table(result))
     for bottleneck, v in result["verdict"].items():
         print(f"{bottleneck}: target met: {v['target_met']} — " + ", ".join(
