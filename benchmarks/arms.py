@@ -43,11 +43,13 @@ def summary(values: list[float]) -> dict:
             "values": values}
 
 
-def compare_arms(anchor: dict, test: dict, families, label: str, min_overlap: float, dominated: str) -> list[dict]:
+def compare_arms(anchor: dict, test: dict, families, label: str, min_overlap: float, dominated: str,
+                 method: str = "cubic") -> list[dict]:
     """One entry per family and task: the BD-rate of each ``test`` seed against the ``anchor`` of the
     same seed (mean ± sd), and the noise floor — the largest |BD-rate| between anchors of different
     seeds. A saving counts only if the mean is below −floor and every seed's BD-rate is negative.
-    ``anchor``/``test`` map seed → :class:`~cilight.allocation.RateAccuracyCurves`."""
+    ``anchor``/``test`` map seed → :class:`~cilight.allocation.RateAccuracyCurves`; ``method`` is the
+    interpolation of :func:`~cilight.allocation.bd_rate`."""
     seeds = sorted(anchor)
     rows: dict = {}
     pairs = {"effect": [(anchor[s], test[s]) for s in seeds],
@@ -55,7 +57,7 @@ def compare_arms(anchor: dict, test: dict, families, label: str, min_overlap: fl
     for kind, models in pairs.items():
         for a, b in models:
             for overlap_rule, least in (("", min_overlap), ("_any_overlap", 0.0)):
-                for r in bd_rate_rows(a, {"test": b}, dominated=dominated, min_overlap=least):
+                for r in bd_rate_rows(a, {"test": b}, method=method, dominated=dominated, min_overlap=least):
                     rows.setdefault((kind + overlap_rule, r.family, r.task), []).append(r)
     table = []
     for family in (f.name for f in families):
