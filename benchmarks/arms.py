@@ -22,14 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -> Path:
-    """``last.ckpt`` of ``python train.py … extra`` in ``run_root/name`` (reused when it exists)."""
+    """``last.ckpt`` of ``python train.py … extra`` in ``run_root/name``: reused when the run finished
+    (``test_metrics.json`` is written last), resumed from it when the run was interrupted."""
     ckpt = run_root / name / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
+    if (run_root / name / "test_metrics.json").is_file() and ckpt.is_file():
         print(f"{name}: reusing {ckpt}", flush=True)
         return ckpt
+    resume = ["--ckpt_path", str(ckpt)] if ckpt.is_file() else []
     command = [sys.executable, str(ROOT / "train.py"), "--trainer.default_root_dir", str(run_root), "--run_name", name,
                "--seed_everything", str(seed), "--trainer.max_epochs", str(epochs),
-               "--trainer.enable_progress_bar", "false", "--baselines", "false", *extra]
+               "--trainer.enable_progress_bar", "false", "--baselines", "false", *resume, *extra]
     print("running:", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=run_root, env={**os.environ, "WANDB_MODE": "disabled"}, check=True,
