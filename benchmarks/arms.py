@@ -1,8 +1,8 @@
 """What the training-recipe experiments share: train an arm's seeds with ``train.py``, compare
 two arms seed by seed with BD-rate against the seed-to-seed noise floor, summarise and plot.
 
-Used by ``compressibility_bdrate.py`` (L_r against the benchmark) and
-``rate_aware_training.py`` (every rate option against ``none``).
+Used by ``compressibility_bdrate.py`` (L_r against the benchmark), ``rate_aware_training.py``
+(every rate option against ``none``) and ``learned_codec.py`` (learned bottlenecks against JPEG2000).
 """
 
 from __future__ import annotations
