@@ -89,6 +89,7 @@ CHANNELS = 64
 ANCHOR_ARMS = ("none", "dpcm_dct", "codec_noise")
 TIMING_ANCHOR = "dpcm_dct"  # python train.py defaults, as rate_aware_training.py trains it
 J2K = next(f for f in RATE_AWARE_FAMILIES if f.startswith("j2k="))
+J2K_NAME = J2K.split("=", 1)[0]
 DOMINATED = "drop"
 METHOD = "cubic"  # the protocol's BD-rate (VCEG-M33)
 POST_HOC_METHOD = "pchip"  # added after the results: the cubic fit diverges on the learned curves' flat tops
@@ -128,8 +129,7 @@ def anchor_curves(path: Path, seeds) -> dict:
     missing = [f"{arm}_s{s}" for arm in ANCHOR_ARMS for s in seeds if f"{arm}_s{s}" not in saved]
     if missing:
         raise SystemExit(f"{path} has no curves of {', '.join(missing)}: run rate_aware_training.py for them")
-    name = J2K.split("=", 1)[0]
-    return {arm: {s: RateAccuracyCurves.from_dict(saved[f"{arm}_s{s}"]).restrict(name) for s in seeds}
+    return {arm: {s: RateAccuracyCurves.from_dict(saved[f"{arm}_s{s}"]).restrict(J2K_NAME) for s in seeds}
             for arm in ANCHOR_ARMS}
 
 
@@ -189,7 +189,7 @@ def comparison(anchors: dict, curves: dict, families, bottleneck: str, method: s
 def anchor_rate_at(anchor: RateAccuracyCurves, task_key: str, metric: float) -> float | None:
     """Bits per image the anchor needs for ``metric`` (PCHIP of log-rate over its efficient points);
     ``None`` outside the metric range its points span."""
-    points = anchor.family(J2K.split("=", 1)[0])
+    points = anchor.family(J2K_NAME)
     rates = np.array([p.bits_per_image for p in points])
     values = np.array([p.metrics[task_key] for p in points])
     kept = efficient_points(rates, values)
@@ -215,7 +215,7 @@ def equal_accuracy(anchors: dict, parts_by_seed: dict) -> dict:
                     if needed is not None:
                         entry["savings"].append(100 * (point.bits_per_image / needed - 1))
                     else:
-                        top = max(p.metrics[key] for p in anchors[arm][seed].family(J2K.split("=", 1)[0]))
+                        top = max(p.metrics[key] for p in anchors[arm][seed].family(J2K_NAME))
                         entry["above" if point.metrics[key] > top else "below"] += 1
         for task in out[lam].values():
             for entry in task.values():
@@ -266,11 +266,10 @@ def edge_times(learned: dict, anchor_ckpt: Path, work: Path, repeats: int) -> di
 def reproduction(ckpt: Path, saved: RateAccuracyCurves) -> dict:
     """How far a retrained anchor's JPEG2000 curve is from the saved one of the same options and seed."""
     measured, _, _ = checkpoint_curves(ckpt, parse_families([J2K]), progress=False)
-    name = J2K.split("=", 1)[0]
-    diffs = {key: max(abs(a.metrics[key] - b.metrics[key]) for a, b in zip(measured.family(name), saved.family(name)))
+    diffs = {key: max(abs(a.metrics[key] - b.metrics[key]) for a, b in zip(measured.family(J2K_NAME), saved.family(J2K_NAME)))
              for key in saved.tasks.values()}
     bits = max(abs(a.bits_per_image - b.bits_per_image) / b.bits_per_image
-               for a, b in zip(measured.family(name), saved.family(name)))
+               for a, b in zip(measured.family(J2K_NAME), saved.family(J2K_NAME)))
     return {"max_abs_metric_difference": diffs, "max_relative_bits_difference": bits}
 
 
