@@ -95,10 +95,10 @@ def main() -> None:
 
     scan = {}
     if args.scan:
-        from cilight.allocation import scan_budget_line
-        from cilight.allocation.experiment import split_batches
         from cilight.checkpoints import load_model, test_batches
         from cilight.codecs import stream_coder
+        from cilight.evaluation import scan_budget_line
+        from cilight.evaluation.experiment import split_batches
 
         start = time.perf_counter()
         model, data = load_model(ckpt)

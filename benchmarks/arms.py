@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from cilight.allocation import bd_rate_rows
-from cilight.allocation.report import plot_rate_accuracy
+from cilight.evaluation import bd_rate_rows
+from cilight.evaluation.report import plot_rate_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 

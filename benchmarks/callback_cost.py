@@ -3,7 +3,7 @@
 Trains the default model (``python train.py``: ResNet-18 split at layer3, SyntheticStreets
 1024/128 images at 64×128, batch 16) and the 2-stream model (``--model.split_points
 [layer2,layer3]``) for ``--epochs`` epochs each with
-:class:`~cilight.allocation.RateDistortionCallback` at its default settings (after every epoch),
+:class:`~cilight.evaluation.RateDistortionCallback` at its default settings (after every epoch),
 so each epoch gives one measurement. An epoch is timed from ``on_train_epoch_start`` to
 ``on_train_epoch_end`` (training and validation); the callback's own time is subtracted to get
 the epoch without it. Reported per model: the cost of one run as a fraction of an epoch, its
@@ -28,9 +28,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 from report import RESULTS, write_result
 
-from cilight.allocation import RateDistortionCallback
 from cilight.ci_models import MultiTaskCI
 from cilight.datamodules import SyntheticStreets
+from cilight.evaluation import RateDistortionCallback
 
 
 class EpochClock(pl.Callback):

@@ -45,11 +45,11 @@ import torch
 from report import RESULTS, write_result
 from tqdm.auto import tqdm
 
-from cilight.allocation.sweep import cloud_outputs
 from cilight.checkpoints import load_model, test_batches
 from cilight.codecs import CONCEALMENT_METHODS, CodecError, channel_means, conceal, loss_mask
 from cilight.codecs.wire import DATASET_MEAN, read_dataset_mean
 from cilight.deploy import CloudRuntime, EdgeRuntime, GilbertElliottLoss, IidLoss, retransmission_delay
+from cilight.evaluation.sweep import cloud_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)

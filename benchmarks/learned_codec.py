@@ -72,13 +72,13 @@ from rate_aware_training import FAMILIES as RATE_AWARE_FAMILIES
 from report import RESULTS, write_result
 from scipy.interpolate import PchipInterpolator
 
-from cilight.allocation import MIN_OVERLAP, RateAccuracyCurves, bd_rate_rows, parse_families
-from cilight.allocation.bdrate import efficient_points
-from cilight.allocation.curves import LEARNED
-from cilight.allocation.report import plot_rate_accuracy
 from cilight.checkpoints import checkpoint_curves, load_model
 from cilight.datamodules import generate_sample
 from cilight.deploy import EdgeRuntime
+from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, bd_rate_rows, parse_families
+from cilight.evaluation.bdrate import efficient_points
+from cilight.evaluation.curves import LEARNED
+from cilight.evaluation.report import plot_rate_accuracy
 from cilight.export_cli import main as export_main
 
 BOTTLENECKS = ("factorized", "hyperprior")

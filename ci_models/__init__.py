@@ -13,7 +13,6 @@
 
 from cilight.ci_models.backbone import BACKBONES, SPLIT_POINTS, ResNetEncoder, StreamLayout, stream_layouts
 from cilight.ci_models.baf import BaFPredictor, consolidate, resnet_split, select_channels, task_model_split
-from cilight.ci_models.callbacks import PredictionGrid
 from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import (
     UncertaintyWeighting,
@@ -49,7 +48,6 @@ __all__ = [
     "Baseline",
     "CloudDecoder",
     "MultiTaskCI",
-    "PredictionGrid",
     "QuantizationLayer",
     "ProxyOperatingRange",
     "QuantizedStream",

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 import cilight
-from cilight.allocation.curves import LEARNED, RateAccuracyCurves, measure_curves, parse_families
 from cilight.ci_models import BaFPredictor, MultiTaskCI
 from cilight.ci_models.multitask import load_lightning_module, read_checkpoint
 from cilight.errors import ConfigError
+from cilight.evaluation.curves import LEARNED, RateAccuracyCurves, measure_curves, parse_families
 
 SYNTHETIC = "cilight.datamodules.SyntheticStreets"
 

@@ -49,12 +49,17 @@ import json
 from pathlib import Path
 
 import cilight
-from cilight.allocation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
-from cilight.allocation.bdrate import DOMINATED, MIN_OVERLAP
-from cilight.allocation.bdrate import METHODS as BD_METHODS
-from cilight.allocation.curves import DEFAULT_FAMILIES, RateAccuracyCurves, bd_rate_rows, parse_families
-from cilight.allocation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
-from cilight.allocation.report import (
+from cilight.checkpoints import checkpoint_curves, git_revision, load_model, test_batches
+from cilight.ci_models import BaFPredictor
+from cilight.codecs import stream_coder
+from cilight.entrypoint import run_main
+from cilight.errors import ConfigError
+from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
+from cilight.evaluation.bdrate import DOMINATED, MIN_OVERLAP
+from cilight.evaluation.bdrate import METHODS as BD_METHODS
+from cilight.evaluation.curves import DEFAULT_FAMILIES, RateAccuracyCurves, bd_rate_rows, parse_families
+from cilight.evaluation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
+from cilight.evaluation.report import (
     allocation_table,
     bd_rate_table,
     bd_rate_wandb_table,
@@ -63,11 +68,6 @@ from cilight.allocation.report import (
     write_allocation,
     write_bd_rates,
 )
-from cilight.checkpoints import checkpoint_curves, git_revision, load_model, test_batches
-from cilight.ci_models import BaFPredictor
-from cilight.codecs import stream_coder
-from cilight.entrypoint import run_main
-from cilight.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

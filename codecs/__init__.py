@@ -1,7 +1,7 @@
 """Feature codecs: what turns a feature tensor into bytes and back.
 
 Imported as ``cilight.codecs`` (never as ``codecs``: that is the standard-library module).
-This package imports nothing from ``cilight.ci_models`` or ``cilight.allocation``.
+This package imports nothing from ``cilight.ci_models``, ``cilight.allocation`` or ``cilight.evaluation``.
 
 * :mod:`~cilight.codecs.registry` — every codec declared once: name, container id, rate knob;
 * :mod:`~cilight.codecs.operating_point` — ``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=0.5``;

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from cilight.allocation import RateAccuracyCurves
-from cilight.allocation.callback import RateDistortionCallback
-from cilight.allocation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line, split_batches
-from cilight.allocation.sweep import LOCAL_SPREAD, RateSweep, local_rate_tuples, rate_sweep, sample_rate_tuples
 from cilight.ci_models import MultiTaskCI
 from cilight.codecs import CodecCoder, ProxyCoder, get_codec, stream_coder
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError
+from cilight.evaluation import RateAccuracyCurves
+from cilight.evaluation.callbacks import RateDistortionCallback
+from cilight.evaluation.experiment import METHODS, UNREFINED, run_allocation, scan_budget_line, split_batches
+from cilight.evaluation.sweep import LOCAL_SPREAD, RateSweep, local_rate_tuples, rate_sweep, sample_rate_tuples
 
 
 def test_rate_tuples_cover_every_budget_window_and_respect_floors():

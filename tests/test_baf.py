@@ -11,7 +11,6 @@ import torch
 import torchvision
 from conftest import ROOT, TINY, smooth_images, tiny_model, train
 
-from cilight.allocation.baf import image_bits, measure_baf
 from cilight.ci_models import BaFPredictor, consolidate, resnet_split, select_channels
 from cilight.ci_models.baf import charbonnier, dequantize_channels, find_layer, quantize_channels
 from cilight.ci_models.onnx_export import export_halves
@@ -21,6 +20,7 @@ from cilight.codecs.wire import stream_range, stream_side
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
 from cilight.evaluate_cli import main as evaluate_main
+from cilight.evaluation.baf import image_bits, measure_baf
 from cilight.export_cli import main as export_main
 
 

@@ -8,8 +8,8 @@ import pytest
 from scipy.integrate import quad
 from scipy.interpolate import PchipInterpolator
 
-from cilight.allocation import bd_metric, bd_rate, metric_overlap
-from cilight.allocation.bdrate import METHODS, efficient_points
+from cilight.evaluation import bd_metric, bd_rate, metric_overlap
+from cilight.evaluation.bdrate import METHODS, efficient_points
 
 
 def random_curve(rng, n=None):

@@ -105,8 +105,8 @@ def test_defaults_and_callbacks_come_from_the_config_file(tmp_path):
 
     default = resolved()
     callbacks = [c["class_path"] for c in default["trainer"]["callbacks"]]
-    assert callbacks == ["lightning.pytorch.callbacks.ModelCheckpoint", "cilight.ci_models.PredictionGrid",
-                         "cilight.allocation.RateDistortionCallback"]
+    assert callbacks == ["lightning.pytorch.callbacks.ModelCheckpoint", "cilight.evaluation.PredictionGrid",
+                         "cilight.evaluation.RateDistortionCallback"]
     assert default["trainer"]["max_epochs"] == 8 and default["seed_everything"] == 0
     # a user's file replaces the list: here without the rate–distortion callback
     mine = tmp_path / "mine.yaml"

@@ -17,7 +17,6 @@ import pytest
 import torch
 from conftest import smooth_images, tiny_model
 
-from cilight.allocation import rate_sweep
 from cilight.ci_models.onnx_export import export_halves
 from cilight.codecs import (
     CODECS,
@@ -34,6 +33,7 @@ from cilight.codecs import (
 )
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
+from cilight.evaluation import rate_sweep
 
 DATA = Path(__file__).parent / "data"
 

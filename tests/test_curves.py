@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from cilight.allocation import CurvePoint, RateAccuracyCurves, bd_rate_rows, measure_curves, parse_families
 from cilight.codecs import ProxyCoder, get_codec
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError
+from cilight.evaluation import CurvePoint, RateAccuracyCurves, bd_rate_rows, measure_curves, parse_families
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_bdrate_cli_refuses_bad_input(tiny_checkpoint, tmp_path):
 def test_tables_and_plots_go_to_an_active_wandb_run_only(tmp_path, monkeypatch):
     import wandb
 
-    from cilight.allocation.report import bd_rate_wandb_table, log_to_active_run, plot_rate_accuracy
+    from cilight.evaluation.report import bd_rate_wandb_table, log_to_active_run, plot_rate_accuracy
 
     rows = bd_rate_rows(synthetic_curves(1.0), {"half": synthetic_curves(0.5)})
     plot = plot_rate_accuracy({"a": synthetic_curves(1.0), "half": synthetic_curves(0.5)}, "segmentation",

@@ -277,9 +277,9 @@ def test_learned_curve_point_against_a_hand_loop_and_a_curve_over_checkpoints(le
     import json
     import shutil
 
-    from cilight.allocation import RateAccuracyCurves, measure_curves, parse_families
     from cilight.checkpoints import load_model, test_batches
     from cilight.evaluate_cli import main
+    from cilight.evaluation import RateAccuracyCurves, measure_curves, parse_families
 
     model, data = load_model(learned_checkpoint)
     batches = test_batches(data, images=3)

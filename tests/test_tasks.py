@@ -9,14 +9,14 @@ import torch
 from conftest import smooth_images
 from torchmetrics import MeanAbsoluteError
 
-from cilight.allocation import measure_curves, parse_families, rate_sweep
 from cilight.ci_models import Baseline, MultiTaskCI, Task, TaskContext, TaskMetric, register_task, trivial_baselines
-from cilight.ci_models.callbacks import grid_columns, sample_grid
 from cilight.ci_models.onnx_export import export_halves
 from cilight.codecs import ProxyCoder
 from cilight.datamodules import SyntheticStreets
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
+from cilight.evaluation import measure_curves, parse_families, rate_sweep
+from cilight.evaluation.callbacks import grid_columns, sample_grid
 
 
 class MeanBrightness(Baseline):

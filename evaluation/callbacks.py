@@ -1,4 +1,9 @@
-"""``RateDistortionCallback``: the allocation experiment after validation epochs.
+"""Training callbacks, configured by class path in ``configs/`` (never named in code).
+
+* :class:`RateDistortionCallback` — the allocation experiment after validation epochs;
+* :class:`PredictionGrid` — the Fig. 3-style sample grid after every validation epoch.
+
+``RateDistortionCallback``: the allocation experiment after validation epochs.
 
 Alvar & Bajić, IEEE TIP 2021, §VI-A, run on the model being trained, so a researcher sees in
 W&B how the distortion–rate surfaces and the best allocation move while the features learn to
@@ -11,26 +16,38 @@ validation images (a Table III per epoch), and for 2 streams logs the Pareto seg
 DDP: the sweep uses the first validation batches seen by rank 0 (a fixed subset), runs on rank
 0 only, and every rank meets at a barrier before and after it, so no collective is skipped.
 Results are written under ``<run>/rate_distortion/`` and logged to W&B as a table and images.
+
+The sample grid (``PredictionGrid``): after every validation epoch (never during the sanity check, rank 0
+only) it shows, per sample, the input image, the ground truth of every task that has one, and every task's
+prediction — the columns of Fig. 3 of Alvar & Bajić, ICIP 2019. Each task colours its own columns
+(:attr:`~cilight.ci_models.tasks.Task.render`). The grid is logged to the experiment logger when that logger
+can show images (W&B) and always written as a PNG in the run folder.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image
 from torch import Tensor
 
-from cilight.allocation.curves import curves_from_sweep
 from cilight.allocation.distortion import check_weights
-from cilight.allocation.experiment import rows_as_dicts, run_allocation
-from cilight.allocation.report import log_allocation_table, log_to_wandb, plot_curve, plot_surface
-from cilight.allocation.sweep import least_budget, rate_sweep, sample_rate_tuples
+from cilight.ci_models.tasks import Task, TaskContext, image_to_rgb
 from cilight.codecs import stream_coder
 from cilight.errors import CilightError, ConfigError
+from cilight.evaluation.curves import curves_from_sweep
+from cilight.evaluation.experiment import rows_as_dicts, run_allocation
+from cilight.evaluation.report import log_allocation_table, log_to_wandb, plot_curve, plot_surface
+from cilight.evaluation.sweep import least_budget, rate_sweep, sample_rate_tuples
 
 
 class RateDistortionCallback(pl.Callback):
@@ -50,7 +67,7 @@ class RateDistortionCallback(pl.Callback):
             inside each budget's window (a fit needs ``2N + 1 = 5``) besides the uniform ones;
             the default budgets are the steep and the flat end of the surfaces.
         refine_tuples: tuples per budget of the local sweep around the first allocation, after
-            which the surface is refitted there (:mod:`~cilight.allocation.sweep`); 0 (default
+            which the surface is refitted there (:mod:`~cilight.evaluation.sweep`); 0 (default
             here, unlike ``evaluate.py allocate``'s ``REFINE_TUPLES``) turns it off — it would
             double the callback's cost; other values are raised to the ``2(2N + 1)`` the local
             fit of N streams needs.
@@ -192,4 +209,75 @@ class RateDistortionCallback(pl.Callback):
         (folder / f"epoch_{epoch:03d}.json").write_text(json.dumps(result, indent=1, default=float))
 
 
-__all__ = ["RateDistortionCallback"]
+
+
+def grid_columns(tasks: tuple[Task, ...]) -> list[str]:
+    """Column titles of :func:`sample_grid`: the input, the targets, then the predictions."""
+    return ["input", *(f"gt {t.name}" for t in tasks if t.render_target), *(t.name for t in tasks)]
+
+
+def sample_grid(batch: dict[str, Tensor], outputs: dict[str, Tensor], tasks: tuple[Task, ...],
+                context: TaskContext) -> np.ndarray:
+    """One row per sample, the columns of :func:`grid_columns`, as a uint8 RGB image."""
+    rows = []
+    for i in range(batch["image"].shape[0]):
+        sample = {k: v[i] for k, v in batch.items()}
+        cells = [image_to_rgb(sample["image"])]
+        cells += [t.render_target(sample, context) for t in tasks if t.render_target]
+        cells += [t.render(outputs[t.name][i], sample, context) for t in tasks]
+        rows.append(np.concatenate(_with_gaps(cells, axis=1), axis=1))
+    return np.concatenate(_with_gaps(rows, axis=0), axis=0)
+
+
+def _with_gaps(images: list[np.ndarray], axis: int, gap: int = 2) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for k, img in enumerate(images):
+        if k:
+            shape = list(img.shape)
+            shape[axis] = gap
+            out.append(np.full(shape, 255, dtype=np.uint8))
+        out.append(img)
+    return out
+
+
+class PredictionGrid(pl.Callback):
+    """Logs a Fig. 3-style grid of the first validation batch after every validation epoch.
+
+    Args:
+        num_samples: rows of the grid (samples from the first validation batch).
+    """
+
+    def __init__(self, num_samples: int = 4) -> None:
+        super().__init__()
+        self.num_samples = num_samples
+        self._batch: dict[str, Tensor] | None = None
+        self._outputs: dict[str, Tensor] | None = None
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero or not isinstance(outputs, dict):
+            return
+        n = self.num_samples
+        self._batch = {k: v[:n].detach().cpu() for k, v in batch.items() if isinstance(v, Tensor)}
+        self._outputs = {k: v[:n].detach().cpu() for k, v in outputs.items()}
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
+            return
+        palette = getattr(trainer.datamodule, "class_colors", None) or None
+        context = replace(pl_module.task_context, palette=tuple(map(tuple, palette)) if palette else None)
+        grid = sample_grid(self._batch, self._outputs, pl_module.tasks, context)
+        self._batch = self._outputs = None
+        # not trainer.log_dir: under DDP it is a broadcast, and only rank 0 gets here
+        folder = Path(trainer.default_root_dir) / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(folder / f"epoch_{trainer.current_epoch:03d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("val/samples", [grid], step=trainer.global_step,
+                                 caption=[" | ".join(grid_columns(pl_module.tasks))])
+
+
+__all__ = ["PredictionGrid", "RateDistortionCallback", "grid_columns", "sample_grid"]

@@ -1,12 +1,12 @@
 """The allocation experiment of Alvar & Bajić, IEEE TIP 2021, §VI-A, on a trained model.
 
 For each budget ``R_t``: fit the surface of eq 2 to the total distortion of a rate sweep
-(:mod:`~cilight.allocation.sweep`), allocate with the closed form (eq 15) and with Methods 1–3,
+(:mod:`~cilight.evaluation.sweep`), allocate with the closed form (eq 15) and with Methods 1–3,
 then code every stream at each allocation and measure the tasks — the rows of Tables III/IV.
 The per-epoch callback and ``evaluate.py allocate`` both run this.
 
 With ``refine_tuples > 0`` the surface is refitted near the first allocation after a small
-local sweep (see :mod:`~cilight.allocation.sweep`); ``proposed`` is then the refined
+local sweep (see :mod:`~cilight.evaluation.sweep`); ``proposed`` is then the refined
 allocation and the row ``unrefined`` the closed form on the §VI-A fit alone, measured beside it.
 
 A stream whose allocated rate is below what the codec can reach (the closed form gives some
@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 from cilight.allocation.distortion import task_distortion, total_distortion
 from cilight.allocation.pareto import pareto_segment
 from cilight.allocation.solve import allocate, baseline_allocations
-from cilight.allocation.sweep import (
+from cilight.codecs import StreamCoder
+from cilight.errors import ConfigError
+from cilight.evaluation.sweep import (
     RateSweep,
     cloud_outputs,
     distortion_metrics,
@@ -39,8 +41,6 @@ from cilight.allocation.sweep import (
     rate_sweep,
     sample_rate_tuples,
 )
-from cilight.codecs import StreamCoder
-from cilight.errors import ConfigError
 
 METHODS = ("proposed", "equal", "numel", "variance")
 UNREFINED = "unrefined"  # the closed form on the §VI-A fit alone, when the proposed one is refined
@@ -153,7 +153,7 @@ def run_allocation(model, fit_batches, eval_batches, coder: StreamCoder, budgets
     (0: the paper's single sweep). ``weights``: eq 17's task weights — ``equal``,
     ``inverse-mean`` (eq 25, from the first sweep's tuples) or one number per task; the numbers
     used are in ``extras["weights"]``. ``stratified=False`` draws the tuples uniformly, as
-    printed in §VI-A (:func:`~cilight.allocation.sweep.sample_rate_tuples`). ``floors``: the
+    printed in §VI-A (:func:`~cilight.evaluation.sweep.sample_rate_tuples`). ``floors``: the
     coder's floors on the fit images, when the caller has them (each costs real encodes).
     """
     budgets = sorted(float(b) for b in budgets)

@@ -35,10 +35,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cilight.allocation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
-from cilight.allocation.sweep import cloud_outputs
 from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
 from cilight.errors import ConfigError
+from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
+from cilight.evaluation.sweep import cloud_outputs
 
 LEARNED = "learned"  # a learned bottleneck's codec (cilight.codecs.LearnedCodec)
 PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"  # ICIP 2019 §3, Table 1
@@ -300,7 +300,7 @@ def _measure_learned(model, batches, points, progress: bool, provenance: dict | 
 
 
 def curves_from_sweep(sweep, tasks, elements: int, images: int, provenance: dict | None = None) -> RateAccuracyCurves:
-    """A one-stream rate sweep (:func:`~cilight.allocation.sweep.rate_sweep`) as rate–accuracy curves,
+    """A one-stream rate sweep (:func:`~cilight.evaluation.sweep.rate_sweep`) as rate–accuracy curves,
     one family named by its coder, points in order of rate: what the per-epoch callback logs."""
     if sweep.rates.ndim != 2 or sweep.rates.shape[1] != 1:
         raise ConfigError(f"a rate–accuracy curve comes from a one-stream sweep, got rates of shape {sweep.rates.shape}")
@@ -338,7 +338,7 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
     """Table 1 of the ICIP paper: every test model × task × family the anchor was measured on.
 
     ``dominated``: ``refuse`` curves whose metric does not rise strictly with rate, or ``drop``
-    their dominated points first (:func:`~cilight.allocation.bdrate.efficient_points`); the
+    their dominated points first (:func:`~cilight.evaluation.bdrate.efficient_points`); the
     overlap reported is then that of the efficient points."""
     rows = []
     for name, test in tests.items():

@@ -1,7 +1,7 @@
 """Reporting the allocation experiment: tables, plots, CSV and JSON, and W&B logging.
 
 What ``evaluate.py allocate`` prints and writes and what :class:`RateDistortionCallback` logs
-after an epoch, in one place beside the experiment (:mod:`~cilight.allocation.experiment`).
+after an epoch, in one place beside the experiment (:mod:`~cilight.evaluation.experiment`).
 Every table loops over the metrics the rows carry, so a model with other tasks gets other
 columns and nothing here changes.
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from cilight.allocation.curves import BdRateRow, RateAccuracyCurves
 from cilight.allocation.distortion import total_distortion
-from cilight.allocation.experiment import AllocationRow, rows_as_dicts
 from cilight.allocation.surface import DistortionSurface
-from cilight.allocation.sweep import RateSweep
+from cilight.evaluation.curves import BdRateRow, RateAccuracyCurves
+from cilight.evaluation.experiment import AllocationRow, rows_as_dicts
+from cilight.evaluation.sweep import RateSweep
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)

@@ -1,0 +1,66 @@
+"""Measuring split models (``cilight.evaluation``): what a model achieves at which rate.
+
+* rate sweeps and the §VI-A allocation experiment (Alvar & Bajić, "Pareto-optimal bit allocation
+  for collaborative intelligence", IEEE TIP 2021) — :mod:`~cilight.evaluation.sweep`,
+  :mod:`~cilight.evaluation.experiment`; the allocation math itself is :mod:`cilight.allocation`;
+* BD-rate and BD-metric (Bjøntegaard, VCEG-M33) — :mod:`~cilight.evaluation.bdrate`;
+  rate–accuracy curves measured with real bytes and the BD-rate table between models
+  (Alvar & Bajić, ICIP 2019, §3) — :mod:`~cilight.evaluation.curves`;
+* Back-and-Forth prediction measured against image codecs (Choi et al., ICASSP 2020, §4) —
+  :mod:`~cilight.evaluation.baf`;
+* tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.evaluation.report`;
+* the training callbacks (the per-epoch rate–distortion experiment, the sample grid) —
+  :mod:`~cilight.evaluation.callbacks`.
+"""
+
+from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
+from cilight.evaluation.callbacks import PredictionGrid, RateDistortionCallback
+from cilight.evaluation.curves import (
+    BdRateRow,
+    CurvePoint,
+    Family,
+    RateAccuracyCurves,
+    bd_rate_rows,
+    measure_curves,
+    parse_families,
+)
+from cilight.evaluation.experiment import (
+    METHODS,
+    REFINE_TUPLES,
+    TUPLES,
+    UNREFINED,
+    AllocationRow,
+    run_allocation,
+    scan_budget_line,
+    task_distortions,
+)
+from cilight.evaluation.sweep import RateSweep, distortion_metrics, local_rate_tuples, rate_sweep, sample_rate_tuples
+
+__all__ = [
+    "METHODS",
+    "MIN_OVERLAP",
+    "REFINE_TUPLES",
+    "TUPLES",
+    "UNREFINED",
+    "AllocationRow",
+    "BdRateRow",
+    "CurvePoint",
+    "Family",
+    "PredictionGrid",
+    "RateAccuracyCurves",
+    "RateDistortionCallback",
+    "RateSweep",
+    "bd_metric",
+    "bd_rate",
+    "bd_rate_rows",
+    "distortion_metrics",
+    "local_rate_tuples",
+    "measure_curves",
+    "metric_overlap",
+    "parse_families",
+    "rate_sweep",
+    "run_allocation",
+    "sample_rate_tuples",
+    "scan_budget_line",
+    "task_distortions",
+]
