@@ -56,7 +56,8 @@ import torchvision
 from torch import Tensor, nn
 
 from cilight.ci_models.backbone import stream_layouts
-from cilight.ci_models.multitask import MultiTaskCI, load_task_model
+from cilight.ci_models.checkpoints import load_task_model
+from cilight.ci_models.multitask import MultiTaskCI
 from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
 from cilight.codecs.quantizers import FLOAT16_MAX, MIN_STEP, channel_bounds, uniform_codes, uniform_values

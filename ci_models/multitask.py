@@ -49,7 +49,6 @@ coded 3.40, 1.33, 0.74 and 0.70 kbit per image (the last two at the floor of the
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -71,7 +70,7 @@ from cilight.ci_models.rate import (
 )
 from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
 from cilight.codecs import EntropyTables, LearnedCodec
-from cilight.errors import CilightError, ConfigError
+from cilight.errors import ConfigError
 
 RATE_TERM = "rate"  # the name of the rate term (L_r or the proxy's bits) among the losses of eq 6
 RATE_WEIGHTINGS = ("learned", "fixed")  # the rate term with its own eq 6 weight, or λ · rate term beside eq 6
@@ -429,48 +428,4 @@ def check_bottleneck_options(bottleneck: str | None, rate_lambda: float, rate_lo
                           f"and codec_noise={codec_noise!r} are for the Q-layer (use rate_loss none, codec_noise none)")
 
 
-def read_checkpoint(path: str | Path, label: str = "checkpoint") -> dict:
-    """The dict of a checkpoint written by ``train.py`` (weights only), or one clear :class:`ConfigError`
-    that starts with ``label`` (e.g. the option that named the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{label} {path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # many exception types, and messages of many lines advising unsafe loading
-        raise ConfigError(f"{label} {path}: not a checkpoint written by train.py (torch.load with weights only "
-                          f"could not read it: {type(err).__name__})") from None
-    if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
-        raise ConfigError(f"{label} {path}: not a checkpoint written by train.py (no state_dict and hyper_parameters)")
-    return state
-
-
-def load_lightning_module(cls: type[pl.LightningModule], path: str | Path, label: str = "checkpoint") -> pl.LightningModule:
-    """``cls`` rebuilt from the hyperparameters saved in ``path`` and loaded with its weights, on the CPU in
-    eval mode; any failure is one :class:`ConfigError`.
-
-    The model is built directly from the saved arguments, not through Lightning's saved
-    ``_instantiator`` (which re-parses them with jsonargparse).
-    """
-    state = read_checkpoint(path, label)
-    kwargs = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
-    try:
-        model = cls(**kwargs)
-        model.load_state_dict(state["state_dict"])
-        model.on_load_checkpoint(state)
-    except CilightError:
-        raise
-    except Exception as err:
-        first_line = (str(err).strip().splitlines() or [""])[0][:160]
-        raise ConfigError(f"{label} {path}: not a {cls.__name__} checkpoint ({type(err).__name__}: {first_line})") from None
-    return model.eval()
-
-
-def load_task_model(path: str | Path, label: str = "task_ckpt") -> MultiTaskCI:
-    """The :class:`MultiTaskCI` saved in ``path``, in eval mode."""
-    return load_lightning_module(MultiTaskCI, path, label)
-
-
-__all__ = ["ENTROPY_LR", "RATE_LAMBDA", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "check_bottleneck_options",
-           "load_lightning_module", "load_task_model",
-           "read_checkpoint"]
+__all__ = ["ENTROPY_LR", "RATE_LAMBDA", "RATE_TERM", "RATE_WEIGHTINGS", "MultiTaskCI", "check_bottleneck_options"]

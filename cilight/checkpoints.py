@@ -16,7 +16,7 @@ import torch
 
 import cilight
 from cilight.ci_models import BaFPredictor, MultiTaskCI
-from cilight.ci_models.multitask import load_lightning_module, read_checkpoint
+from cilight.ci_models.checkpoints import load_lightning_module, read_checkpoint
 from cilight.errors import ConfigError
 from cilight.evaluation.curves import LEARNED, RateAccuracyCurves, measure_curves, parse_families
 

@@ -12,7 +12,8 @@ import torch
 from conftest import TINY, smooth_images, train
 
 from cilight.ci_models.bottleneck import BOTTLENECKS, make_bottleneck
-from cilight.ci_models.multitask import ENTROPY_LR, TABLES_KEY, MultiTaskCI, load_task_model
+from cilight.ci_models.checkpoints import load_task_model
+from cilight.ci_models.multitask import ENTROPY_LR, TABLES_KEY, MultiTaskCI
 from cilight.codecs import CodecError, decode, get_codec, split_streams, stream_coder
 from cilight.errors import ConfigError
 
@@ -137,7 +138,7 @@ def test_bytes_written_in_another_process_decode_bit_exactly(learned_checkpoint,
         "import sys, torch\n"
         "sys.path.insert(0, sys.argv[3])\n"
         "from conftest import smooth_images\n"
-        "from cilight.ci_models.multitask import load_task_model\n"
+        "from cilight.ci_models.checkpoints import load_task_model\n"
         "m = load_task_model(sys.argv[1])\n"
         "with torch.no_grad():\n"
         "    f = m.features(smooth_images(1, 64, 128, seed=5))[0][0]\n"
