@@ -73,9 +73,9 @@ def model_version(model: torch.nn.Module) -> str:
     return "sha256:" + digest.hexdigest()[:12]
 
 
-def metadata(model, height: int, width: int, codec: str = "png", half: str = "edge") -> HalfMetadata:
+def metadata(model, height: int, width: int, codec: str = "png", half: str = "edge", palette=()) -> HalfMetadata:
     """The metadata both files carry; ``codec`` is the default operating point (``jpeg2000:bpe=1``;
-    ``learned`` for a learned bottleneck, whatever is asked)."""
+    ``learned`` for a learned bottleneck, whatever is asked); ``palette`` the training data's class colours."""
     learned = getattr(model, "bottlenecks", None) is not None
     if learned:
         codec = "learned"
@@ -98,6 +98,7 @@ def metadata(model, height: int, width: int, codec: str = "png", half: str = "ed
         latents=model.latent_shapes(height, width) if learned else {},
         hyper_rows=tuple(sorted({r for b in model.bottlenecks for r in b.hyper_rows})) if learned else (),
         tables_digest={s: tables_digest(t, order[s]).hex() for s, t in tables.items()} if learned else {},
+        palette=tuple(tuple(int(v) for v in c) for c in palette or ()),
     )
 
 
@@ -240,10 +241,11 @@ def verify_learned_halves(model, folder: Path, images: torch.Tensor) -> ParityRe
 
 
 def export_halves(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int = DEFAULT_OPSET,
-                  codec: str = "png") -> ParityReport:
+                  codec: str = "png", palette=()) -> ParityReport:
     """Write ``out/edge.onnx`` and ``out/cloud.onnx``, then verify them on ``images``.
 
-    ``codec``: the operating point written as the runtimes' default (``png``, ``jpeg2000:bpe=1``).
+    ``codec``: the operating point written as the runtimes' default (``png``, ``jpeg2000:bpe=1``);
+    ``palette``: the class colours of the training data (``datamodule.class_colors``), for the demo.
 
     Raises :class:`ParityError` (and removes both files) if the check fails.
     """
@@ -256,16 +258,16 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if getattr(model, "bottlenecks", None) is not None:
-        return _export_learned(model, out, height, width, images, opset)
+        return _export_learned(model, out, height, width, images, opset, palette)
     names = stream_tensor_names(model.split_points)
     example = images[:2]
     edge_path, cloud_path = out / "edge.onnx", out / "cloud.onnx"
     streams = EdgeHalf(model)(example)  # eagerly first: a model that cannot run yet says why here
-    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge"),
+    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge", palette),
             variadic=False)
     outputs = [task.output_name for task in model.tasks]
     _export(CloudHalf(model), tuple(streams), cloud_path, names, outputs, opset,
-            metadata(model, height, width, codec, "cloud"))
+            metadata(model, height, width, codec, "cloud", palette))
     report = verify_halves(model, edge_path, cloud_path, images)
     if report.failures:
         edge_path.unlink()
@@ -274,7 +276,8 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     return report
 
 
-def _export_learned(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int) -> ParityReport:
+def _export_learned(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int,
+                    palette=()) -> ParityReport:
     if model.entropy_tables is None:
         raise ConfigError("this model's learned bottleneck has no entropy tables: export a checkpoint written by "
                           "train.py (or call fix_entropy_tables() first)")
@@ -285,15 +288,15 @@ def _export_learned(model, out: Path, height: int, width: int, images: torch.Ten
     example = images[:2]
     symbols = dict(zip(names, edge(example)))
     paths = [out / "edge.onnx", out / "cloud.onnx"]
-    _export(edge, (example,), paths[0], [IMAGE], names, opset, metadata(model, height, width, half="edge"),
+    _export(edge, (example,), paths[0], [IMAGE], names, opset, metadata(model, height, width, half="edge", palette=palette),
             variadic=False)
     _export(LearnedCloudHalf(model, height, width), tuple(symbols[y] for y in ys), paths[1], ys, outputs, opset,
-            metadata(model, height, width, half="cloud"))
+            metadata(model, height, width, half="cloud", palette=palette))
     if any(b.hyper_rows for b in model.bottlenecks):
         zs, rows = latent_tensor_names(latents, only="z"), latent_tensor_names(latents, "rows", only=SYNTHESIS_LATENT)
         paths.append(out / "hyper.onnx")
         _export(HyperHalf(model, height, width), tuple(symbols[z] for z in zs), paths[2], zs, rows, opset,
-                metadata(model, height, width, half="hyper"))
+                metadata(model, height, width, half="hyper", palette=palette))
     paths.append(write_entropy_tables(out, dict(zip(model.split_points, model.entropy_tables))))
     report = verify_learned_halves(model, out, images)
     if report.failures:

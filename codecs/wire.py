@@ -179,7 +179,10 @@ class HalfMetadata:
     ``outputs`` the cloud half's output names, one per task, in order. A learned bottleneck's
     halves have ``quantizer="none"``, ``bits=0``, codec ``learned`` and ``latents`` (split → latent →
     ``(N, h, w)``, in coding order), ``hyper_rows`` (the latents whose rows ``hyper.onnx`` computes)
-    and ``tables_digest`` (split → the learned codec's digest of its tables, hex).
+    and ``tables_digest`` (split → the learned codec's digest of its tables, hex). ``palette`` is the
+    training data's class colours (RGB, one per class, from the datamodule's ``class_colors``) that
+    the demo colours segmentation with; ``()`` where none was recorded (files exported before the
+    field existed have none), and a reader then uses a fixed default colouring.
     """
 
     half: str
@@ -198,8 +201,14 @@ class HalfMetadata:
     latents: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
     hyper_rows: tuple[str, ...] = ()
     tables_digest: dict[str, str] = field(default_factory=dict)
+    palette: tuple[tuple[int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.palette and (len(self.palette) < self.num_classes or any(
+                len(c) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255 for v in c)
+                for c in self.palette)):
+            raise ConfigError(f"palette {[list(c) for c in self.palette]}: expected an RGB triple of integers in "
+                              f"[0, 255] for each of the {self.num_classes} classes, or none")
         if self.quantizer != NO_QUANTIZER:
             _check_quantizer(self.quantizer)
         if (self.quantizer == NO_QUANTIZER) != bool(self.latents):
@@ -260,6 +269,7 @@ class HalfMetadata:
             "latents": json.dumps({s: {k: list(v) for k, v in shapes.items()} for s, shapes in self.latents.items()}),
             "hyper_rows": json.dumps(list(self.hyper_rows)),
             "tables_digest": json.dumps(self.tables_digest),
+            "palette": json.dumps([list(c) for c in self.palette]),
         }
 
     @classmethod
@@ -283,6 +293,7 @@ class HalfMetadata:
                          for s, shapes in json.loads(props.get("latents", "{}")).items()},
                 hyper_rows=tuple(json.loads(props.get("hyper_rows", "[]"))),
                 tables_digest=json.loads(props.get("tables_digest", "{}")),
+                palette=tuple(tuple(c) for c in json.loads(props.get("palette", "[]"))),
             )
         except (KeyError, ValueError, TypeError) as err:
             raise ConfigError(f"{where} has no valid cilight metadata ({type(err).__name__}: {err}); "
