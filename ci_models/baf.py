@@ -60,7 +60,7 @@ from cilight.ci_models.checkpoints import load_task_model
 from cilight.ci_models.multitask import MultiTaskCI
 from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
-from cilight.codecs.quantizers import FLOAT16_MAX, MIN_STEP, channel_bounds, uniform_codes, uniform_values
+from cilight.codecs.quantizers import FLOAT16_MAX, channel_bounds, code_dtype, uniform_codes, uniform_step, uniform_values
 from cilight.errors import ConfigError
 
 SELECTIONS = ("correlation", "first", "random")  # eq 2–3; the two ablations of the paper's choice
@@ -141,16 +141,16 @@ def quantize_channels(z: Tensor, bits: int) -> QuantizedStream:
         raise ConfigError(f"per-channel range [{z.min().item():.4g}, {z.max().item():.4g}] of the BaF split does not "
                           f"fit the float16 bounds of eq 4 (|value| ≤ {FLOAT16_MAX:g})")
     levels = 2**bits - 1
-    step = ((high - low) / levels).clamp_min(MIN_STEP)
+    step = uniform_step(low, high, levels)
     codes = uniform_codes(z, low[..., None, None], step[..., None, None], levels)
-    return QuantizedStream(codes.to(torch.uint8 if bits <= 8 else torch.int32), low, high)
+    return QuantizedStream(codes.to(code_dtype(bits)), low, high)
 
 
 def dequantize_channels(stream: QuantizedStream, bits: int) -> tuple[Tensor, Tensor, Tensor]:
     """``(Ẑ, m, Δ)`` of eq 5: dequantized values ``[B, C, H, W]``, lower bounds and steps ``[B, C, 1, 1]``."""
     levels = 2**bits - 1
     low = stream.minimum[..., None, None]
-    step = ((stream.maximum[..., None, None] - low) / levels).clamp_min(MIN_STEP)
+    step = uniform_step(low, stream.maximum[..., None, None], levels)
     return uniform_values(stream.codes.float(), low, step), low, step
 
 

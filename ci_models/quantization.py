@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from cilight.codecs.quantizers import MIN_STEP, code_dtype, uniform_codes, uniform_values
+from cilight.codecs.quantizers import code_dtype, uniform_codes, uniform_step, uniform_values
 from cilight.errors import ConfigError
 
 
@@ -54,8 +54,8 @@ class QuantizationLayer(nn.Module):
         self.levels = 2**bits - 1
 
     def step(self, minimum: Tensor, maximum: Tensor) -> Tensor:
-        """Quantization step Δ for each sample's range."""
-        return ((maximum - minimum) / self.levels).clamp_min(MIN_STEP)
+        """Quantization step Δ for each sample's range (:func:`~cilight.codecs.quantizers.uniform_step`)."""
+        return uniform_step(minimum, maximum, self.levels)
 
     def forward(self, x: Tensor) -> Tensor:
         """Noisy (training) or rounded (evaluation) version of ``x`` in the feature domain."""

@@ -36,6 +36,8 @@ from cilight.codecs.operating_point import OperatingPoint, parse_operating_point
 from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCalibration, ProxyCoder
 from cilight.codecs.quantizers import (
     QUANTIZERS,
+    WIRE_QUANTIZERS,
+    BoundsQuantizer,
     ChannelQuantizer,
     ClipQuantizer,
     MinMaxQuantizer,
@@ -45,17 +47,22 @@ from cilight.codecs.quantizers import (
     Quantizer,
     get_quantizer,
     uniform_codes,
+    uniform_step,
     uniform_values,
+    wire_quantizer,
 )
 from cilight.codecs.registry import CODECS, RateKnob, codec_class, register_codec
-from cilight.codecs.tiling import TILINGS, TileLayout, tile, untile
+from cilight.codecs.tiling import DEFAULT_TILING, TILINGS, TileLayout, tile, untile
 
 __all__ = [
     "CODECS",
     "CONCEALMENT_METHODS",
+    "DEFAULT_TILING",
     "HEADER_BYTES",
     "QUANTIZERS",
     "TILINGS",
+    "WIRE_QUANTIZERS",
+    "BoundsQuantizer",
     "ChannelQuantizer",
     "ClipQuantizer",
     "CodecCoder",
@@ -98,6 +105,8 @@ __all__ = [
     "stream_coder",
     "tile",
     "uniform_codes",
+    "uniform_step",
     "uniform_values",
     "untile",
+    "wire_quantizer",
 ]

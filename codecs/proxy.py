@@ -5,9 +5,10 @@ over its min–max range, tiles the channels into one image and codes it with Op
 requested size. OpenJPEG cannot be differentiated and is slow to sweep, so allocation and
 training use this model of it instead. :class:`Jpeg2000Proxy` follows the same pipeline:
 
-1. ``MinMaxQuantizer(bits=8)`` per tensor (:func:`uniform_codes` / :func:`uniform_values`),
+1. ``MinMaxQuantizer(bits=8)`` per tensor (:func:`uniform_step`, :func:`uniform_codes`, :func:`uniform_values`),
    rounding with a straight-through gradient;
-2. ``TileLayout.square`` + :func:`tile` (padding cells hold the rounded mean, as for ``uint8``);
+2. the quantizer's tiling (``MinMaxQuantizer.tiling``: ``square``) + :func:`tile` (padding cells hold
+   the rounded mean, as for ``uint8``);
 3. the DC level shift of JPEG2000 (``−128``, ISO/IEC 15444-1 Annex G.1);
 4. :func:`resolutions` − 1 levels of the CDF 9/7 DWT with whole-sample symmetric extension
    (:mod:`cilight.codecs.dwt`, Annex F);
@@ -83,7 +84,7 @@ from cilight.codecs.dwt import Pyramid, dwt2, idwt2, synthesis_norm
 from cilight.codecs.errors import CodecError
 from cilight.codecs.image import CodecCoder, construct, get_codec
 from cilight.codecs.jpeg2000 import CODEBLOCK, resolutions
-from cilight.codecs.quantizers import MIN_STEP, MinMaxQuantizer, uniform_codes, uniform_values
+from cilight.codecs.quantizers import MinMaxQuantizer, uniform_codes, uniform_step, uniform_values
 from cilight.codecs.registry import RateKnob, register_codec
 from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
@@ -97,7 +98,7 @@ RATE_FEATURES = (
     "constant",
 )
 RELAXATIONS = ("straight_through", "noise")
-LEVELS = 255  # 8-bit min–max quantization, 2⁸ − 1 steps
+LEVELS = MinMaxQuantizer(bits=8).levels  # 8-bit min–max quantization, 2⁸ − 1 = 255 steps (also the uint8 range)
 DC_SHIFT = 128.0  # Annex G.1: unsigned 8-bit samples are shifted by 2⁷
 CHUNK_ELEMENTS = 1 << 21  # forward() splits larger batches
 _LN2 = math.log(2.0)
@@ -364,11 +365,11 @@ class Jpeg2000Proxy(nn.Module):
         """8-bit quantization, tiling, level shift and weighted DWT of ``features`` ``[B, C, H, W]``."""
         x = self._check_features(features)
         b, c, h, w = x.shape
-        layout = TileLayout.square(c, h, w)
+        layout = TileLayout.named(MinMaxQuantizer.tiling, c, h, w)
         low, high = torch.aminmax(x.detach().flatten(1), dim=1)
         if not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):  # NaN and ±inf reach min/max
             raise CodecError("features contain NaN or infinite values; only finite tensors can be coded")
-        step8 = ((high - low) / LEVELS).clamp_min(MIN_STEP)
+        step8 = uniform_step(low, high, LEVELS)
         low4, step4 = low.view(-1, 1, 1, 1), step8.view(-1, 1, 1, 1)
         codes = uniform_codes(x.detach(), low4, step4, LEVELS)
         # tile() fills empty cells with the mean; for uint8 codes (the real pipeline) it is rounded
@@ -380,7 +381,7 @@ class Jpeg2000Proxy(nn.Module):
             # differentiable min and step makes the reconstruction equivariant (a·rec + b).
             flat = x.flatten(1)
             low, high = flat.amin(dim=1), flat.amax(dim=1)  # amin/amax share the gradient among ties
-            step8 = ((high - low) / LEVELS).clamp_min(MIN_STEP)
+            step8 = uniform_step(low, high, LEVELS)
             low4, step4 = low.view(-1, 1, 1, 1), step8.view(-1, 1, 1, 1)
             image = _straight_through(image, tile((x - low4) / step4, layout))
         levels = resolutions(*layout.image_shape) - 1

@@ -21,8 +21,22 @@ Four ways of choosing the quantization interval, all uniform with ``L = 2ⁿ −
 
 Every quantizer maps ``[..., C, H, W]`` float tensors to codes of the same shape
 (``uint8`` for ``n ≤ 8``, ``int32`` otherwise) and back. The arithmetic lives in
-:func:`uniform_codes` and :func:`uniform_values`, which the Q-layer of ``cilight.ci_models``
-and the differentiable proxy share, so there is one definition of "8-bit min–max".
+:func:`uniform_step`, :func:`uniform_codes` and :func:`uniform_values`, which the Q-layer and
+BaF of ``cilight.ci_models`` and the differentiable proxy share, so there is one definition of
+"n-bit min–max".
+
+The two quantizers an exported edge half computes on the device (:data:`WIRE_QUANTIZERS`,
+:func:`wire_quantizer`) are :class:`BoundsQuantizer` s: their side information is the
+interval's bounds, and each declares its own layout — :meth:`~BoundsQuantizer.side_of` (the
+edge half's ``minimum``/``maximum`` → side information), :meth:`~BoundsQuantizer.range_of`
+(side information → the cloud half's inputs), :meth:`~BoundsQuantizer.group_side` (the side
+information of a channel group) — and every quantizer its :attr:`~Quantizer.tiling` (the
+default grid, or BaF's power-of-two grid for ``channel``), so no caller asks which one it holds::
+
+    edge half    minimum, maximum  ([batch] for minmax, [batch, C] for channel)
+                     │ side_of (one image)          ▲ range_of (a batch of one)
+                     ▼                              │
+    container    side information  ([min, max] float32, or [m_1…m_C, M_1…M_C] float16)
 """
 
 from __future__ import annotations
@@ -39,10 +53,22 @@ import torch
 from torch import Tensor
 
 from cilight.codecs.errors import CodecError
+from cilight.codecs.tiling import DEFAULT_TILING
 from cilight.errors import ConfigError
 
 # A constant tensor has max == min; a tiny step keeps the division finite and decodes to min.
 MIN_STEP = 1e-12
+
+
+def uniform_step(low: Tensor, high: Tensor, levels: int) -> Tensor:
+    """The min–max step ``Δ = (high − low)/levels`` (``levels = 2ⁿ − 1``), at least :data:`MIN_STEP`.
+
+    The one definition of the step of every min–max quantizer: per tensor (Alvar & Bajić, ICIP
+    2019, §2.1), per channel (Choi et al., ICASSP 2020, eq 4–5), in the Q-layer, in BaF and in
+    the JPEG2000 proxy. ``clip`` and ``neuron`` divide their interval into ``2ⁿ`` bins instead and
+    pass ``levels + 1``. Only tensor arithmetic, so it is differentiable and exports to ONNX.
+    """
+    return ((high - low) / levels).clamp_min(MIN_STEP)
 
 
 def uniform_codes(x: Tensor, low: Tensor, step: Tensor, levels: int) -> Tensor:
@@ -94,6 +120,7 @@ class Quantizer(ABC):
     kind: ClassVar[str]
     container_id: ClassVar[int]  # the quantizer byte of the container header
     side_dtype: ClassVar[np.dtype]
+    tiling: ClassVar[str] = DEFAULT_TILING  # the grid its codes are tiled on (cilight.codecs.tiling)
 
     def __post_init__(self) -> None:
         _check_bits(self.bits)
@@ -147,39 +174,80 @@ class Quantizer(ABC):
         """(low, step) for dequantization, from the side information of a tensor of ``shape``."""
 
 
-def _step(low: Tensor, high: Tensor, levels: int) -> Tensor:
-    return ((high - low) / levels).clamp_min(MIN_STEP)
+@dataclass(frozen=True)
+class BoundsQuantizer(Quantizer):
+    """A min–max quantizer whose side information is its interval bounds, all lower bounds then
+    all upper bounds: one pair per tensor, or one pair per channel (:attr:`per_channel`).
+
+    These are the quantizers an exported edge half computes (:data:`WIRE_QUANTIZERS`): the half
+    outputs ``minimum``/``maximum`` (``[batch]``, or ``[batch, C]`` per channel), and the layout
+    between those tensors and the container's side information is defined here, once.
+    """
+
+    per_channel: ClassVar[bool]
+    range_layout: ClassVar[str]  # how the ONNX metadata describes the range
+
+    def side_numel(self, channels: int) -> int:
+        return 2 * channels if self.per_channel else 2
+
+    @classmethod
+    def side_of(cls, minimum, maximum) -> np.ndarray:
+        """The side information of one tensor from its bounds as the edge half outputs them for one
+        image (a number, or ``[C]`` per channel; any shape holding those values is raveled)."""
+        low, high = np.ravel(np.asarray(minimum)), np.ravel(np.asarray(maximum))
+        if low.shape != high.shape or low.size == 0 or (not cls.per_channel and low.size != 1):
+            what = "one value each" if not cls.per_channel else "one value per channel each"
+            raise CodecError(f"{cls.kind} bounds need {what}, got minimum {list(np.shape(minimum))} and maximum "
+                             f"{list(np.shape(maximum))}")
+        return np.concatenate([low, high]).astype(cls.side_dtype)
+
+    @classmethod
+    def range_of(cls, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(minimum, maximum)`` from the side information, as the cloud half's float32 inputs for a
+        batch of one: ``[1]`` each, or ``[1, C]`` per channel."""
+        side = np.asarray(side, dtype=np.float32)
+        half = cls._channels_of(side)
+        low, high = side[:half], side[half:]
+        return (low[None], high[None]) if cls.per_channel else (low, high)
+
+    @classmethod
+    def group_side(cls, side: np.ndarray, first: int, count: int) -> np.ndarray:
+        """The side information of channels ``first … first + count − 1`` (a channel group that decodes
+        alone): the same range per tensor, those channels' bounds per channel."""
+        side = np.asarray(side)
+        channels = cls._channels_of(side)
+        if not cls.per_channel:
+            return side
+        if first < 0 or count < 1 or first + count > channels:
+            raise ConfigError(f"channel group {first}+{count} lies outside a stream of {channels} channels")
+        return np.concatenate([side[first : first + count], side[channels + first : channels + first + count]])
+
+    @classmethod
+    def _channels_of(cls, side: np.ndarray) -> int:
+        """The number of bound pairs in ``side``, which must be 1-D and hold whole pairs."""
+        if side.ndim != 1 or len(side) < 2 or len(side) % 2 or (not cls.per_channel and len(side) != 2):
+            expected = "2 values" if not cls.per_channel else "2·C values"
+            raise CodecError(f"{cls.kind} side information must hold {expected}, got shape {list(side.shape)}")
+        return len(side) // 2
 
 
 @dataclass(frozen=True)
-class MinMaxQuantizer(Quantizer):
+class MinMaxQuantizer(BoundsQuantizer):
     """One ``[min, max]`` interval for the whole tensor; side information 2 × float32."""
 
     kind: ClassVar[str] = "minmax"
     container_id: ClassVar[int] = 0
     side_dtype: ClassVar[np.dtype] = np.dtype("<f4")
-
-    def side_numel(self, channels: int) -> int:
-        return 2
-
-    @classmethod
-    def side_of(cls, minimum: float, maximum: float) -> np.ndarray:
-        """The side information of a tensor with range ``[minimum, maximum]`` (its one layout)."""
-        return np.array([minimum, maximum], dtype=cls.side_dtype)
-
-    @staticmethod
-    def range_of(side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(minimum, maximum)`` as float32 arrays of shape ``[1]`` from :meth:`side_of`'s layout."""
-        side = np.asarray(side, dtype=np.float32)
-        return side[:1], side[1:2]
+    per_channel: ClassVar[bool] = False
+    range_layout: ClassVar[str] = "per sample"
 
     def _interval(self, x):
         low, high = x.min(), x.max()
-        return low, _step(low, high, self.levels), np.array([low.item(), high.item()])
+        return low, uniform_step(low, high, self.levels), np.array([low.item(), high.item()])
 
     def _dequantization(self, side, shape):
         low, high = (torch.tensor(v, dtype=torch.float32) for v in side)
-        return low, _step(low, high, self.levels)
+        return low, uniform_step(low, high, self.levels)
 
 
 FLOAT16_MAX = 65504.0
@@ -208,15 +276,16 @@ def channel_bounds(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @dataclass(frozen=True)
-class ChannelQuantizer(Quantizer):
-    """One ``[m, M]`` interval per channel (BaF eq 4); side information ``2C`` × float16."""
+class ChannelQuantizer(BoundsQuantizer):
+    """One ``[m, M]`` interval per channel (BaF eq 4); side information ``2C`` × float16; codes
+    tiled on BaF's power-of-two grid (Choi et al., ICASSP 2020, §3.2)."""
 
     kind: ClassVar[str] = "channel"
     container_id: ClassVar[int] = 1
     side_dtype: ClassVar[np.dtype] = np.dtype("<f2")
-
-    def side_numel(self, channels: int) -> int:
-        return 2 * channels
+    tiling: ClassVar[str] = "power_of_two"
+    per_channel: ClassVar[bool] = True
+    range_layout: ClassVar[str] = "per channel, float16"
 
     def _interval(self, x):
         low, high = channel_bounds(x)
@@ -233,7 +302,7 @@ class ChannelQuantizer(Quantizer):
         channels = shape[0]
         low = torch.from_numpy(side[:channels]).float().view(-1, 1, 1)
         high = torch.from_numpy(side[channels:]).float().view(-1, 1, 1)
-        return low, _step(low, high, self.levels)
+        return low, uniform_step(low, high, self.levels)
 
 
 @dataclass(frozen=True)
@@ -262,8 +331,8 @@ class ClipQuantizer(Quantizer):
 
     def _dequantization(self, side, shape):
         mean, half_width = (torch.tensor(v, dtype=torch.float32) for v in side)
-        bins = self.levels + 1
-        step = (2 * half_width / bins).clamp_min(MIN_STEP)
+        # N = 2ⁿ bins over a width of 2wσ; centred on 0 rather than μ, so the width is exactly 2wσ
+        step = uniform_step(-half_width, half_width, self.levels + 1)
         # Codes k = floor((x − low)/step) are reconstructed at bin midpoints low + (k + ½)·step;
         # that is uniform rounding with its origin shifted by half a step.
         return mean - half_width + step / 2, step
@@ -365,7 +434,7 @@ class NeuronQuantizer(Quantizer):
     def _bins(self, statistics: NeuronStatistics) -> tuple[Tensor, Tensor]:
         mean, std = torch.from_numpy(statistics.mean), torch.from_numpy(statistics.std)
         half_width = std * self.width
-        step = (2 * half_width / (self.levels + 1)).clamp_min(MIN_STEP)
+        step = uniform_step(-half_width, half_width, self.levels + 1)  # N = 2ⁿ bins, as for ``clip``
         return mean - half_width + step / 2, step  # midpoints, as for ``clip``
 
     def _interval(self, x):
@@ -385,6 +454,18 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
     q.kind: q for q in sorted((MinMaxQuantizer, ChannelQuantizer, ClipQuantizer, NeuronQuantizer),
                               key=lambda q: q.container_id)
 }
+
+
+WIRE_QUANTIZERS: tuple[str, ...] = tuple(k for k, q in QUANTIZERS.items() if issubclass(q, BoundsQuantizer))
+
+
+def wire_quantizer(kind: str) -> type[BoundsQuantizer]:
+    """The class of the quantizer ``kind`` that an exported edge half computes (``minmax`` or
+    ``channel``): its side-information layout (:meth:`~BoundsQuantizer.side_of`,
+    :meth:`~BoundsQuantizer.range_of`, :meth:`~BoundsQuantizer.group_side`) and its ``tiling``."""
+    if kind not in WIRE_QUANTIZERS:
+        raise ConfigError(f"quantizer {kind!r} has no wire layout; expected one of {', '.join(WIRE_QUANTIZERS)}")
+    return QUANTIZERS[kind]
 
 
 def get_quantizer(kind: str = "minmax", **options) -> Quantizer:

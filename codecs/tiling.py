@@ -5,7 +5,9 @@ Ulhaq, B.A.Sc. thesis, SFU 2020, §2.2.1: each channel becomes one ``H×W`` tile
 codec's spatial transform and the image is close to square, which image codecs prefer.
 Choi et al., ICASSP 2020, §3.2 fixes the grid to powers of two:
 ``cols = 2^⌈½·log₂C⌉``, ``rows = 2^⌊½·log₂C⌋`` (for a C that is not a power of two, the next
-power of two).
+power of two). Which grid a stream uses is its quantizer's to say
+(:attr:`cilight.codecs.quantizers.Quantizer.tiling`: the BaF ``channel`` quantizer takes the
+power-of-two grid, every other quantizer :data:`DEFAULT_TILING`).
 
 Grid cells that no channel fills are padded with the tensor's mean value: a constant tile
 costs a codec almost nothing, and the mean avoids a sharp edge at the border of the last
@@ -28,6 +30,7 @@ from torch import Tensor
 from cilight.errors import ConfigError
 
 TILINGS = ("square", "power_of_two")
+DEFAULT_TILING = "square"  # a quantizer that needs another grid declares it (``Quantizer.tiling``)
 
 
 @dataclass(frozen=True)
