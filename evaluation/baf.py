@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 from cilight.ci_models import BaFPredictor
 from cilight.ci_models.baf import quantize_channels
 from cilight.ci_models.quantization import QuantizedStream
-from cilight.codecs import Quantized, get_codec, parse_operating_point
+from cilight.codecs import ChannelQuantizer, Quantized, get_codec, parse_operating_point
 from cilight.codecs.operating_point import OperatingPoint
 from cilight.errors import ConfigError
 
@@ -122,7 +122,9 @@ def image_bits(images: Tensor, points: Sequence[str] = IMAGE_CODECS) -> dict[str
 
 
 def _codec(point: OperatingPoint, bits: int):
-    return get_codec(point.codec, quantizer="channel", bits=bits, tiling="power_of_two", **point.codec_options)
+    """The codec of BaF's per-channel codes (eq 4) on the grid that quantizer declares (§3.2)."""
+    quantizer = ChannelQuantizer(bits=bits)
+    return get_codec(point.codec, quantizer=quantizer, tiling=quantizer.tiling, **point.codec_options)
 
 
 def _code_stream(stream: QuantizedStream, point: OperatingPoint, bits: int) -> tuple[QuantizedStream, float]:
@@ -130,15 +132,15 @@ def _code_stream(stream: QuantizedStream, point: OperatingPoint, bits: int) -> t
     codec = _codec(point, bits)
     codes, lows, highs, total = [], [], [], 0
     for b in range(len(stream.codes)):
-        side = np.concatenate([stream.minimum[b].numpy(), stream.maximum[b].numpy()]).astype(np.float16)
+        side = ChannelQuantizer.side_of(stream.minimum[b].numpy(), stream.maximum[b].numpy())
         data = codec.encode_quantized(Quantized(stream.codes[b], side), **point.rate_options)
         total += 8 * len(data)
         _, decoded = codec.decode_quantized(data)
-        c = decoded.side.shape[0] // 2
+        low, high = ChannelQuantizer.range_of(decoded.side)  # [1, C] each: a batch of one
         codes.append(decoded.codes)
-        lows.append(torch.from_numpy(decoded.side[:c].astype(np.float32)))
-        highs.append(torch.from_numpy(decoded.side[c:].astype(np.float32)))
-    return QuantizedStream(torch.stack(codes), torch.stack(lows), torch.stack(highs)), float(total)
+        lows.append(torch.from_numpy(low))
+        highs.append(torch.from_numpy(high))
+    return QuantizedStream(torch.stack(codes), torch.cat(lows), torch.cat(highs)), float(total)
 
 
 @torch.no_grad()
