@@ -24,6 +24,7 @@ from cilight.codecs.quantizers import (
     wire_quantizer,
 )
 from cilight.codecs.tiling import DEFAULT_TILING
+from cilight.codecs.wire import group_side, stream_range, stream_side
 from cilight.errors import ConfigError
 
 
@@ -207,3 +208,19 @@ def test_each_quantizer_declares_its_tiling():
     data = codec.encode(x)
     assert get_codec("png").decode(data).shape == x.shape
     assert codec.tiling == "power_of_two"
+
+
+@pytest.mark.parametrize("kind", WIRE_QUANTIZERS)
+def test_wire_format_helpers_are_the_quantizers_layouts(kind):
+    """What ``cilight.codecs.wire`` computes is the quantizer's declared layout (the wire can call it)."""
+    g = np.random.default_rng(0)
+    channels = 5 if kind == "channel" else 1
+    low = g.normal(size=channels).astype(np.float32)
+    high = low + g.random(channels).astype(np.float32)
+    minimum, maximum = (low, high) if kind == "channel" else (low[0], high[0])
+    cls = wire_quantizer(kind)
+    side = cls.side_of(minimum, maximum)
+    assert side.tobytes() == stream_side(minimum, maximum, kind).tobytes()
+    for ours, theirs in zip(cls.range_of(side), stream_range(side, kind)):
+        assert ours.shape == theirs.shape and ours.tobytes() == theirs.tobytes()
+    assert cls.group_side(side, 0, 1).tobytes() == group_side(side, kind, 0, 1).tobytes()
