@@ -95,8 +95,9 @@ def main() -> None:
 
     scan = {}
     if args.scan:
-        from cilight.checkpoints import load_model, test_batches
+        from cilight.ci_models.checkpoints import load_model
         from cilight.codecs import stream_coder
+        from cilight.datamodules.from_checkpoint import test_batches
         from cilight.evaluation import scan_budget_line
         from cilight.evaluation.experiment import split_batches
 

@@ -45,9 +45,10 @@ import torch
 from report import RESULTS, write_result
 from tqdm.auto import tqdm
 
-from cilight.checkpoints import load_model, test_batches
+from cilight.ci_models.checkpoints import load_model
 from cilight.codecs import CONCEALMENT_METHODS, CodecError, channel_means, conceal, loss_mask
 from cilight.codecs.wire import DATASET_MEAN, read_dataset_mean
+from cilight.datamodules.from_checkpoint import test_batches
 from cilight.deploy import CloudRuntime, EdgeRuntime, GilbertElliottLoss, IidLoss, retransmission_delay
 from cilight.evaluation.sweep import cloud_outputs
 

@@ -72,11 +72,12 @@ from rate_aware_training import FAMILIES as RATE_AWARE_FAMILIES
 from report import RESULTS, write_result
 from scipy.interpolate import PchipInterpolator
 
-from cilight.checkpoints import checkpoint_curves, load_model
+from cilight.ci_models.checkpoints import load_model
 from cilight.datamodules import generate_sample
 from cilight.deploy import EdgeRuntime
 from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, bd_rate_rows, parse_families
 from cilight.evaluation.bdrate import efficient_points
+from cilight.evaluation.checkpoint_curves import checkpoint_curves
 from cilight.evaluation.curves import LEARNED
 from cilight.evaluation.report import plot_rate_accuracy
 from cilight.export_cli import main as export_main

@@ -51,8 +51,8 @@ from pathlib import Path
 from arms import arm_summaries, compare_arms, plot_arms, summary, train
 from report import RESULTS, write_result
 
-from cilight.checkpoints import checkpoint_curves
 from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, parse_families
+from cilight.evaluation.checkpoint_curves import checkpoint_curves
 
 FAMILIES = ("paper=png+jpeg:quality=95,90,85,80", "j2k=jpeg2000:bpe=0.25,0.4,0.6,1,1.4,2")
 ARMS = {

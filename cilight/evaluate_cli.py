@@ -49,14 +49,16 @@ import json
 from pathlib import Path
 
 import cilight
-from cilight.checkpoints import checkpoint_curves, git_revision, load_model, test_batches
 from cilight.ci_models import BaFPredictor
+from cilight.ci_models.checkpoints import load_model
 from cilight.codecs import stream_coder
+from cilight.datamodules.from_checkpoint import test_batches
 from cilight.entrypoint import run_main
 from cilight.errors import ConfigError
 from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
 from cilight.evaluation.bdrate import DOMINATED, MIN_OVERLAP
 from cilight.evaluation.bdrate import METHODS as BD_METHODS
+from cilight.evaluation.checkpoint_curves import checkpoint_curves, git_revision
 from cilight.evaluation.curves import DEFAULT_FAMILIES, RateAccuracyCurves, bd_rate_rows, parse_families
 from cilight.evaluation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
 from cilight.evaluation.report import (

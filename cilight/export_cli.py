@@ -20,6 +20,7 @@ are written as PNGs next to the ONNX files, with the byte count printed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -27,12 +28,13 @@ from pathlib import Path
 
 import torch
 
-from cilight.checkpoints import datamodule_from, load_model
 from cilight.ci_models import BaFPredictor, MultiTaskCI
+from cilight.ci_models.checkpoints import load_model
 from cilight.ci_models.onnx_export import ParityError, export_halves, stream_means
 from cilight.codecs import get_codec, parse_operating_point
 from cilight.codecs.wire import ENTROPY_TABLES, write_dataset_mean
 from cilight.datamodules import generate_sample
+from cilight.datamodules.from_checkpoint import datamodule_from
 from cilight.demo import run_demo
 from cilight.entrypoint import run_main
 from cilight.errors import ConfigError
@@ -78,7 +80,8 @@ def export(argv=None) -> int:
           f"at {height}×{width}, opset {args.opset} → {args.out}")
     start = time.perf_counter()
     try:
-        report = export_halves(model, args.out, height, width, images, args.opset, str(point))
+        report = export_halves(model, args.out, height, width, images, args.opset, str(point),
+                               training_palette(data, model.task_context.num_classes))
     except ParityError as err:
         print(err, file=sys.stderr)
         return 1
@@ -94,9 +97,22 @@ def export(argv=None) -> int:
     if args.demo:
         result = run_demo(model, args.demo, args.out, height, width)
         print(f"demo: {args.demo} → {result['bytes']} bytes ({result['codec']}) → {', '.join(result['files'])} "
-              f"in {args.out} ({result['seconds'] * 1e3:.0f} ms edge + codec + cloud)")
+              f"in {args.out} ({result['seconds'] * 1e3:.0f} ms edge + codec + cloud; colours: {result['palette']})")
         (args.out / "demo.json").write_text(json.dumps(result, indent=2))
     return 0
+
+
+def training_palette(data: dict, num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """The class colours of the checkpoint's datamodule (its class attribute ``class_colors``: no data
+    is read), or ``()`` where the checkpoint names no datamodule or its colours do not cover the classes."""
+    module, _, name = data.get("_class_path", "").rpartition(".")
+    if not module.startswith("cilight."):
+        return ()
+    try:
+        palette = tuple(getattr(getattr(importlib.import_module(module), name), "class_colors", ()) or ())
+    except (ImportError, AttributeError, ValueError):
+        return ()
+    return palette if len(palette) >= num_classes else ()
 
 
 def training_images(data: dict, count: int, height: int, width: int, root: str | None = None):

@@ -270,7 +270,8 @@ def test_evaluate_baf_end_to_end(baf_checkpoint, tmp_path, capsys):
 
 
 def test_measured_sizes_are_the_real_containers(baf_checkpoint):
-    from cilight.checkpoints import load_model, test_batches
+    from cilight.ci_models.checkpoints import load_model
+    from cilight.datamodules.from_checkpoint import test_batches
 
     model, data = load_model(baf_checkpoint, accept=(BaFPredictor,))
     batches = test_batches(data)
@@ -312,7 +313,7 @@ def test_export_and_runtime_of_a_baf_checkpoint(baf_checkpoint, tmp_path, capsys
     np.testing.assert_array_equal(inputs["minimum_layer3.0"][0, arrived], whole["minimum_layer3.0"][0, arrived])
     np.testing.assert_array_equal(inputs["codes_layer3.0"][0, arrived], whole["codes_layer3.0"][0, arrived])
     with pytest.raises(ConfigError, match="is a BaFPredictor checkpoint"):
-        from cilight.checkpoints import load_model
+        from cilight.ci_models.checkpoints import load_model
 
         load_model(baf_checkpoint)
 

@@ -278,7 +278,8 @@ def test_learned_curve_point_against_a_hand_loop_and_a_curve_over_checkpoints(le
     import json
     import shutil
 
-    from cilight.checkpoints import load_model, test_batches
+    from cilight.ci_models.checkpoints import load_model
+    from cilight.datamodules.from_checkpoint import test_batches
     from cilight.evaluate_cli import main
     from cilight.evaluation import RateAccuracyCurves, measure_curves, parse_families
 
