@@ -98,7 +98,7 @@ def metadata(model, height: int, width: int, codec: str = "png", half: str = "ed
         latents=model.latent_shapes(height, width) if learned else {},
         hyper_rows=tuple(sorted({r for b in model.bottlenecks for r in b.hyper_rows})) if learned else (),
         tables_digest={s: tables_digest(t, order[s]).hex() for s, t in tables.items()} if learned else {},
-        palette=tuple(tuple(int(v) for v in c) for c in palette or ()),
+        palette=tuple(tuple(int(v) for v in c) for c in palette),
     )
 
 

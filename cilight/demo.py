@@ -1,7 +1,10 @@
 """``export.py --demo IMAGE``: one image edge → bytes → cloud through the exported halves.
 
 Each task colours its own output (:attr:`~cilight.ci_models.tasks.Task.render`), so the demo
-writes one PNG per task of the model, plus the input, the frame of bytes and its size.
+writes one PNG per task of the model, plus the input, the frame of bytes and its size. Class
+colours come from the halves' metadata (:attr:`~cilight.codecs.wire.HalfMetadata.palette`, the
+training data's ``class_colors`` written by ``export.py``); halves without one are coloured with
+:meth:`~cilight.ci_models.tasks.TaskContext.colors`' fixed default palette, and the result says so.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ import torch
 from PIL import Image
 
 from cilight.ci_models.tasks import TaskContext, image_to_rgb
-from cilight.datamodules.cityscapes import CLASS_COLORS as CITYSCAPES_COLORS
-from cilight.datamodules.synthetic import CLASS_COLORS as SYNTHETIC_COLORS
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
 
@@ -41,9 +42,8 @@ def run_demo(model, image_path: Path, out: Path, height: int, width: int) -> dic
     (frame,) = edge.encode(image)
     outputs = cloud.infer(frame)
     seconds = time.perf_counter() - start
-    classes = model.task_context.num_classes
-    palette = next((c for c in (SYNTHETIC_COLORS, CITYSCAPES_COLORS) if len(c) == classes), None)
-    context = TaskContext(classes, model.task_context.ignore_index, palette)
+    palette = cloud.meta.palette or None
+    context = TaskContext(model.task_context.num_classes, model.task_context.ignore_index, palette)
     files = {"input": image_to_rgb(torch.from_numpy(image[0]))}
     for task in model.tasks:
         files[task.name] = task.render(torch.from_numpy(outputs[task.output_name][0]), None, context)
@@ -51,6 +51,7 @@ def run_demo(model, image_path: Path, out: Path, height: int, width: int) -> dic
         Image.fromarray(pixels).save(out / f"demo_{name}.png")
     (out / "demo_frame.bin").write_bytes(frame)
     return {"bytes": len(frame), "seconds": seconds, "codec": edge.meta.codec,
+            "palette": "metadata" if palette else "default (no palette in the metadata)",
             "files": [f"demo_{n}.png" for n in files] + ["demo_frame.bin"]}
 
 

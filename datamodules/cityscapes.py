@@ -137,6 +137,8 @@ class CityscapesDataset(Dataset):
 class Cityscapes(StreetSceneDataModule):
     """Cityscapes fine annotations with disparity: 19 classes, official ``val`` as the test split."""
 
+    class_colors = CLASS_COLORS
+
     def __init__(
         self,
         root: str,
@@ -181,7 +183,6 @@ class Cityscapes(StreetSceneDataModule):
         }
         self.num_classes = len(CLASS_NAMES)
         self.class_names = CLASS_NAMES
-        self.class_colors = CLASS_COLORS
         self.save_hyperparameters()
         rank_zero_info(
             "Cityscapes: " + ", ".join(f"{len(v)} {k}" for k, v in self.files.items()) + f" images under {self.root}"

@@ -85,10 +85,12 @@ class StreetSceneDataModule(pl.LightningDataModule):
 
     Subclasses set the class metadata in ``__init__`` and implement :meth:`_build_split`,
     which returns the dataset of one split; :meth:`setup` builds the splits a stage needs
-    once and keeps them.
+    once and keeps them. ``class_colors`` is a class attribute where the colours are fixed, so
+    ``export.py`` reads it from a checkpoint's datamodule class path without the data.
     """
 
     ignore_index: int = IGNORE_INDEX
+    class_colors: tuple[tuple[int, int, int], ...] = ()
 
     def __init__(self, *, height: int, width: int, batch_size: int, num_workers: int, seed: int) -> None:
         super().__init__()
@@ -99,7 +101,6 @@ class StreetSceneDataModule(pl.LightningDataModule):
         self.seed = check_int("seed", seed, minimum=0)
         self.num_classes: int = 0
         self.class_names: tuple[str, ...] = ()
-        self.class_colors: tuple[tuple[int, int, int], ...] = ()
         self._datasets: dict[str, Dataset] = {}
 
     def _build_split(self, split: str) -> Dataset:

@@ -49,6 +49,8 @@ class SyntheticStreets(StreetSceneDataModule):
     traffic sign, vegetation, terrain, sky, person, car), rendered in memory on ``setup``.
     """
 
+    class_colors = CLASS_COLORS
+
     def __init__(
         self,
         height: int = 64,
@@ -82,7 +84,6 @@ class SyntheticStreets(StreetSceneDataModule):
         }
         self.num_classes = len(CLASS_NAMES)
         self.class_names = CLASS_NAMES
-        self.class_colors = CLASS_COLORS
         self.save_hyperparameters()
 
     def _build_split(self, split: str) -> SyntheticStreetsDataset:
