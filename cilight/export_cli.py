@@ -28,12 +28,13 @@ from pathlib import Path
 
 import torch
 
-from cilight.checkpoints import datamodule_from, load_model
 from cilight.ci_models import BaFPredictor, MultiTaskCI
+from cilight.ci_models.checkpoints import load_model
 from cilight.ci_models.onnx_export import ParityError, export_halves, stream_means
 from cilight.codecs import get_codec, parse_operating_point
 from cilight.codecs.wire import ENTROPY_TABLES, write_dataset_mean
 from cilight.datamodules import generate_sample
+from cilight.datamodules.from_checkpoint import datamodule_from
 from cilight.demo import run_demo
 from cilight.entrypoint import run_main
 from cilight.errors import ConfigError
