@@ -143,12 +143,12 @@ def _code_stream(stream: QuantizedStream, point: OperatingPoint, bits: int) -> t
     return QuantizedStream(torch.stack(codes), torch.cat(lows), torch.cat(highs)), float(total)
 
 
-@torch.no_grad()
 def arm_of(run_name: str) -> str:
     """The recipe a run folder name stands for: without its ``_C<c>``, ``_n<n>`` and ``_s<seed>`` parts."""
     return re.sub(r"_(C\d+|n\d+|s\d+)(?=_|$)", "", run_name) or run_name
 
 
+@torch.no_grad()
 def measure_baf(model: BaFPredictor, batches: Sequence[dict[str, Tensor]], codecs: Sequence[str] = ("png",),
                 progress: bool = True, checkpoint: str = "", arm: str = "") -> list[BaFRow]:
     """:class:`BaFRow` s of ``model`` for every operating point in ``codecs``, with and without eq 6;

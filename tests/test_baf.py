@@ -323,3 +323,21 @@ def test_export_of_an_uncalibrated_model_is_refused(tmp_path):
     images = smooth_images(2, 64, 128)
     with pytest.raises(ConfigError, match="not chosen yet"):
         export_halves(baf, tmp_path, 64, 128, images)
+
+
+def test_measure_baf_builds_no_autograd_graph():
+    """Issue 29 defect 1: evaluation runs under ``torch.no_grad``, so the trainable predictor's
+    outputs carry no graph (``@torch.no_grad()`` once decorated the helper beside ``measure_baf``)."""
+    baf = baf_on(tiny_model(), split="layer3.0", num_channels=16, bits=6).eval()
+    images = smooth_images(2, 64, 128, seed=7)
+    batch = {"image": images, "segmentation": torch.zeros(2, 64, 128, dtype=torch.int64),
+             "disparity": torch.ones(2, 64, 128), "disparity_mask": torch.ones(2, 64, 128, dtype=torch.bool)}
+    baf.calibrate([batch])
+    seen = []
+    handle = baf.predictor.register_forward_hook(
+        lambda module, inputs, output: seen.append((torch.is_grad_enabled(), output.requires_grad)))
+    try:
+        measure_baf(baf, [batch], ["png"], progress=False)
+    finally:
+        handle.remove()
+    assert seen and all(state == (False, False) for state in seen), seen
