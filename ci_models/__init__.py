@@ -3,6 +3,8 @@
 * :mod:`~cilight.ci_models.tasks` — tasks as data: head, loss, metrics, baseline, colouring, output name;
 * :mod:`~cilight.ci_models.backbone` — the edge encoder cut at split points;
 * :mod:`~cilight.ci_models.quantization` — the Q-layer;
+* :mod:`~cilight.ci_models.transmission` — one stream between split point and cloud: the interface and its
+  implementations (Q-layer + rate term, learned bottleneck; BaF in :mod:`~cilight.ci_models.baf`);
 * :mod:`~cilight.ci_models.losses` — L_r (eq 1–5) and eq 6;
 * :mod:`~cilight.ci_models.rate` — rate terms by name and the JPEG2000 proxy as a training layer;
 * :mod:`~cilight.ci_models.heads` — the cloud half's branches;
@@ -37,6 +39,16 @@ from cilight.ci_models.tasks import (
     resolve_tasks,
     trivial_baselines,
 )
+from cilight.ci_models.transmission import (
+    TRANSMISSIONS,
+    BottleneckTransmission,
+    QLayerTransmission,
+    QuantizedTransmission,
+    Transmission,
+    Transmitted,
+    build_transmission,
+    register_transmission,
+)
 
 __all__ = [
     "BACKBONES",
@@ -44,6 +56,14 @@ __all__ = [
     "DEFAULT_TASKS",
     "SPLIT_POINTS",
     "TASKS",
+    "TRANSMISSIONS",
+    "BottleneckTransmission",
+    "QLayerTransmission",
+    "QuantizedTransmission",
+    "Transmission",
+    "Transmitted",
+    "build_transmission",
+    "register_transmission",
     "BaFPredictor",
     "Baseline",
     "CloudDecoder",

@@ -55,12 +55,14 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from cilight.ci_models.backbone import stream_layouts
+from cilight.ci_models.backbone import StreamLayout, stream_layouts
 from cilight.ci_models.checkpoints import load_task_model
 from cilight.ci_models.multitask import MultiTaskCI
 from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
+from cilight.ci_models.transmission import Transmission, Transmitted
 from cilight.codecs.quantizers import FLOAT16_MAX, channel_bounds, code_dtype, uniform_codes, uniform_step, uniform_values
+from cilight.codecs.wire import StreamWire
 from cilight.errors import ConfigError
 
 SELECTIONS = ("correlation", "first", "random")  # eq 2–3; the two ablations of the paper's choice
@@ -243,11 +245,14 @@ class SplitResNet(nn.Module):
         """The split block's residual branch on its input (``downsample``, or the identity)."""
         return self.block.downsample(x) if self.block.downsample is not None else x
 
-    def back(self, z: Tensor, x_tilde: Tensor) -> dict[str, Tensor]:
-        """The rest of the network from Z (all P channels), with the shortcut fed X̃."""
+    def tail(self, z: Tensor, x_tilde: Tensor) -> Tensor:
+        """The rest of the split block from Z (all P channels), with the shortcut fed X̃: the block's output."""
         block = self.block
         out = block.bn2(block.conv2(block.relu(z)))
-        x = block.relu(out + self.shortcut(x_tilde))
+        return block.relu(out + self.shortcut(x_tilde))
+
+    def rest(self, x: Tensor) -> dict[str, Tensor]:
+        """The network after the split block, from the block's output."""
         outputs: dict[str, Tensor] = {}
         started = False
         for name, stage in self.stages.items():
@@ -261,6 +266,10 @@ class SplitResNet(nn.Module):
                 continue
             outputs[name] = x
         return self.head(outputs)
+
+    def back(self, z: Tensor, x_tilde: Tensor) -> dict[str, Tensor]:
+        """The rest of the network from Z (all P channels), with the shortcut fed X̃."""
+        return self.rest(self.tail(z, x_tilde))
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """The unmodified network through the cut (Z and X exact): ``back(layer(X), X)``."""
@@ -356,6 +365,117 @@ def inverse_batch_norm(z: Tensor, bn: nn.BatchNorm2d, channels: Tensor) -> Tenso
         bn.running_mean.index_select(0, channels).view(shape)
 
 
+class BaFTransmission(Transmission):
+    """BaF as a transmission (Choi et al., ICASSP 2020, §3): C of the split layer's P channels, each
+    quantized to n bits over its own fp16 range (eq 4); the cloud dequantizes them (eq 5), predicts
+    the layer input X̃ and every channel Z̃ (backward and forward prediction), keeps Z̃ inside the
+    decoded bins (eq 6) and returns the split block's output, from which the network continues.
+
+    Built by :class:`BaFPredictor` around its frozen network (:meth:`attach`, not a submodule: the
+    network's weights belong to the task model), so it is not chosen by name in a config.
+
+    Args:
+        layout: the split stage, its P channels and stride.
+        num_channels: C.
+        bits: n (1 to 8).
+        in_channels: Q, the layer input's channels.
+        hidden_channels: width of the backward predictor.
+    """
+
+    wire_fields = ("codes", "minimum", "maximum")
+
+    def __init__(self, layout: StreamLayout, num_channels: int, bits: int, in_channels: int, hidden_channels: int) -> None:
+        super().__init__(layout)
+        self.bits, self.consolidation = bits, True
+        # filled by eq 2–3 (BaFPredictor.calibrate), then saved in the checkpoint; the other channels
+        # and the inverse permutation are kept beside them so the cloud side is gathers only
+        self.register_buffer("channels", torch.full((num_channels,), -1, dtype=torch.long))
+        self.register_buffer("other_channels", torch.zeros(layout.channels - num_channels, dtype=torch.long))
+        self.register_buffer("inverse_order", torch.zeros(layout.channels, dtype=torch.long))
+        self.predictor = BackwardPredictor(num_channels, in_channels, hidden_channels)
+        self._network: SplitResNet | None = None
+
+    def attach(self, network: SplitResNet) -> None:
+        """The frozen network around the split (its layer for forward prediction, the block's tail)."""
+        object.__setattr__(self, "_network", network)  # a reference, not a submodule: no weights of its own
+
+    @property
+    def network(self) -> SplitResNet:
+        if self._network is None:
+            raise ConfigError("BaFTransmission needs the network it cuts: BaFPredictor attaches it")
+        return self._network
+
+    @property
+    def calibrated(self) -> bool:
+        return bool((self.channels >= 0).all())
+
+    def set_channels(self, channels: Tensor) -> None:
+        """Transmit ``channels`` (distinct indices of the split layer's P channels)."""
+        channels = torch.as_tensor(channels, dtype=torch.long).cpu()
+        total = self.layout.channels
+        if channels.shape != self.channels.shape or len(set(channels.tolist())) != len(channels) or \
+                not ((channels >= 0) & (channels < total)).all():
+            raise ConfigError(f"channels {channels.tolist()[:8]}…: expected {len(self.channels)} distinct indices "
+                              f"from 0 to {total - 1}")
+        others = torch.tensor([c for c in range(total) if c not in set(channels.tolist())], dtype=torch.long)
+        device = self.channels.device
+        self.channels.copy_(channels.to(device))
+        self.other_channels.copy_(others.to(device))
+        self.inverse_order.copy_(torch.argsort(torch.cat([channels, others])).to(device))
+
+    def _require_calibration(self) -> None:
+        if not torch.compiler.is_exporting() and not self.calibrated:
+            raise ConfigError("the BaF channels are not chosen yet: train the model (train.py) or call calibrate()")
+
+    # --------------------------------------------------------------------- the transmission
+    def transmitted(self, z: Tensor) -> Tensor:
+        """The C selected channels of Z (eq 3)."""
+        self._require_calibration()
+        return z.index_select(1, self.channels)
+
+    def edge(self, z: Tensor) -> tuple[Tensor, ...]:
+        return tuple(quantize_channels(self.transmitted(z), self.bits))
+
+    def cloud(self, codes: Tensor, minimum: Tensor, maximum: Tensor) -> Tensor:
+        self._require_calibration()
+        decoded, low, step = dequantize_channels(QuantizedStream(codes, minimum, maximum), self.bits)
+        x_tilde, z_tilde = self.predict(decoded)
+        if self.consolidation:
+            selected = consolidate(z_tilde.index_select(1, self.channels), decoded, low, step, 2**self.bits - 1)
+            z_tilde = self._with_channels(z_tilde, selected)
+        return self.network.tail(z_tilde, x_tilde)
+
+    def forward(self, z: Tensor, rate: bool = True) -> Transmitted:
+        """As at inference (the predictor trains on its own loss, eq 7): the block output the cloud continues from."""
+        return Transmitted(self.cloud(*self.edge(z)))
+
+    def wire(self, height: int, width: int) -> StreamWire:
+        return StreamWire(shape=(len(self.channels), height, width), quantizer="channel", bits=self.bits)
+
+    def predict(self, decoded: Tensor) -> tuple[Tensor, Tensor]:
+        """``(X̃, Z̃)``: backward prediction of the layer input, forward prediction of all P channels."""
+        x_tilde = self.predictor(inverse_batch_norm(decoded, self.network.block.bn1, self.channels))
+        return x_tilde, self.network.layer(x_tilde)
+
+    def _with_channels(self, z: Tensor, selected: Tensor) -> Tensor:
+        """``z`` with the transmitted channels replaced by ``selected`` (gathers, which export to ONNX)."""
+        return torch.cat([selected, z.index_select(1, self.other_channels)], 1).index_select(1, self.inverse_order)
+
+
+BAF_LEGACY_KEYS = ("predictor.", "channels", "other_channels", "inverse_order")  # before BaFTransmission held them
+
+
+def _upgrade_baf_state(state: dict) -> None:
+    """A BaF checkpoint written before :class:`BaFTransmission`: its buffers and predictor move under
+    ``transmissions.0.`` (in place; today's checkpoints are unchanged)."""
+    weights = state.get("state_dict")
+    if isinstance(weights, dict) and any(k == key or (key.endswith(".") and k.startswith(key))
+                                         for k in weights for key in BAF_LEGACY_KEYS):
+        state["state_dict"] = {(f"transmissions.0.{k}" if any(k == key or (key.endswith(".") and k.startswith(key))
+                                                             for key in BAF_LEGACY_KEYS) else k): v
+                               for k, v in weights.items()}
+
+
 class BaFPredictor(pl.LightningModule):
     """Back-and-Forth prediction on a frozen, trained task model (Choi et al., ICASSP 2020, Fig. 1–2).
 
@@ -423,21 +543,19 @@ class BaFPredictor(pl.LightningModule):
         info = self.network.layer_info
         if isinstance(num_channels, bool) or not isinstance(num_channels, int) or not 1 <= num_channels <= info.out_channels:
             raise ConfigError(f"num_channels={num_channels!r}: expected 1 to {info.out_channels} (the channels of {split})")
-        # filled by eq 2–3 on the first fit (on_fit_start), then saved in the checkpoint; the other
-        # channels and the inverse permutation are kept beside them so the cloud half is gathers only
-        self.register_buffer("channels", torch.full((num_channels,), -1, dtype=torch.long))
-        self.register_buffer("other_channels", torch.zeros(info.out_channels - num_channels, dtype=torch.long))
-        self.register_buffer("inverse_order", torch.zeros(info.out_channels, dtype=torch.long))
+        stride = stream_layouts([info.stage])[0].stride
+        self.transmissions = nn.ModuleList([BaFTransmission(StreamLayout(info.stage, info.out_channels, stride), num_channels,
+                                                            bits, info.in_channels, hidden_channels or info.in_channels)])
+        self.transmission.attach(self.network)
         if selection != "correlation":
             self.set_channels(self._fixed_channels(selection, num_channels, info.out_channels, selection_seed))
-        self.predictor = BackwardPredictor(num_channels, info.in_channels, hidden_channels or info.in_channels)
         self.val_metrics = TaskMetrics(task.tasks, task.task_context)
         self.test_metrics = TaskMetrics(task.tasks, task.task_context)
 
     @staticmethod
     def _task_model(task_ckpt: str | None, task_hparams: dict | None) -> MultiTaskCI:
-        if task_hparams:
-            return MultiTaskCI(**task_hparams)  # weights come from this model's own checkpoint
+        if task_hparams:  # weights come from this model's own checkpoint, perhaps one of the legacy layout
+            return MultiTaskCI(**MultiTaskCI.upgrade_checkpoint({"hyper_parameters": dict(task_hparams)})["hyper_parameters"])
         if not task_ckpt:
             raise ConfigError("BaFPredictor needs task_ckpt: a MultiTaskCI checkpoint written by train.py")
         return load_task_model(task_ckpt)
@@ -448,19 +566,22 @@ class BaFPredictor(pl.LightningModule):
             return torch.arange(num_channels)
         return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:num_channels].sort().values
 
+    @property
+    def transmission(self) -> BaFTransmission:
+        return self.transmissions[0]
+
+    @property
+    def predictor(self) -> BackwardPredictor:
+        return self.transmission.predictor
+
+    @property
+    def channels(self) -> Tensor:
+        """The transmitted channels of the split layer (eq 2–3)."""
+        return self.transmission.channels
+
     def set_channels(self, channels: Tensor) -> None:
         """Transmit ``channels`` (distinct indices of the split layer's P channels)."""
-        channels = torch.as_tensor(channels, dtype=torch.long).cpu()
-        total = self.network.layer_info.out_channels
-        if channels.shape != self.channels.shape or len(set(channels.tolist())) != len(channels) or \
-                not ((channels >= 0) & (channels < total)).all():
-            raise ConfigError(f"channels {channels.tolist()[:8]}…: expected {len(self.channels)} distinct indices "
-                              f"from 0 to {total - 1}")
-        others = torch.tensor([c for c in range(total) if c not in set(channels.tolist())], dtype=torch.long)
-        device = self.channels.device
-        self.channels.copy_(channels.to(device))
-        self.other_channels.copy_(others.to(device))
-        self.inverse_order.copy_(torch.argsort(torch.cat([channels, others])).to(device))
+        self.transmission.set_channels(channels)
 
     # --------------------------------------------------------------------------- what users read
     @property
@@ -502,7 +623,7 @@ class BaFPredictor(pl.LightningModule):
 
     @property
     def calibrated(self) -> bool:
-        return bool((self.channels >= 0).all())
+        return self.transmission.calibrated
 
     # --------------------------------------------------------------------------- offline analysis
     @torch.no_grad()
@@ -535,34 +656,28 @@ class BaFPredictor(pl.LightningModule):
         return self
 
     # --------------------------------------------------------------------------- the two halves
-    def _require_calibration(self) -> None:
-        if not torch.compiler.is_exporting() and not self.calibrated:
-            raise ConfigError("the BaF channels are not chosen yet: train the model (train.py) or call calibrate()")
-
-    def edge(self, images: Tensor) -> list[QuantizedStream]:
+    def edge(self, images: Tensor) -> list[tuple[Tensor, ...]]:
         """Edge half: images → codes ``[B, C, h, w]`` of the selected channels and their fp16 bounds ``[B, C]``."""
-        self._require_calibration()
-        z = self.network.layer(self.network.front(images))
-        return [quantize_channels(z.index_select(1, self.channels), self.hparams.bits)]
+        return [self.transmission.edge(self.network.layer(self.network.front(images)))]
 
-    def cloud(self, streams: list[QuantizedStream], consolidation: bool = True) -> dict[str, Tensor]:
-        """Cloud half: the transmitted stream → BaF → (eq 6) → the rest of the task network."""
-        self._require_calibration()
-        decoded, low, step = dequantize_channels(streams[0], self.hparams.bits)
-        x_tilde, z_tilde = self.predict(decoded)
-        if consolidation:
-            selected = consolidate(z_tilde.index_select(1, self.channels), decoded, low, step, 2**self.hparams.bits - 1)
-            z_tilde = self._with_channels(z_tilde, selected)
-        return self.network.back(z_tilde, x_tilde)
+    def cloud(self, streams: list[tuple[Tensor, ...]], consolidation: bool = True) -> dict[str, Tensor]:
+        """Cloud half: the transmitted stream → BaF → (eq 6, unless ``consolidation`` is off) → the rest of
+        the task network."""
+        transmission = self.transmission
+        transmission.consolidation = consolidation
+        try:
+            return self.network.rest(transmission.cloud(*streams[0]))
+        finally:
+            transmission.consolidation = True
+
+    def wires(self, height: int, width: int) -> dict[str, StreamWire]:
+        """``{split: how the stream crosses the network}`` for an input of ``height × width``."""
+        _, h, w = self.stream_shapes(height, width)[self.hparams.split]
+        return {self.hparams.split: self.transmission.wire(h, w)}
 
     def predict(self, decoded: Tensor) -> tuple[Tensor, Tensor]:
         """``(X̃, Z̃)``: backward prediction of the layer input, forward prediction of all P channels."""
-        x_tilde = self.predictor(inverse_batch_norm(decoded, self.network.block.bn1, self.channels))
-        return x_tilde, self.network.layer(x_tilde)
-
-    def _with_channels(self, z: Tensor, selected: Tensor) -> Tensor:
-        """``z`` with the transmitted channels replaced by ``selected`` (gathers, which export to ONNX)."""
-        return torch.cat([selected, z.index_select(1, self.other_channels)], 1).index_select(1, self.inverse_order)
+        return self.transmission.predict(decoded)
 
     def forward(self, images: Tensor, consolidation: bool = True) -> dict[str, Tensor]:
         """Task outputs through the BaF split (edge quantization, prediction, eq 6), keyed by task."""
@@ -575,8 +690,7 @@ class BaFPredictor(pl.LightningModule):
         with torch.no_grad():
             x = self.network.front(images)
             z = self.network.layer(x)
-            decoded, _, _ = dequantize_channels(quantize_channels(z.index_select(1, self.channels), self.hparams.bits),
-                                                self.hparams.bits)
+            decoded, _, _ = dequantize_channels(QuantizedStream(*self.transmission.edge(z)), self.hparams.bits)
         x_tilde, z_tilde = self.predict(decoded)
         relu = self.network.block.relu
         loss = charbonnier(relu(z), relu(z_tilde), self.hparams.epsilon)
@@ -617,6 +731,17 @@ class BaFPredictor(pl.LightningModule):
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- checkpoints
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        _upgrade_baf_state(checkpoint)  # Lightning's own loading (load_from_checkpoint, --ckpt_path)
+
+    @staticmethod
+    def upgrade_checkpoint(state: dict) -> dict:
+        """A checkpoint written before :class:`BaFTransmission`, in today's layout (see :func:`_upgrade_baf_state`)."""
+        state = dict(state)
+        _upgrade_baf_state(state)
+        return state
 
 
 __all__ = [

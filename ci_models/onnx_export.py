@@ -31,22 +31,12 @@ import numpy as np
 import torch
 
 import cilight
-from cilight.ci_models.halves import CloudHalf, EdgeHalf, HyperHalf, LearnedCloudHalf, LearnedEdgeHalf
+from cilight.ci_models.halves import CloudHalf, CodingGraph, EdgeHalf, coding_graph_names, wire_tensor_names
 from cilight.codecs.concealment import DatasetMean
 from cilight.codecs.learned import tables_digest
 from cilight.codecs.operating_point import parse_operating_point
 from cilight.codecs.quantizers import get_quantizer
-from cilight.codecs.wire import (
-    IMAGE,
-    STREAM_FIELDS,
-    SYNTHESIS_LATENT,
-    HalfMetadata,
-    latent_tensor_names,
-    onnx_session,
-    stream_side,
-    stream_tensor_names,
-    write_entropy_tables,
-)
+from cilight.codecs.wire import IMAGE, NO_QUANTIZER, HalfMetadata, onnx_session, stream_side, write_entropy_tables
 from cilight.errors import CilightError, ConfigError
 
 DEFAULT_OPSET = 18
@@ -74,30 +64,35 @@ def model_version(model: torch.nn.Module) -> str:
 
 
 def metadata(model, height: int, width: int, codec: str = "png", half: str = "edge", palette=()) -> HalfMetadata:
-    """The metadata both files carry; ``codec`` is the default operating point (``jpeg2000:bpe=1``;
-    ``learned`` for a learned bottleneck, whatever is asked); ``palette`` the training data's class colours."""
-    learned = getattr(model, "bottlenecks", None) is not None
-    if learned:
-        codec = "learned"
-        tables = dict(zip(model.split_points, model.entropy_tables))
-        order = dict(zip(model.split_points, (b.coding_order for b in model.bottlenecks)))
+    """The metadata both files carry, from what every stream's transmission says of its wire
+    (``model.wires``); ``codec`` is the default operating point (``jpeg2000:bpe=1``; a transmission
+    that writes its own bytes, a learned bottleneck, has codec ``learned`` whatever is asked);
+    ``palette`` the training data's class colours."""
+    wires = model.wires(height, width)
+    kinds = {(w.quantizer, w.bits, w.codec) for w in wires.values()}
+    if len(kinds) != 1:
+        raise ConfigError(f"the streams of one model must share a quantizer, bits and codec on the wire, got {sorted(kinds)}")
+    quantizer, bits, own_codec = kinds.pop()
+    extra = dict(model.wire_extra())
+    for w in wires.values():
+        extra.update(w.extra)
     return HalfMetadata(
         half=half,
         split_points=tuple(model.split_points),
-        stream_shapes=model.stream_shapes(height, width),
+        stream_shapes={s: tuple(w.shape) for s, w in wires.items()},
         input_shape=(3, height, width),
         outputs=tuple(task.output_name for task in model.tasks),
-        bits=model.bits,
-        codec=str(parse_operating_point(codec)),
+        bits=bits,
+        codec=own_codec or str(parse_operating_point(codec)),
         num_classes=model.task_context.num_classes,
         backbone=model.backbone,
         model_version=model_version(model),
         cilight_version=cilight.__version__,
-        quantizer=model.quantizer,
-        extra=model.wire_extra(),
-        latents=model.latent_shapes(height, width) if learned else {},
-        hyper_rows=tuple(sorted({r for b in model.bottlenecks for r in b.hyper_rows})) if learned else (),
-        tables_digest={s: tables_digest(t, order[s]).hex() for s, t in tables.items()} if learned else {},
+        quantizer=quantizer,
+        extra=extra,
+        latents={s: dict(w.latents) for s, w in wires.items() if w.latents},
+        hyper_rows=tuple(sorted({r for w in wires.values() for r in w.hyper_rows})),
+        tables_digest={s: tables_digest(w.tables, tuple(w.latents)).hex() for s, w in wires.items() if w.latents},
         palette=tuple(tuple(int(v) for v in c) for c in palette),
     )
 
@@ -196,58 +191,42 @@ class ParityReport:
 
 
 @torch.no_grad()
-def verify_halves(model, edge_path: Path, cloud_path: Path, images: torch.Tensor) -> ParityReport:
-    """Run both files on ``images`` with ONNX Runtime and compare with ``model`` in eval mode."""
-    model = model.eval()
-    edge, cloud = onnx_session(edge_path), onnx_session(cloud_path)
-    names = stream_tensor_names(model.split_points)
-    outputs = [task.output_name for task in model.tasks]
-    onnx_streams = dict(zip(names, edge.run(names, {IMAGE: images.numpy()})))
-    torch_streams = dict(zip(names, (t.numpy() for t in EdgeHalf(model)(images))))
-    report = ParityReport(samples=len(images))
-    for split in model.split_points:
-        report.compare_codes(split, onnx_streams[f"codes_{split}"], torch_streams[f"codes_{split}"])
-    # The cloud half on identical inputs isolates the cloud graph from edge rounding.
-    report.compare_cloud(cloud, CloudHalf(model), names, torch_streams, outputs)
-    report.compare_chained(model, images, dict(zip(outputs, cloud.run(outputs, onnx_streams))))
-    return report
-
-
-@torch.no_grad()
-def verify_learned_halves(model, folder: Path, images: torch.Tensor) -> ParityReport:
-    """The parity check of a learned bottleneck's halves: every latent's symbols (and, for a
-    hyperprior, the rows ``hyper.onnx`` computes) against PyTorch, the cloud on identical symbols,
-    and edge → cloud against the model in eval mode."""
+def verify_halves(model, folder: Path, images: torch.Tensor) -> ParityReport:
+    """Run the files in ``folder`` on ``images`` with ONNX Runtime and compare with ``model`` in eval
+    mode: every integer wire tensor (codes, symbols) and every coding graph's output (a hyperprior's
+    rows) with PyTorch's, the cloud half on identical inputs, and edge → cloud against the model."""
     model = model.eval()
     height, width = images.shape[-2:]
-    latents = model.latent_shapes(height, width)
-    names, ys = latent_tensor_names(latents), latent_tensor_names(latents, only=SYNTHESIS_LATENT)
+    names, receiving = wire_tensor_names(model), wire_tensor_names(model, "cloud")
     outputs = [task.output_name for task in model.tasks]
-    onnx_symbols = dict(zip(names, onnx_session(folder / "edge.onnx").run(names, {IMAGE: images.numpy()})))
-    torch_symbols = dict(zip(names, (t.numpy() for t in LearnedEdgeHalf(model, height, width)(images))))
+    onnx_wire = dict(zip(names, onnx_session(folder / "edge.onnx").run(names, {IMAGE: images.numpy()})))
+    torch_wire = dict(zip(names, (t.numpy() for t in EdgeHalf(model)(images))))
     report = ParityReport(samples=len(images))
     for name in names:
-        report.compare_codes(name, onnx_symbols[name], torch_symbols[name])
-    if (folder / "hyper.onnx").is_file():
-        zs, rows = latent_tensor_names(latents, only="z"), latent_tensor_names(latents, "rows", only=SYNTHESIS_LATENT)
-        onnx_rows = onnx_session(folder / "hyper.onnx").run(rows, {z: torch_symbols[z] for z in zs})
-        torch_rows = HyperHalf(model, height, width)(*(torch.from_numpy(torch_symbols[z]) for z in zs))
-        for name, a, b in zip(rows, onnx_rows, torch_rows):
+        if not np.issubdtype(torch_wire[name].dtype, np.floating):  # side information is checked through the cloud
+            report.compare_codes(name, onnx_wire[name], torch_wire[name])
+    for graph_name in coding_graph_names(model, height, width):
+        graph = CodingGraph(model, graph_name, height, width)
+        got = onnx_session(folder / f"{graph_name}.onnx").run(graph.outputs, {n: torch_wire[n] for n in graph.inputs})
+        expected = graph(*(torch.from_numpy(torch_wire[n]) for n in graph.inputs))
+        for name, a, b in zip(graph.outputs, got, expected):
             report.compare_codes(name, a, b.numpy())
+    # The cloud half on identical inputs isolates the cloud graph from edge rounding.
     cloud = onnx_session(folder / "cloud.onnx")
-    report.compare_cloud(cloud, LearnedCloudHalf(model, height, width), ys, torch_symbols, outputs)
-    report.compare_chained(model, images, dict(zip(outputs, cloud.run(outputs, {y: onnx_symbols[y] for y in ys}))))
+    report.compare_cloud(cloud, CloudHalf(model), receiving, torch_wire, outputs)
+    report.compare_chained(model, images, dict(zip(outputs, cloud.run(outputs, {n: onnx_wire[n] for n in receiving}))))
     return report
 
 
 def export_halves(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int = DEFAULT_OPSET,
                   codec: str = "png", palette=()) -> ParityReport:
-    """Write ``out/edge.onnx`` and ``out/cloud.onnx``, then verify them on ``images``.
+    """Write ``out/edge.onnx``, ``out/cloud.onnx`` (and a coding graph such as ``hyper.onnx`` and
+    ``entropy_tables.npz`` where a transmission has them), then verify them on ``images``.
 
-    ``codec``: the operating point written as the runtimes' default (``png``, ``jpeg2000:bpe=1``);
+    ``codec``: the operating point written as the runtimes' default (``png``, ``jpeg2000:bpe=1``).
     ``palette``: the class colours of the training data (``datamodule.class_colors``), for the demo.
 
-    Raises :class:`ParityError` (and removes both files) if the check fails.
+    Raises :class:`ParityError` (and removes every file it wrote) if the check fails.
     """
     check_image_size(model, height, width)
     if not isinstance(opset, int) or opset < DEFAULT_OPSET:
@@ -257,48 +236,24 @@ def export_halves(model, out: Path, height: int, width: int, images: torch.Tenso
     model = model.eval().cpu()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if getattr(model, "bottlenecks", None) is not None:
-        return _export_learned(model, out, height, width, images, opset, palette)
-    names = stream_tensor_names(model.split_points)
+    meta = metadata(model, height, width, codec, "edge", palette)  # the wire is checked before minutes of export
+    names, receiving = wire_tensor_names(model), wire_tensor_names(model, "cloud")
     example = images[:2]
-    edge_path, cloud_path = out / "edge.onnx", out / "cloud.onnx"
-    streams = EdgeHalf(model)(example)  # eagerly first: a model that cannot run yet says why here
-    _export(EdgeHalf(model), (example,), edge_path, [IMAGE], names, opset, metadata(model, height, width, codec, "edge", palette),
-            variadic=False)
-    outputs = [task.output_name for task in model.tasks]
-    _export(CloudHalf(model), tuple(streams), cloud_path, names, outputs, opset,
-            metadata(model, height, width, codec, "cloud", palette))
-    report = verify_halves(model, edge_path, cloud_path, images)
-    if report.failures:
-        edge_path.unlink()
-        cloud_path.unlink()
-        raise ParityError(report.table())
-    return report
-
-
-def _export_learned(model, out: Path, height: int, width: int, images: torch.Tensor, opset: int,
-                    palette=()) -> ParityReport:
-    if model.entropy_tables is None:
-        raise ConfigError("this model's learned bottleneck has no entropy tables: export a checkpoint written by "
-                          "train.py (or call fix_entropy_tables() first)")
-    latents = model.latent_shapes(height, width)
-    names, ys = latent_tensor_names(latents), latent_tensor_names(latents, only=SYNTHESIS_LATENT)
-    outputs = [task.output_name for task in model.tasks]
-    edge = LearnedEdgeHalf(model, height, width)
-    example = images[:2]
-    symbols = dict(zip(names, edge(example)))
+    wire = dict(zip(names, EdgeHalf(model)(example)))  # eagerly first: a model that cannot run yet says why here
     paths = [out / "edge.onnx", out / "cloud.onnx"]
-    _export(edge, (example,), paths[0], [IMAGE], names, opset, metadata(model, height, width, half="edge", palette=palette),
-            variadic=False)
-    _export(LearnedCloudHalf(model, height, width), tuple(symbols[y] for y in ys), paths[1], ys, outputs, opset,
-            metadata(model, height, width, half="cloud", palette=palette))
-    if any(b.hyper_rows for b in model.bottlenecks):
-        zs, rows = latent_tensor_names(latents, only="z"), latent_tensor_names(latents, "rows", only=SYNTHESIS_LATENT)
-        paths.append(out / "hyper.onnx")
-        _export(HyperHalf(model, height, width), tuple(symbols[z] for z in zs), paths[2], zs, rows, opset,
-                metadata(model, height, width, half="hyper", palette=palette))
-    paths.append(write_entropy_tables(out, dict(zip(model.split_points, model.entropy_tables))))
-    report = verify_learned_halves(model, out, images)
+    _export(EdgeHalf(model), (example,), paths[0], [IMAGE], names, opset, meta, variadic=False)
+    outputs = [task.output_name for task in model.tasks]
+    _export(CloudHalf(model), tuple(wire[n] for n in receiving), paths[1], receiving, outputs, opset,
+            metadata(model, height, width, codec, "cloud", palette))
+    for graph_name in coding_graph_names(model, height, width):
+        graph = CodingGraph(model, graph_name, height, width)
+        paths.append(out / f"{graph_name}.onnx")
+        _export(graph, tuple(wire[n] for n in graph.inputs), paths[-1], graph.inputs, graph.outputs, opset,
+                metadata(model, height, width, codec, graph_name, palette))
+    tables = {s: w.tables for s, w in model.wires(height, width).items() if w.tables is not None}
+    if tables:
+        paths.append(write_entropy_tables(out, tables))
+    report = verify_halves(model, out, images)
     if report.failures:
         for path in paths:
             path.unlink()
@@ -308,20 +263,23 @@ def _export_learned(model, out: Path, height: int, width: int, images: torch.Ten
 
 @torch.no_grad()
 def stream_means(model, batches) -> tuple[dict[str, np.ndarray], int]:
-    """``(μ(y, x, c) per split point, images)``: the mean of each stream over ``batches`` of images
-    (``[B, 3, H, W]`` in [0, 1]) as the cloud sees it — the edge half's codes dequantized with the
-    wire's side information, exactly what a received packet holds."""
+    """``(μ(y, x, c) per split point, images)``: the mean of each transmitted stream over ``batches`` of
+    images (``[B, 3, H, W]`` in [0, 1]) as the cloud sees it — the edge half's codes dequantized with
+    the wire's side information, exactly what a received packet holds. Only for streams of quantized
+    codes (a learned bottleneck's symbols are not sent in packets)."""
     model = model.eval().cpu()
-    quantizer = get_quantizer(model.quantizer, bits=model.bits)
-    means = {split: DatasetMean() for split in model.split_points}
+    means: dict[str, DatasetMean] = {}
     images = 0
     for batch in batches:
-        tensors = EdgeHalf(model)(batch)
-        n = len(STREAM_FIELDS)
-        for split, (codes, low, high) in zip(model.split_points, (tensors[i : i + n] for i in range(0, len(tensors), n))):
-            values = [quantizer.dequantize(codes[b], stream_side(low[b].numpy(), high[b].numpy(), model.quantizer))
+        wires = model.wires(*batch.shape[-2:])
+        for split, (codes, low, high) in zip(model.split_points, model.edge(batch)):
+            wire = wires[split]
+            if wire.quantizer == NO_QUANTIZER:
+                raise ConfigError(f"stream {split} sends a learned bottleneck's symbols: it has no dataset mean")
+            quantizer = get_quantizer(wire.quantizer, bits=wire.bits)
+            values = [quantizer.dequantize(codes[b], stream_side(low[b].numpy(), high[b].numpy(), wire.quantizer))
                       for b in range(len(codes))]
-            means[split].update(torch.stack(values))
+            means.setdefault(split, DatasetMean()).update(torch.stack(values))
         images += len(batch)
     if not images:
         raise ConfigError("no images to compute the dataset mean on")

@@ -32,7 +32,7 @@ from cilight.ci_models import BaFPredictor, MultiTaskCI
 from cilight.ci_models.checkpoints import load_model
 from cilight.ci_models.onnx_export import ParityError, export_halves, stream_means
 from cilight.codecs import get_codec, parse_operating_point
-from cilight.codecs.wire import ENTROPY_TABLES, write_dataset_mean
+from cilight.codecs.wire import DATASET_MEAN, write_dataset_mean
 from cilight.datamodules import generate_sample
 from cilight.datamodules.from_checkpoint import datamodule_from
 from cilight.demo import run_demo
@@ -62,14 +62,14 @@ def export(argv=None) -> int:
     point = parse_operating_point(args.codec)
     get_codec(point.codec, **point.codec_options).check_rate(**point.rate_options)  # before minutes of export
     model, data = load_model(args.ckpt, accept=(MultiTaskCI, BaFPredictor))
-    learned = getattr(model, "bottlenecks", None) is not None
-    if learned and args.codec != build_parser().get_default("codec"):
-        raise ConfigError(f"--codec {args.codec}: this checkpoint has a learned bottleneck, whose codec is 'learned' "
-                          "(its rate is set by training); leave --codec out")
     height = args.height or data.get("height")
     width = args.width or data.get("width")
     if not height or not width:
         raise ConfigError("the checkpoint does not record its image size: pass --height and --width")
+    own_codecs = sorted({w.codec for w in model.wires(height, width).values() if w.codec})
+    if own_codecs and args.codec != build_parser().get_default("codec"):
+        raise ConfigError(f"--codec {args.codec}: this checkpoint's streams are coded by their transmission's own codec "
+                          f"({', '.join(own_codecs)}; its rate is set by training); leave --codec out")
     if args.samples < 1:
         raise ConfigError(f"--samples {args.samples}: expected at least 1")
     if args.mean_images < 0:
@@ -86,11 +86,11 @@ def export(argv=None) -> int:
         print(err, file=sys.stderr)
         return 1
     print(report.table())
-    for name in ("edge.onnx", "cloud.onnx", "hyper.onnx", ENTROPY_TABLES):
-        if (args.out / name).is_file():
+    for name in sorted(p.name for p in args.out.iterdir() if p.suffix in (".onnx", ".npz")):
+        if name != DATASET_MEAN:
             print(f"  {name}  {(args.out / name).stat().st_size / 1e6:.1f} MB")
     print(f"  export + check: {time.perf_counter() - start:.1f} s")
-    if args.mean_images and not learned:
+    if args.mean_images and not own_codecs:  # an own codec's bytes are sent whole, never in packets
         means, count = stream_means(model, training_images(data, args.mean_images, height, width, args.data_root))
         path = write_dataset_mean(args.out, means, count)
         print(f"  {path.name}: stream means over {count} training images (concealment fill)")

@@ -105,6 +105,42 @@ def read_entropy_tables(path: str | Path, meta: HalfMetadata) -> dict[str, dict[
 WIRE_QUANTIZERS = ("minmax", "channel")  # what an exported edge half computes on the device
 
 
+@dataclass(frozen=True)
+class StreamWire:
+    """How one stream crosses the network, as a transmission declares it (``Transmission.wire``).
+
+    ``shape``: the transmitted tensor ``[C, h, w]`` (what a container header names); ``quantizer``
+    and ``bits``: the edge's quantizer (``minmax``, ``channel``) or ``none`` for a learned
+    bottleneck's symbols, which then has ``latents`` (name → ``(N, h, w)``, in coding order),
+    ``hyper_rows`` (the latents whose table rows ``hyper.onnx`` computes) and its ``tables``
+    (latent → :class:`EntropyTables`); ``codec``: the codec that writes its bytes when the transmission
+    has its own (``learned``), ``None`` when any registered codec may, at the operating point chosen;
+    ``extra``: entries for the halves' metadata (BaF's channels).
+    """
+
+    shape: tuple[int, int, int]
+    quantizer: str = "minmax"
+    codec: str | None = None
+    bits: int = 8
+    latents: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    hyper_rows: tuple[str, ...] = ()
+    tables: dict[str, EntropyTables] | None = field(default=None, compare=False)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 3 or any(not isinstance(v, int) or v < 1 for v in self.shape):
+            raise ConfigError(f"stream wire shape {self.shape!r}: expected positive [C, h, w]")
+        if self.quantizer == NO_QUANTIZER:
+            if not self.latents or self.tables is None or SYNTHESIS_LATENT not in self.latents:
+                raise ConfigError(f"a stream without a quantizer sends a learned bottleneck's symbols: it needs latents "
+                                  f"(with {SYNTHESIS_LATENT!r}) and their tables, got {sorted(self.latents)}")
+        else:
+            _check_quantizer(self.quantizer)
+            if self.latents:
+                raise ConfigError(f"quantizer {self.quantizer!r} with latents {sorted(self.latents)}: latents belong to a "
+                                  "learned bottleneck (quantizer 'none')")
+
+
 def _check_quantizer(quantizer: str) -> str:
     if quantizer not in WIRE_QUANTIZERS:
         raise ConfigError(f"quantizer {quantizer!r} has no wire layout; expected one of {', '.join(WIRE_QUANTIZERS)}")
@@ -330,6 +366,7 @@ __all__ = [
     "HALVES",
     "IMAGE",
     "STREAM_FIELDS",
+    "StreamWire",
     "WIRE_QUANTIZERS",
     "HalfMetadata",
     "group_side",

@@ -103,11 +103,13 @@ class RateDistortionCallback(pl.Callback):
                 and (trainer.current_epoch + 1) % self.every_n_epochs == 0)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # a learned bottleneck's rate is set by training (λ), not by a codec's knob: nothing to sweep
-        if getattr(pl_module, "bottlenecks", None) is not None and self.every_n_epochs > 0:
-            rank_zero_warn("RateDistortionCallback is off for a model with a learned bottleneck: its rate is set by "
-                           "rate_lambda (val/bits_per_image is logged every epoch); compare models trained at "
-                           "several λ with evaluate.py bdrate")
+        # a transmission with its own codec (a learned bottleneck) has its rate set by training, not by a
+        # codec's knob: nothing to sweep
+        own = sorted({type(t).__name__ for t in pl_module.transmissions if t.own_codec_name() is not None})
+        if own and self.every_n_epochs > 0:
+            rank_zero_warn(f"RateDistortionCallback is off for a model whose streams code with their transmission's own "
+                           f"codec ({', '.join(own)}): its rate is set by training (val/bits_per_image is logged every "
+                           "epoch); compare models trained at several trade-offs with evaluate.py bdrate")
             self.every_n_epochs = 0
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:

@@ -210,27 +210,29 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
                    provenance: dict | None = None) -> RateAccuracyCurves:
     """Code every stream of every image at every operating point of ``families`` and measure the tasks.
 
-    ``model``: a :class:`~cilight.ci_models.MultiTaskCI` (its edge features, Q-layer, cloud half
-    and tasks). The edge runs once per batch; each codec's per-stream preparation once per batch
-    and codec; the cloud half once per batch and operating point.
+    ``model``: a :class:`~cilight.ci_models.MultiTaskCI`. Each stream's transmission says what a codec
+    codes (``model.features``) and what the cloud makes of the decoded tensor (``model.receive``); a
+    transmission with its own codec (a learned bottleneck) is measured at that codec's one operating
+    point, bytes and all. The reference is the model in evaluation mode, without a codec. The edge
+    runs once per batch; each codec's per-stream preparation once per batch and codec; the cloud half
+    once per batch and operating point.
     """
     model = model.eval()
     points = [(family.name, point) for family in families for point in family.points]
-    if getattr(model, "bottlenecks", None) is not None or any(p.codec == LEARNED for _, p in points):
-        return _measure_learned(model, batches, points, progress, provenance)
+    own = [t.own_codec_name() for t in model.transmissions]
+    if any(own):
+        return _measure_own_codecs(model, batches, points, progress, provenance)
     coders = {str(point): point_coder(point) for _, point in points}
     reference = model.task_metrics(sync=False)
     measured = [model.task_metrics(sync=False) for _ in points]
     bits = np.zeros((len(points), len(model.split_points)))
-    images = sum(len(b["image"]) for b in batches)
-    if images == 0:
-        raise ConfigError("no test images to measure curves on")
+    images = _count_images(batches)
     bar = tqdm(total=images * len(points), desc="rate–accuracy curves", unit="image", disable=not progress)
     elements = 0
     for batch in batches:
+        reference.update(_reference_outputs(model, batch["image"]), batch)
         features = model.features(batch["image"])
         elements = sum(int(f[0].numel()) for f in features)
-        reference.update(cloud_outputs(model, [q(f) for q, f in zip(model.quantizers, features)]), batch)
         prepared: dict[str, list] = {}
         for i, (family_name, point) in enumerate(points):
             coder, rate = coders[str(point)]
@@ -256,31 +258,39 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
                               dict(provenance or {}))
 
 
-def _measure_learned(model, batches, points, progress: bool, provenance: dict | None) -> RateAccuracyCurves:
-    """The one operating point of a learned bottleneck (its rate is set by training, so a curve over λ
-    is a curve over checkpoints): every stream of every image through the model's own
-    :class:`~cilight.codecs.LearnedCodec`, bytes and all; the reference is the bottleneck's rounded
-    latents without entropy coding."""
-    if getattr(model, "bottlenecks", None) is None:
-        raise ConfigError("operating point 'learned' codes with a learned bottleneck; this model has none "
-                          "(train it with --model.bottleneck factorized|hyperprior)")
-    other = sorted({str(p) for _, p in points if p.codec != LEARNED})
-    if other or len(points) != 1:
-        raise ConfigError(f"a model with a learned bottleneck is measured at the one operating point 'learned' "
-                          f"(its features are the bottleneck's, not a stream for an image codec), got "
-                          f"{[str(p) for _, p in points]}")
-    codecs = [model.stream_codec(s) for s in range(len(model.split_points))]
-    reference, measured = model.task_metrics(sync=False), model.task_metrics(sync=False)
-    bits = np.zeros(len(codecs))
+def _count_images(batches: Sequence[dict[str, Tensor]]) -> int:
     images = sum(len(b["image"]) for b in batches)
     if images == 0:
         raise ConfigError("no test images to measure curves on")
-    bar = tqdm(total=images, desc="rate–accuracy curves (learned)", unit="image", disable=not progress)
+    return images
+
+
+def _reference_outputs(model, images: Tensor) -> dict[str, Tensor]:
+    """The cloud half on every stream as its transmission delivers it in evaluation, without a codec."""
+    delivered = [t(f, rate=False).features for t, f in zip(model.transmissions, model.encoder(images))]
+    return cloud_outputs(model, delivered, received=True)
+
+
+def _measure_own_codecs(model, batches, points, progress: bool, provenance: dict | None) -> RateAccuracyCurves:
+    """The one operating point of streams whose transmissions write their own bytes (a learned
+    bottleneck, whose rate is set by training, so a curve over its trade-off is a curve over
+    checkpoints): every stream of every image through its transmission's codec, bytes and all."""
+    names = sorted({str(t.own_codec_name()) for t in model.transmissions})
+    asked = sorted({str(p) for _, p in points})
+    if len(names) != 1 or asked != names:
+        raise ConfigError(f"this model's streams code with their transmission's own codec ({', '.join(names)}) and are "
+                          f"measured at that one operating point (their features are not a stream for an image "
+                          f"codec), got {asked}")
+    codecs = [t.own_codec() for t in model.transmissions]
+    reference, measured = model.task_metrics(sync=False), model.task_metrics(sync=False)
+    bits = np.zeros(len(codecs))
+    images = _count_images(batches)
+    bar = tqdm(total=images, desc=f"rate–accuracy curves ({names[0]})", unit="image", disable=not progress)
     elements = 0
     for batch in batches:
+        reference.update(_reference_outputs(model, batch["image"]), batch)
         features = model.features(batch["image"])
         elements = sum(int(f[0].numel()) for f in features)
-        reference.update(cloud_outputs(model, [b(f).features for b, f in zip(model.bottlenecks, features)]), batch)
         decoded = []
         for s, (codec, f) in enumerate(zip(codecs, features)):
             data = [codec.encode(sample) for sample in f]

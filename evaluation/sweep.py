@@ -50,17 +50,20 @@ from cilight.errors import ConfigError
 SWEEP_CHUNK = 6  # images per cloud-half call in a sweep: small batches stay in cache on a CPU
 
 
-def cloud_outputs(model, streams: list[Tensor]) -> dict[str, Tensor]:
-    """The cloud half's task outputs for decoded ``streams``, as ``model.decoder(streams)`` gives them.
+def cloud_outputs(model, streams: list[Tensor], received: bool = False) -> dict[str, Tensor]:
+    """The cloud half's task outputs for decoded ``streams`` (each stream's :meth:`MultiTaskCI.features`
+    after a codec), as ``model.receive(streams)`` gives them; ``received``: the streams are already what
+    the cloud continues from (a transmission's output), as ``model.decoder(streams)`` takes them.
 
     A sweep calls the cloud half once per rate tuple, so this is where its time goes. On a CPU,
     inputs in channels-last layout in chunks of :data:`SWEEP_CHUNK` images run the same
     convolutions about 1.5× faster than one contiguous batch (the layout propagates through the
     layers; the values agree to float rounding). Other devices get the plain call.
     """
+    cloud = model.decoder if received else model.receive
     if streams[0].device.type != "cpu":
-        return model.decoder(streams)
-    parts = [model.decoder([s[i : i + SWEEP_CHUNK].contiguous(memory_format=torch.channels_last) for s in streams])
+        return cloud(streams)
+    parts = [cloud([s[i : i + SWEEP_CHUNK].contiguous(memory_format=torch.channels_last) for s in streams])
              for i in range(0, len(streams[0]), SWEEP_CHUNK)]
     return parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
