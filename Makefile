@@ -26,16 +26,16 @@ test: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) -m pytest $(ARGS)
 
 benchmark: $(STAMP)
-	$(PY) benchmarks/train_step.py
-	$(PY) benchmarks/default_run.py
-	$(PY) benchmarks/codec_rate.py
-	$(PY) benchmarks/proxy_accuracy.py --speed-threads 2 1
-	$(PY) benchmarks/onnx_speed.py
-	$(PY) benchmarks/latency_model.py
-	$(PY) benchmarks/allocation_speed.py
-	$(PY) benchmarks/callback_cost.py
-	$(PY) benchmarks/allocation_two_stream.py --split-points layer2 layer3 --budgets 6 12 24 --scan
-	$(PY) benchmarks/allocation_two_stream.py --split-points layer1 layer3 --budgets 10 20 40 --scan
+	$(PY) -m benchmarks.train_step
+	$(PY) -m benchmarks.default_run
+	$(PY) -m benchmarks.codec_rate
+	$(PY) -m benchmarks.proxy_accuracy --speed-threads 2 1
+	$(PY) -m benchmarks.onnx_speed
+	$(PY) -m benchmarks.latency_model
+	$(PY) -m benchmarks.allocation_speed
+	$(PY) -m benchmarks.callback_cost
+	$(PY) -m benchmarks.allocation_two_stream --split-points layer2 layer3 --budgets 6 12 24 --scan
+	$(PY) -m benchmarks.allocation_two_stream --split-points layer1 layer3 --budgets 10 20 40 --scan
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -7,7 +7,7 @@ convolutional, so :func:`activations` then runs it on scenes rendered at the pap
 256×512 and returns the unquantized tensors at every split point — 128×32×64, 256×16×32
 and 512×8×16 per image, the shapes the bit-allocation experiments code.
 
-    python benchmarks/activations.py     # train (if needed) and print the tensor shapes
+    python -m benchmarks.activations     # train (if needed) and print the tensor shapes
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from report import RESULTS
 
+from benchmarks.report import RESULTS
 from cilight.ci_models import MultiTaskCI
 from cilight.datamodules import SyntheticStreets, generate_sample
 

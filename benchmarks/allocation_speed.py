@@ -17,7 +17,7 @@ of them with zero-rate streams: the largest relative gap of the closed form over
 excess distortion ``D − γ`` (negative: closed form better), and whether every closed-form
 allocation was non-negative and summed to R_t exactly.
 
-    python benchmarks/allocation_speed.py [--repeats 7] [--out FILE]
+    python -m benchmarks.allocation_speed [--repeats 7] [--out FILE]
 
 Writes JSON (default ``benchmarks/results/allocation_speed.json``) naming the machine.
 """
@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import RESULTS, write_result
 from scipy.optimize import minimize
 
+from benchmarks.report import RESULTS, write_result
 from cilight.allocation import DistortionSurface, allocate
 
 PAPER_SURFACE = DistortionSurface(0.80, [72.45, 183.09], [7.07e-4, 2.11e-2])

@@ -12,7 +12,7 @@
    (``--out``/``budget_line.png``). This shows how far each method is from the best split and
    how large the measurement noise between neighbouring splits is.
 
-    python benchmarks/allocation_two_stream.py [--split-points layer2 layer3] [--budgets 6 12 24]
+    python -m benchmarks.allocation_two_stream [--split-points layer2 layer3] [--budgets 6 12 24]
                                                [--ckpt CKPT] [--scan] [--out DIR]
 
 Writes ``benchmarks/results/allocation_<split points>.json`` (table, scan, timings, machine) and
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import RESULTS, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.report import RESULTS, ROOT, write_result
+
 NUM_TEST = 512
 
 

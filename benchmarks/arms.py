@@ -1,24 +1,27 @@
-"""What the training-recipe experiments share: train an arm's seeds with ``train.py``, compare
-two arms seed by seed with BD-rate against the seed-to-seed noise floor, summarise and plot.
+"""What the training-recipe experiments share: train an arm's seeds with ``train.py``, compare two
+arms (the statistics are :mod:`cilight.evaluation.comparison`: paired BD-rates against the
+seed-to-seed noise floor) and print each comparison, summarise the arms' lossless points, plot.
 
-Used by ``compressibility_bdrate.py`` (L_r against the benchmark), ``rate_aware_training.py``
-(every rate option against ``none``) and ``learned_codec.py`` (learned bottlenecks against JPEG2000).
+Used by ``benchmarks.compressibility_bdrate`` (L_r against the benchmark), ``benchmarks.rate_aware_training``
+(every rate option against ``none``) and ``benchmarks.learned_codec`` (learned bottlenecks against JPEG2000).
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cilight.evaluation import bd_rate_rows
+from benchmarks.report import ROOT
+from cilight.evaluation.comparison import ArmComparison, Spread, compare_arms
+from cilight.evaluation.curves import PAPER_FAMILY
 from cilight.evaluation.report import plot_rate_accuracy
 
-ROOT = Path(__file__).resolve().parents[1]
+# Curve families more than one recipe measures, defined once here.
+PAPER = PAPER_FAMILY  # ICIP 2019 §3, Table 1: PNG, then JPEG at quality 95, 90, 85, 80; its first point is lossless
+J2K = "j2k=jpeg2000:bpe=0.25,0.4,0.6,1,1.4,2"  # rate_aware_training's JPEG2000 family: learned_codec's anchors
 
 
 def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -> Path:
@@ -40,67 +43,31 @@ def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -
     return ckpt
 
 
-def summary(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
-
-
-def compare_arms(anchor: dict, test: dict, families, label: str, min_overlap: float, dominated: str,
-                 method: str = "cubic") -> list[dict]:
-    """One entry per family and task: the BD-rate of each ``test`` seed against the ``anchor`` of the
-    same seed (mean ± sd), and the noise floor — the largest |BD-rate| between anchors of different
-    seeds. A saving counts only if the mean is below −floor and every seed's BD-rate is negative.
-    ``anchor``/``test`` map seed → :class:`~cilight.allocation.RateAccuracyCurves`; ``method`` is the
-    interpolation of :func:`~cilight.allocation.bd_rate`."""
-    seeds = sorted(anchor)
-    rows: dict = {}
-    pairs = {"effect": [(anchor[s], test[s]) for s in seeds],
-             "noise": [(anchor[a], anchor[b]) for a, b in itertools.combinations(seeds, 2)]}
-    for kind, models in pairs.items():
-        for a, b in models:
-            for overlap_rule, least in (("", min_overlap), ("_any_overlap", 0.0)):
-                for r in bd_rate_rows(a, {"test": b}, method=method, dominated=dominated, min_overlap=least):
-                    rows.setdefault((kind + overlap_rule, r.family, r.task), []).append(r)
-    table = []
-    for family in (f.name for f in families):
-        for task in anchor[seeds[0]].tasks:
-            effect, noise = rows[("effect", family, task)], rows[("noise", family, task)]
-            measured = [r.bd_rate for r in effect if r.bd_rate is not None]
-            metric_deltas = [r.bd_metric for r in effect if r.bd_metric is not None]
-            floor_values = [abs(r.bd_rate) for r in noise if r.bd_rate is not None]
-            floor = max(floor_values) if floor_values else None
-            entry = {
-                "family": family, "task": task, "metric": effect[0].metric,
-                "bd_rate": summary(measured) if measured else None,
-                "bd_metric": summary(metric_deltas) if metric_deltas else None,
-                "overlap": [r.overlap for r in effect], "refused": [r.note for r in effect if r.bd_rate is None],
-                "noise_bd_rates": [r.bd_rate for r in noise], "noise_overlap": [r.overlap for r in noise],
-                "noise_refused": [r.note for r in noise if r.bd_rate is None], "noise_floor": floor,
-            }
-            any_effect = [r.bd_rate for r in rows[("effect_any_overlap", family, task)] if r.bd_rate is not None]
-            any_noise = [abs(r.bd_rate) for r in rows[("noise_any_overlap", family, task)] if r.bd_rate is not None]
-            entry["any_overlap"] = {"bd_rate": summary(any_effect) if any_effect else None,
-                                    "noise_floor": max(any_noise) if any_noise else None}
-            entry["saving_beyond_noise"] = bool(
-                measured and len(measured) == len(effect) and floor is not None
-                and entry["bd_rate"]["mean"] < -floor and all(v < 0 for v in measured))
-            table.append(entry)
-            shown = (f"{entry['bd_rate']['mean']:+7.2f}% ± {entry['bd_rate']['std']:5.2f}" if measured else "refused")
-            print(f"{label:>22} {family:>6} {task:>15}: BD-rate {shown} ({len(measured)}/{len(effect)} seeds; overlap "
-                  f"{min(entry['overlap']):.0%}–{max(entry['overlap']):.0%}); noise floor "
-                  f"{'—' if floor is None else f'{floor:.2f}%'} ({len(floor_values)}/{len(noise)} pairs); "
-                  f"saving beyond noise: {entry['saving_beyond_noise']}", flush=True)
+def compare(anchor: dict, test: dict, families, label: str, min_overlap: float, dominated: str,
+            method: str = "cubic") -> list[ArmComparison]:
+    """:func:`~cilight.evaluation.comparison.compare_arms` (``{seed: curves}`` of each arm), each
+    comparison printed as one line starting with ``label``."""
+    table = compare_arms(anchor, test, families, method=method, min_overlap=min_overlap, dominated=dominated)
+    for c in table:
+        measured = len(c.bd_rate.values) if c.bd_rate else 0
+        shown = f"{c.bd_rate.mean:+7.2f}% ± {c.bd_rate.std:5.2f}" if c.bd_rate else "refused"
+        floor = "—" if c.noise_floor is None else f"{c.noise_floor:.2f}%"
+        pairs = sum(v is not None for v in c.noise_bd_rates)
+        print(f"{label:>22} {c.family:>6} {c.task:>15}: BD-rate {shown} ({measured}/{c.seeds} seeds; overlap "
+              f"{min(c.overlap):.0%}–{max(c.overlap):.0%}); noise floor {floor} ({pairs}/{len(c.noise_bd_rates)} pairs); "
+              f"saving beyond noise: {c.saving_beyond_noise}", flush=True)
     return table
 
 
 def arm_summaries(arms: dict) -> dict:
-    """Per arm (``{arm: {seed: curves}}``): the lossless (first ``paper`` point, PNG) bits per image and
+    """Per arm (``{arm: {seed: curves}}``): the lossless (first :data:`PAPER` point, PNG) bits per image and
     the task metrics there, and the uncompressed (Q-layer only) metrics, each mean ± sd over seeds."""
     first = next(iter(next(iter(arms.values())).values()))
-    png = {arm: summary([c.family("paper")[0].bits_per_image for c in runs.values()]) for arm, runs in arms.items()}
-    png_metrics = {arm: {task: summary([c.family("paper")[0].metrics[key] for c in runs.values()])
+    paper = PAPER.split("=", 1)[0]
+    png = {arm: Spread([c.family(paper)[0].bits_per_image for c in runs.values()]).as_dict() for arm, runs in arms.items()}
+    png_metrics = {arm: {task: Spread([c.family(paper)[0].metrics[key] for c in runs.values()]).as_dict()
                          for task, key in first.tasks.items()} for arm, runs in arms.items()}
-    uncompressed = {arm: {task: summary([c.reference[key] for c in runs.values()])
+    uncompressed = {arm: {task: Spread([c.reference[key] for c in runs.values()]).as_dict()
                           for task, key in first.tasks.items()} for arm, runs in arms.items()}
     return {"png_bits_per_image": png, "png_metrics": png_metrics, "uncompressed": uncompressed}
 

@@ -26,7 +26,7 @@ cilight's default model and data, under a protocol fixed before any result was s
 * **Target** (the issue): a C = 64 setting ≥ 60% smaller than all-channel coding with every task
   metric within 1% (relative) of the unmodified model — on every seed of that setting.
 
-    python benchmarks/baf.py [--task-ckpt CKPT] [--work DIR] [--epochs 8]
+    python -m benchmarks.baf [--task-ckpt CKPT] [--work DIR] [--epochs 8]
 
 Runs resume: a run folder with ``last.ckpt`` is not trained again. Writes
 ``benchmarks/results/baf.json`` (every row), ``benchmarks/results/baf/`` (CSV and the plots).
@@ -37,15 +37,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from report import RESULTS, write_result
+from benchmarks.report import RESULTS, ROOT, write_result
+from cilight.evaluation.comparison import Spread
+from cilight.evaluation.tables import markdown_table, yes_no
 
-ROOT = Path(__file__).resolve().parents[1]
 SPLIT = "layer3.0"
 # run name → train.py options of that BaF model
 SETTINGS = {
@@ -88,11 +88,6 @@ def train_baf(work: Path, name: str, options: list[str], task_ckpt: Path, epochs
     return ckpt
 
 
-def summary(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
-
-
 def arms(rows: list[dict]) -> dict:
     """Mean ± std over seeds of size reduction and every metric's relative change, per arm and eq 6."""
     out: dict = {}
@@ -102,28 +97,23 @@ def arms(rows: list[dict]) -> dict:
         out.setdefault(key, []).append(r)
     table = {}
     for key, group in out.items():
-        table[key] = {"seeds": len(group), "size_reduction": summary([g["size_reduction"] for g in group]),
-                      "kbit_per_image": summary([g["bits_per_image"] / 1e3 for g in group]),
-                      "relative_change": {m: summary([g["relative_change"][m] for g in group])
+        table[key] = {"seeds": len(group), "size_reduction": Spread([g["size_reduction"] for g in group]).as_dict(),
+                      "kbit_per_image": Spread([g["bits_per_image"] / 1e3 for g in group]).as_dict(),
+                      "relative_change": {m: Spread([g["relative_change"][m] for g in group]).as_dict()
                                           for m in group[0]["relative_change"]},
                       "meets_target": all(g["size_reduction"] >= TARGET_REDUCTION and g["worst_change"] >= TARGET_CHANGE
                                           for g in group)}
     return table
 
 
-def markdown(table: dict) -> str:
+def readme_table(table: dict) -> str:
+    """The README table: one row per setting (and eq 6 off), mean ± sd over its seeds."""
     metrics = list(next(iter(table.values()))["relative_change"])
-    lines = ["| setting | seeds | kbit/image | smaller than all 256 channels | "
-             + " | ".join(f"{m} Δ%" for m in metrics) + " | target met |",
-             "|" + " --- |" * (5 + len(metrics))]
-    for key, e in table.items():
-        cells = [key, str(e["seeds"]), f"{e['kbit_per_image']['mean']:.2f}",
-                 f"{100 * e['size_reduction']['mean']:.1f}%"]
-        cells += [f"{100 * e['relative_change'][m]['mean']:+.2f} ± {100 * e['relative_change'][m]['std']:.2f}"
-                  for m in metrics]
-        cells.append("**yes**" if e["meets_target"] else "no")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[key, e["seeds"], f"{e['kbit_per_image']['mean']:.2f}", f"{100 * e['size_reduction']['mean']:.1f}%",
+             *(f"{100 * e['relative_change'][m]['mean']:+.2f} ± {100 * e['relative_change'][m]['std']:.2f}" for m in metrics),
+             yes_no(e["meets_target"])] for key, e in table.items()]
+    return markdown_table(["setting", "seeds", "kbit/image", "smaller than all 256 channels", *(f"{m} Δ%" for m in metrics),
+                           "target met"], rows)
 
 
 def main() -> None:
@@ -136,7 +126,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     args = parser.parse_args()
     if args.table:
-        print(markdown(json.loads(args.out.read_text())["arms"]))
+        print(readme_table(json.loads(args.out.read_text())["arms"]))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -156,7 +146,7 @@ def main() -> None:
     write_result(args.out, {"benchmark": "baf", "protocol": __doc__.split("\n\n")[2], "split": SPLIT,
                             "epochs": args.epochs, "task_checkpoint": str(task_ckpt), "settings": SETTINGS,
                             "arms": table, "rows": rows, "wall_seconds": time.perf_counter() - start})
-    print(markdown(table))
+    print(readme_table(table))
 
 
 if __name__ == "__main__":

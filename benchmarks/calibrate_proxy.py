@@ -16,7 +16,7 @@ correlation lengths), separable AR(1) fields, and real activations of a briefly 
 is fixed here and shared with ``benchmarks/proxy_accuracy.py``: held-out tensors use other
 seeds and images, and two kinds (AR fields, layer3 activations) are never calibrated on.
 
-    python benchmarks/calibrate_proxy.py [--cache DIR] [--threads N] [--refit FILE]
+    python -m benchmarks.calibrate_proxy [--cache DIR] [--threads N] [--refit FILE]
 
 Writes ``codecs/proxy_calibration.json`` (the constants the proxy loads by default) and
 ``benchmarks/results/proxy_calibration_data.json`` (every point: tensor, rate, real bits and
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import RESULTS, write_result
 
+from benchmarks.report import RESULTS, write_result
 from cilight.codecs.jpeg2000 import CODEBLOCK, decode_codestream, encode_codestream
 from cilight.codecs.proxy import CALIBRATION_FILE, RATE_FEATURES, Jpeg2000Proxy, ProxyCalibration
 from cilight.codecs.quantizers import MinMaxQuantizer
@@ -267,7 +267,7 @@ def main() -> None:
             RESULTS / "proxy_calibration_data.json",
             {
                 "benchmark": "proxy_calibration",
-                "command": "python benchmarks/calibrate_proxy.py",
+                "command": "python -m benchmarks.calibrate_proxy",
                 "codeblock": CODEBLOCK,
                 "features": list(RATE_FEATURES),
                 "weights": weights.tolist(),

@@ -10,7 +10,7 @@ the epoch without it. Reported per model: the cost of one run as a fraction of a
 parts (sweep, fits, evaluation of the four methods, plots), and the fraction it adds to
 training at the default interval (``every_n_epochs``), all from the same run.
 
-    python benchmarks/callback_cost.py [--epochs 3] [--out FILE]
+    python -m benchmarks.callback_cost [--epochs 3] [--out FILE]
 
 Writes JSON (default ``benchmarks/results/callback_cost.json``) naming the machine.
 """
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-from report import RESULTS, write_result
 
+from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI
 from cilight.datamodules import SyntheticStreets
 from cilight.evaluation import RateDistortionCallback

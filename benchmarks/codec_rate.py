@@ -9,7 +9,7 @@ also records the error of a single encode at ``ratio = H·W / target`` (no searc
 Tensors: real activations of a trained cilight model at 256×512 input (three split points,
 :mod:`activations`) and smooth random fields of the same shapes.
 
-    python benchmarks/codec_rate.py [--images 4] [--targets 16]
+    python -m benchmarks.codec_rate [--images 4] [--targets 16]
 
 Writes ``benchmarks/results/codec_rate.json`` naming the machine.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from activations import activations
-from report import RESULTS, write_result
 
+from benchmarks.activations import activations
+from benchmarks.report import RESULTS, write_result
 from cilight.codecs import HEADER_BYTES, MinMaxQuantizer, TileLayout, get_codec, jpeg2000, tile
 
 

@@ -41,7 +41,7 @@ before any result was seen:
   layer4 result).
   A variant that changes only the L_r arm shares the default benchmark runs and their noise floor.
 
-    python benchmarks/compressibility_bdrate.py [--variants default fixed_lambda …] [--work DIR] [--seeds 0 1 2]
+    python -m benchmarks.compressibility_bdrate [--variants default fixed_lambda …] [--work DIR] [--seeds 0 1 2]
 
 Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused; the
 JSON is written after every run, and a run whose curves are in it (measured on the same families)
@@ -57,13 +57,14 @@ import json
 import time
 from pathlib import Path
 
-from arms import arm_summaries, compare_arms, plot_arms, train
-from report import RESULTS, write_result
-
+from benchmarks.arms import PAPER, arm_summaries, compare, plot_arms, train
+from benchmarks.report import RESULTS, write_result
 from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, parse_families
 from cilight.evaluation.checkpoint_curves import checkpoint_curves
+from cilight.evaluation.comparison import ArmComparison
+from cilight.evaluation.tables import markdown_table, mean_sd, optional, share_range, yes_no
 
-FAMILIES = ("paper=png+jpeg:quality=95,90,85,80", "wide=jpeg:quality=95,90,80,70,60,50,40,30,20",
+FAMILIES = (PAPER, "wide=jpeg:quality=95,90,80,70,60,50,40,30,20",
             "j2k=jpeg2000:bpe=0.25,0.3,0.4,0.5,0.7,1,1.4,2,3",
             "low=jpeg:quality=40,30,20,15,10,7,5")  # added after the first results: see the module docstring
 BENCHMARK = ["--model.compressibility_weight", "0"]
@@ -115,48 +116,39 @@ def measure_variant(variant: str, args, families, curves: dict, previous: dict, 
             save()
     anchor = {s: curves[f"{benchmark}_benchmark_s{s}"] for s in args.seeds}
     test = {s: curves[f"{variant}_compressible_s{s}"] for s in args.seeds}
-    table = compare_arms(anchor, test, families, variant, min_overlap=MIN_OVERLAP, dominated=DOMINATED)
+    table = compare(anchor, test, families, variant, min_overlap=MIN_OVERLAP, dominated=DOMINATED)
     arms = {"benchmark": anchor, "compressible": test}
     plot_arms(arms, families, RESULTS / "compressibility_bdrate", variant)
     return {"compressible_args": compressible_args, "benchmark_args": VARIANTS[benchmark][1], "benchmark_runs": benchmark,
-            "table": table, **arm_summaries(arms)}
+            "table": [c.as_dict() for c in table], **arm_summaries(arms)}
 
 
-def _percent(summary_: dict | None) -> str:
-    return "—" if summary_ is None else f"{summary_['mean']:+.1f} ± {summary_['std']:.1f}"
-
-
-def markdown_table(result: dict) -> str:
+def bd_rate_table(result: dict) -> str:
     """The README table: one row per variant, family and task."""
-    lines = ["| variant | family | task (metric) | BD-rate %, mean ± sd over seeds | overlap | noise floor | "
-             "beyond noise | over any overlap (not a headline): BD-rate / floor |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    header = ["variant", "family", "task (metric)", "BD-rate %, mean ± sd over seeds", "overlap", "noise floor",
+              "beyond noise", "over any overlap (not a headline): BD-rate / floor"]
+    rows = []
     for variant, v in result["variants"].items():
-        for e in v["table"]:
-            measured = len(e["bd_rate"]["values"]) if e["bd_rate"] else 0
-            rate = _percent(e["bd_rate"]) + ("" if measured in (0, len(e["overlap"])) else f" ({measured} seeds)")
-            if not measured:
-                rate = "refused"
-            floor = "—" if e["noise_floor"] is None else f"{e['noise_floor']:.1f}"
-            anyo = e.get("any_overlap") or {"bd_rate": None, "noise_floor": None}
-            any_floor = "—" if anyo["noise_floor"] is None else f"{anyo['noise_floor']:.1f}"
-            lines.append(f"| {variant} | {e['family']} | {e['task']} ({e['metric'].split('_', 1)[1]}) | {rate} | "
-                         f"{100 * min(e['overlap']):.0f}–{100 * max(e['overlap']):.0f}% | {floor} | "
-                         f"{'**yes**' if e['saving_beyond_noise'] else 'no'} | {_percent(anyo['bd_rate'])} / {any_floor} |")
-    return "\n".join(lines)
+        for c in map(ArmComparison.from_dict, v["table"]):
+            rate = "refused" if c.bd_rate is None else mean_sd(c.bd_rate)
+            if c.bd_rate is not None and not c.every_seed:
+                rate += f" ({len(c.bd_rate.values)} seeds)"
+            rows.append([variant, c.family, f"{c.task} ({c.metric.split('_', 1)[1]})", rate, share_range(c.overlap),
+                         optional(c.noise_floor), yes_no(c.saving_beyond_noise),
+                         f"{mean_sd(c.any_overlap_bd_rate)} / {optional(c.any_overlap_noise_floor)}"])
+    return markdown_table(header, rows)
 
 
 def png_table(result: dict) -> str:
     """Lossless bits and the accuracy at them, per variant and arm."""
-    lines = ["| variant | arm | PNG kbit per image | mIoU | IRMSE | PSNR dB |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for variant, v in result["variants"].items():
         for arm, bits in v["png_bits_per_image"].items():
             m = v["png_metrics"][arm]
-            cells = [f"{m[t]['mean']:.3f} ± {m[t]['std']:.3f}" if t != "reconstruction" else
-                     f"{m[t]['mean']:.2f} ± {m[t]['std']:.2f}" for t in ("segmentation", "disparity", "reconstruction")]
-            lines.append(f"| {variant} | {arm} | {bits['mean'] / 1e3:.1f} ± {bits['std'] / 1e3:.1f} | " + " | ".join(cells)
-                         + " |")
-    return "\n".join(lines)
+            rows.append([variant, arm, f"{bits['mean'] / 1e3:.1f} ± {bits['std'] / 1e3:.1f}",
+                         *(mean_sd(m[t], ".2f" if t == "reconstruction" else ".3f")
+                           for t in ("segmentation", "disparity", "reconstruction"))])
+    return markdown_table(["variant", "arm", "PNG kbit per image", "mIoU", "IRMSE", "PSNR dB"], rows)
 
 
 def main() -> None:
@@ -172,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         result = json.loads(args.out.read_text())
-        print(markdown_table(result) + "\n\n" + png_table(result))
+        print(bd_rate_table(result) + "\n\n" + png_table(result))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     families = parse_families(FAMILIES)
@@ -193,7 +185,7 @@ def main() -> None:
         variants[variant] = measure_variant(variant, args, families, curves, previous, save)
         save()
     result = json.loads(args.out.read_text())
-    print(markdown_table(result) + "\n\n" + png_table(result))
+    print(bd_rate_table(result) + "\n\n" + png_table(result))
 
 
 if __name__ == "__main__":

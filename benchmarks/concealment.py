@@ -25,7 +25,7 @@ Protocol (fixed before the first run):
    the best strategy. Packetization cost: bytes of the packets (headers, per-group containers,
    channel means) against the whole-frame containers, for PNG, JPEG q90 and JPEG2000 1 bpe.
 
-    python benchmarks/concealment.py [--ckpt CKPT] [--images 128] [--work /tmp/cilight-concealment] [--table]
+    python -m benchmarks.concealment [--ckpt CKPT] [--images 128] [--work /tmp/cilight-concealment] [--table]
 
 Writes ``benchmarks/results/concealment.json`` and ``benchmarks/results/concealment.png``.
 """
@@ -42,17 +42,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import RESULTS, write_result
 from tqdm.auto import tqdm
 
+from benchmarks.report import RESULTS, ROOT, write_result
 from cilight.ci_models.checkpoints import load_model
 from cilight.codecs import CONCEALMENT_METHODS, CodecError, channel_means, conceal, loss_mask
 from cilight.codecs.wire import DATASET_MEAN, read_dataset_mean
 from cilight.datamodules.from_checkpoint import test_batches
 from cilight.deploy import CloudRuntime, EdgeRuntime, GilbertElliottLoss, IidLoss, retransmission_delay
 from cilight.evaluation.sweep import cloud_outputs
+from cilight.evaluation.tables import markdown_table
 
-ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 UNITS = ("element", "channel")
 IID_RATES = (0.01, 0.05, 0.1, 0.2, 0.3)
@@ -271,41 +271,40 @@ def latency_rows(result: dict) -> list[dict]:
     return rows
 
 
-def markdown_tables(result: dict) -> str:
-    """The README's tables from ``concealment.json``: runtime packet loss, then Fig. 3.3 beside the thesis."""
+def readme_tables(result: dict) -> str:
+    """The README's tables from ``concealment.json``: runtime packet loss, then Fig. 3.3 beside the thesis,
+    then waiting against concealing."""
     keys = [k for k in TABLE_METRICS if k in result["directions"]]
 
     def cell(change: dict) -> str:
         return " / ".join(f"{change[k]:.2f}" for k in keys)
 
-    lines = [f"| link, packet loss | tensor lost | {' | '.join(CONCEALMENT_METHODS)} |",
-             "| --- | --- |" + " --- |" * len(CONCEALMENT_METHODS)]
     summary = {(s["link"], s["packet_loss"], s["method"]): s for s in result["runtime_summary"]}
+    runtime = []
     for link, rates in (("iid", IID_RATES), ("burst", BURST_RATES)):
         for rate in rates:
             rows = [summary[(link, rate, m)] for m in CONCEALMENT_METHODS]
-            cells = [cell({k: v[0] for k, v in r["relative_change_mean_std"].items()}) for r in rows]
-            lines.append(f"| {link} {100 * rate:g}% | {100 * rows[0]['lost_fraction']:.1f}% | {' | '.join(cells)} |")
+            runtime.append([f"{link} {100 * rate:g}%", f"{100 * rows[0]['lost_fraction']:.1f}%",
+                            *(cell({k: v[0] for k, v in r["relative_change_mean_std"].items()}) for r in rows)])
     reference = result["reference_torch"]
-    lines += ["", "| tensor lost | thesis, best fill | element, dataset_mean | element, hybrid | channel, dataset_mean | "
-              "channel, hybrid |", "| --- | --- | --- | --- | --- | --- |"]
     rows = {(r["unit"], r["fraction"], r["method"]): r for r in result["tensor_domain"]}
+    tensor = []
     for fraction in FRACTIONS[1:]:
         cells = []
         for unit in UNITS:
             for method in ("dataset_mean", "hybrid"):
                 metrics = rows[(unit, fraction, method)]["metrics"]
                 cells.append(cell({k: relative_change(metrics[k], reference[k], result["directions"][k]) for k in keys}))
-        thesis = f"{THESIS[fraction]:g}" if fraction in THESIS else ""
-        lines.append(f"| {100 * fraction:g}% | {thesis} | {' | '.join(cells)} |")
-    rtts = " | ".join(f"wait, RTT {1e3 * r:g} ms" for r in LATENCY_RTTS)
-    lines += ["", f"| packet loss | {rtts} | conceal: fill, worse by (mIoU / RMSE / PSNR) |",
-              "| --- |" + " --- |" * len(LATENCY_RTTS) + " --- |"]
-    for row in result.get("latency_under_loss") or latency_rows(result):
-        waits = " | ".join(f"+{row['retransmission_ms'][str(r)]:.1f} ms" for r in LATENCY_RTTS)
-        lines.append(f"| {100 * row['packet_loss']:g}% | {waits} | +0 ms, {row['conceal_strategy']}: "
-                     f"{cell(row['conceal_change_percent'])}% |")
-    return "\n".join(lines)
+        tensor.append([f"{100 * fraction:g}%", f"{THESIS[fraction]:g}" if fraction in THESIS else "", *cells])
+    waiting = [[f"{100 * row['packet_loss']:g}%", *(f"+{row['retransmission_ms'][str(r)]:.1f} ms" for r in LATENCY_RTTS),
+                f"+0 ms, {row['conceal_strategy']}: {cell(row['conceal_change_percent'])}%"]
+               for row in result.get("latency_under_loss") or latency_rows(result)]
+    return "\n\n".join((
+        markdown_table(["link, packet loss", "tensor lost", *CONCEALMENT_METHODS], runtime),
+        markdown_table(["tensor lost", "thesis, best fill", "element, dataset_mean", "element, hybrid", "channel, dataset_mean",
+                        "channel, hybrid"], tensor),
+        markdown_table(["packet loss", *(f"wait, RTT {1e3 * r:g} ms" for r in LATENCY_RTTS),
+                        "conceal: fill, worse by (mIoU / RMSE / PSNR)"], waiting)))
 
 
 def main() -> None:
@@ -316,7 +315,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the README tables from the saved JSON and stop")
     args = parser.parse_args()
     if args.table:
-        print(markdown_tables(json.loads((RESULTS / "concealment.json").read_text())))
+        print(readme_tables(json.loads((RESULTS / "concealment.json").read_text())))
         return
     seconds = {}
     start = time.perf_counter()

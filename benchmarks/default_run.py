@@ -5,7 +5,7 @@ SyntheticStreets data and model, W&B offline), in a temporary run root, and reco
 time, the test metrics of the best checkpoint and the trivial baselines the command prints.
 These are the numbers the README quotes.
 
-    python benchmarks/default_run.py [--out FILE] [-- extra train.py options]
+    python -m benchmarks.default_run [--out FILE] [-- extra train.py options]
 
 Writes JSON (default ``benchmarks/results/default_run.json``) naming the machine.
 """
@@ -21,9 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import RESULTS, write_result
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.report import RESULTS, ROOT, write_result
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ and server-side times divided by ``--server-speedup``. Every strategy runs the s
 (ResNet-18 encoder weights of the benchmark model in :mod:`activations`), so only where it is
 cut differs. Prints the winning bandwidth ranges, writes a plot and the raw numbers.
 
-    python benchmarks/latency_model.py [--client-slowdown 10] [--server-speedup 1] [--rtt-ms 5]
+    python -m benchmarks.latency_model [--client-slowdown 10] [--server-speedup 1] [--rtt-ms 5]
 
 Writes ``benchmarks/results/latency_model.json`` and ``latency_model.png`` naming the machine.
 """
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from activations import trained_model
 from PIL import Image
-from report import RESULTS, write_result
 
+from benchmarks.activations import trained_model
+from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.onnx_export import export_halves
 from cilight.datamodules import generate_sample

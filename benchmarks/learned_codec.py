@@ -49,7 +49,7 @@ of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result 
   (PCHIP of log-rate over the anchor's efficient points; none where the accuracy lies outside the
   anchor's range), which needs no overlap of the two curves.
 
-    python benchmarks/learned_codec.py [--bottlenecks factorized hyperprior] [--lambdas …] [--seeds 0 1 2]
+    python -m benchmarks.learned_codec [--bottlenecks factorized hyperprior] [--lambdas …] [--seeds 0 1 2]
         [--work DIR] [--table] [--pilot]
 
 Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused.
@@ -60,26 +60,26 @@ plots (seed 0 of every arm) in the folder of the same name beside it, naming the
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from arms import compare_arms, summary, train
-from rate_aware_training import FAMILIES as RATE_AWARE_FAMILIES
-from report import RESULTS, write_result
 from scipy.interpolate import PchipInterpolator
 
+from benchmarks.arms import J2K, compare, train
+from benchmarks.report import RESULTS, write_result
 from cilight.ci_models.checkpoints import load_model
 from cilight.datamodules import generate_sample
 from cilight.deploy import EdgeRuntime
-from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, bd_rate_rows, parse_families
+from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, parse_families
 from cilight.evaluation.bdrate import efficient_points
 from cilight.evaluation.checkpoint_curves import checkpoint_curves
+from cilight.evaluation.comparison import ArmComparison, Spread, noise_floor, seed_noise
 from cilight.evaluation.curves import LEARNED
 from cilight.evaluation.report import plot_rate_accuracy
+from cilight.evaluation.tables import MISSING, markdown_table, mean_sd, optional, share_range, yes_no
 from cilight.export_cli import main as export_main
 
 BOTTLENECKS = ("factorized", "hyperprior")
@@ -89,7 +89,6 @@ PILOT = {"seed": 99, "epochs": 2, "bottleneck": "factorized"}
 CHANNELS = 64
 ANCHOR_ARMS = ("none", "dpcm_dct", "codec_noise")
 TIMING_ANCHOR = "dpcm_dct"  # python train.py defaults, as rate_aware_training.py trains it
-J2K = next(f for f in RATE_AWARE_FAMILIES if f.startswith("j2k="))
 J2K_NAME = J2K.split("=", 1)[0]
 DOMINATED = "drop"
 METHOD = "cubic"  # the protocol's BD-rate (VCEG-M33)
@@ -125,38 +124,26 @@ def learned_curve(args, bottleneck: str, seed: int, lambdas, epochs: int) -> tup
 def anchor_curves(path: Path, seeds) -> dict:
     """``{arm: {seed: curves}}`` of the layer3 anchors' JPEG2000 family, from ``rate_aware_training.json``."""
     if not path.is_file():
-        raise SystemExit(f"{path}: run benchmarks/rate_aware_training.py --models layer3 first (the anchors)")
+        raise SystemExit(f"{path}: run python -m benchmarks.rate_aware_training --models layer3 first (the anchors)")
     saved = json.loads(path.read_text())["models"]["layer3"]["curves"]
     missing = [f"{arm}_s{s}" for arm in ANCHOR_ARMS for s in seeds if f"{arm}_s{s}" not in saved]
     if missing:
-        raise SystemExit(f"{path} has no curves of {', '.join(missing)}: run rate_aware_training.py for them")
+        raise SystemExit(f"{path} has no curves of {', '.join(missing)}: run python -m benchmarks.rate_aware_training for them")
     return {arm: {s: RateAccuracyCurves.from_dict(saved[f"{arm}_s{s}"]).restrict(J2K_NAME) for s in seeds}
             for arm in ANCHOR_ARMS}
 
 
 def learned_floor(curves: dict, method: str) -> dict:
     """Per task: the largest |BD-rate| between learned curves of different seeds (``None`` if all refused)."""
-    values: dict = {}
-    for a, b in itertools.combinations(sorted(curves), 2):
-        for row in bd_rate_rows(curves[a], {"other": curves[b]}, method=method, min_overlap=MIN_OVERLAP,
-                                dominated=DOMINATED):
-            values.setdefault(row.task, [])
-            if row.bd_rate is not None:
-                values[row.task].append(abs(row.bd_rate))
-    return {task: (max(v) if v else None) for task, v in values.items()}
+    noise = seed_noise(curves, method=method, min_overlap=MIN_OVERLAP, dominated=DOMINATED)
+    return {task: noise_floor(rows) for (_, task), rows in noise.items()}  # one family: the learned codec's
 
 
-def with_learned_floor(table: list[dict], floor: dict) -> list[dict]:
-    """The rows of :func:`compare_arms` with the learned curves' seed noise folded into the floor."""
-    for e in table:
-        own = floor.get(e["task"])
-        e["anchor_noise_floor"], e["learned_noise_floor"] = e["noise_floor"], own
-        known = [f for f in (e["noise_floor"], own) if f is not None]
-        e["noise_floor"] = max(known) if known else None
-        measured = e["bd_rate"]["values"] if e["bd_rate"] else []
-        e["saving_beyond_noise"] = bool(measured and len(measured) == len(e["overlap"]) and e["noise_floor"] is not None
-                                        and e["bd_rate"]["mean"] < -e["noise_floor"] and all(v < 0 for v in measured))
-    return table
+def with_learned_floor(table: list[ArmComparison], floor: dict) -> list[dict]:
+    """The comparisons with the learned curves' seed noise folded into the floor, as the results file holds
+    them: each floor beside the larger one that decides."""
+    return [{**c.with_floor(floor.get(c.task)).as_dict(), "anchor_noise_floor": c.noise_floor,
+             "learned_noise_floor": floor.get(c.task)} for c in table]
 
 
 def best_anchor(tables: dict) -> dict:
@@ -166,7 +153,7 @@ def best_anchor(tables: dict) -> dict:
     tasks = [e["task"] for e in next(iter(tables.values()))]
     for task in tasks:
         entries = {arm: next(e for e in t if e["task"] == task) for arm, t in tables.items()}
-        complete = {arm: e for arm, e in entries.items() if e["bd_rate"] and len(e["bd_rate"]["values"]) == len(e["overlap"])}
+        complete = {arm: e for arm, e in entries.items() if ArmComparison.from_dict(e).every_seed}
         if len(complete) < len(entries):
             out[task] = {"anchor": None, "refused_by": sorted(set(entries) - set(complete))}
             continue
@@ -181,8 +168,8 @@ def best_anchor(tables: dict) -> dict:
 def comparison(anchors: dict, curves: dict, families, bottleneck: str, method: str) -> dict:
     """BD-rate tables of one bottleneck against every anchor with ``method``, its floor and headline."""
     floor = learned_floor(curves, method)
-    tables = {arm: with_learned_floor(compare_arms(anchors[arm], curves, families, f"{bottleneck} vs {arm} ({method})",
-                                                   MIN_OVERLAP, DOMINATED, method=method), floor)
+    tables = {arm: with_learned_floor(compare(anchors[arm], curves, families, f"{bottleneck} vs {arm} ({method})",
+                                              MIN_OVERLAP, DOMINATED, method=method), floor)
               for arm in ANCHOR_ARMS}
     return {"tables": tables, "learned_noise_floor": floor, "best_anchor": best_anchor(tables)}
 
@@ -220,7 +207,7 @@ def equal_accuracy(anchors: dict, parts_by_seed: dict) -> dict:
                         entry["above" if point.metrics[key] > top else "below"] += 1
         for task in out[lam].values():
             for entry in task.values():
-                entry["saving"] = summary(entry["savings"]) if entry["savings"] else None
+                entry["saving"] = Spread(entry["savings"]).as_dict() if entry["savings"] else None
     return out
 
 
@@ -282,59 +269,52 @@ def plot(arms: dict, folder: Path) -> None:
         plot_rate_accuracy(models, task, folder / f"rd_{task}.png")
 
 
-def markdown_table(result: dict, method: str = METHOD) -> str:
+def bd_rate_table(result: dict, method: str = METHOD) -> str:
     """The BD-rate table of ``method``: the protocol's (cubic) or the post-hoc one (PCHIP)."""
-    lines = ["| bottleneck | anchor (JPEG2000) | task (metric) | BD-rate %, mean ± sd | overlap | noise floor "
-             "(anchors / learned) | beyond noise | over any overlap |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    header = ["bottleneck", "anchor (JPEG2000)", "task (metric)", "BD-rate %, mean ± sd", "overlap",
+              "noise floor (anchors / learned)", "beyond noise", "over any overlap"]
+    rows = []
     for bottleneck, b in result["bottlenecks"].items():
         for arm, table in (b if method == METHOD else b[method])["tables"].items():
             for e in table:
-                measured = len(e["bd_rate"]["values"]) if e["bd_rate"] else 0
-                rate = ("refused" if not measured else f"{e['bd_rate']['mean']:+.1f} ± {e['bd_rate']['std']:.1f}"
-                        + ("" if measured == len(e["overlap"]) else f" ({measured} of {len(e['overlap'])} seeds)"))
-                floors = " / ".join("—" if f is None else f"{f:.1f}" for f in (e["anchor_noise_floor"], e["learned_noise_floor"]))
-                anyo = e["any_overlap"]["bd_rate"]
-                anyo = "—" if anyo is None else f"{anyo['mean']:+.1f} ± {anyo['std']:.1f}"
-                lines.append(f"| {bottleneck} | {arm} | {e['task']} ({e['metric'].split('_', 1)[1]}) | {rate} | "
-                             f"{100 * min(e['overlap']):.0f}–{100 * max(e['overlap']):.0f}% | {floors} | "
-                             f"{'**yes**' if e['saving_beyond_noise'] else 'no'} | "
-                             f"{anyo} |")
-    return "\n".join(lines)
+                c = ArmComparison.from_dict(e)
+                rate = "refused" if c.bd_rate is None else mean_sd(c.bd_rate)
+                if c.bd_rate is not None and not c.every_seed:
+                    rate += f" ({len(c.bd_rate.values)} of {c.seeds} seeds)"
+                floors = f"{optional(e['anchor_noise_floor'])} / {optional(e['learned_noise_floor'])}"
+                rows.append([bottleneck, arm, f"{c.task} ({c.metric.split('_', 1)[1]})", rate, share_range(c.overlap),
+                             floors, yes_no(c.saving_beyond_noise), mean_sd(c.any_overlap_bd_rate)])
+    return markdown_table(header, rows)
 
 
 def equal_accuracy_table(result: dict) -> str:
     """Per λ: the learned rate against each anchor's rate at the same accuracy (mean over the seeds the
     anchor reaches; ↑n / ↓n: seeds whose accuracy lies above / below the anchor's range)."""
     tasks = list(next(iter(result["bottlenecks"].values()))["equal_accuracy"].values())[0]
-    lines = ["| bottleneck | λ | anchor | " + " | ".join(tasks) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in tasks) + " |"]
+    rows = []
     for bottleneck, b in result["bottlenecks"].items():
         for lam, by_task in b["equal_accuracy"].items():
             for arm in ANCHOR_ARMS:
                 cells = []
                 for task in tasks:
                     e = by_task[task][arm]
-                    cell = "—" if e["saving"] is None else f"{e['saving']['mean']:+.0f}%"
+                    cell = MISSING if e["saving"] is None else f"{e['saving']['mean']:+.0f}%"
                     cell += "".join(f" {mark}{e[k]}" for k, mark in (("above", "↑"), ("below", "↓")) if e[k])
                     cells.append(cell)
-                lines.append(f"| {bottleneck} | {lam} | {arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+                rows.append([bottleneck, lam, arm, *cells])
+    return markdown_table(["bottleneck", "λ", "anchor", *tasks], rows)
 
 
 def points_table(result: dict) -> str:
     """Every λ's rate and metrics, mean ± sd over seeds."""
-    lines = ["| bottleneck | λ | kbit per image | " + " | ".join(result["metrics"]) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in result["metrics"]) + " |"]
-    for bottleneck, b in result["bottlenecks"].items():
-        for lam, p in b["points"].items():
-            lines.append(f"| {bottleneck} | {lam} | {p['kbit']['mean']:.2f} ± {p['kbit']['std']:.2f} | "
-                         + " | ".join(f"{p[k]['mean']:.3f} ± {p[k]['std']:.3f}" for k in result["metrics"]) + " |")
-    return "\n".join(lines)
+    rows = [[bottleneck, lam, mean_sd(p["kbit"], ".2f"), *(mean_sd(p[k], ".3f") for k in result["metrics"])]
+            for bottleneck, b in result["bottlenecks"].items() for lam, p in b["points"].items()]
+    return markdown_table(["bottleneck", "λ", "kbit per image", *result["metrics"]], rows)
 
 
 def all_tables(result: dict) -> str:
-    return "\n\n".join((f"BD-rate, {METHOD} (the protocol):", markdown_table(result),
-                        f"BD-rate, {POST_HOC_METHOD} (post hoc):", markdown_table(result, POST_HOC_METHOD),
+    return "\n\n".join((f"BD-rate, {METHOD} (the protocol):", bd_rate_table(result),
+                        f"BD-rate, {POST_HOC_METHOD} (post hoc):", bd_rate_table(result, POST_HOC_METHOD),
                         "Rate against the anchor's at equal accuracy:", equal_accuracy_table(result),
                         "Operating points:", points_table(result)))
 
@@ -345,8 +325,8 @@ def point_summary(parts_by_seed: dict) -> dict:
     for lam in next(iter(parts_by_seed.values())):
         points = [parts[lam].family(LEARNED)[0] for parts in parts_by_seed.values()]
         keys = next(iter(parts_by_seed.values()))[lam].tasks.values()
-        out[lam] = {"kbit": summary([p.bits_per_image / 1e3 for p in points]),
-                    **{k: summary([p.metrics[k] for p in points]) for k in keys}}
+        out[lam] = {"kbit": Spread([p.bits_per_image / 1e3 for p in points]).as_dict(),
+                    **{k: Spread([p.metrics[k] for p in points]).as_dict() for k in keys}}
     return out
 
 

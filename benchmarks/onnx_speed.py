@@ -6,7 +6,7 @@ PyTorch eager (``torch.inference_mode``), batch 1 and 8, alternating the two in 
 machine load hits both alike. Ratio = ONNX time / PyTorch time (≤ 1: ONNX is not slower).
 Also records export time and file sizes.
 
-    python benchmarks/onnx_speed.py [--repeats 20]
+    python -m benchmarks.onnx_speed [--repeats 20]
 
 Writes ``benchmarks/results/onnx_speed.json`` naming the machine.
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from activations import trained_model
-from report import RESULTS, write_result
 
+from benchmarks.activations import trained_model
+from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.halves import CloudHalf, EdgeHalf
 from cilight.ci_models.onnx_export import export_halves

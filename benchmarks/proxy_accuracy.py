@@ -19,7 +19,7 @@ rates 0.12 … 1.7 bits per element:
 Points where OpenJPEG cannot reach the target (it runs out of coding passes: the codestream
 is below 90 % of the target) are reported and left out of the statistics.
 
-    python benchmarks/proxy_accuracy.py [--cache DIR] [--threads N] [--repeats N]
+    python -m benchmarks.proxy_accuracy [--cache DIR] [--threads N] [--repeats N]
 
 Writes ``benchmarks/results/proxy_accuracy.json`` naming the machine.
 """
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibrate_proxy import HELD_OUT_RATES, SHAPES, accuracy, datasets, measure, real_codec, smooth_field
-from report import RESULTS, write_result
 
+from benchmarks.calibrate_proxy import HELD_OUT_RATES, SHAPES, accuracy, datasets, measure, real_codec, smooth_field
+from benchmarks.report import RESULTS, write_result
 from cilight.codecs.proxy import Jpeg2000Proxy
 
 ACCEPTANCE = {
@@ -169,7 +169,7 @@ def main() -> None:
         args.out,
         {
             "benchmark": "proxy_accuracy",
-            "command": "python benchmarks/proxy_accuracy.py" + (f" --threads {args.threads}" if args.threads != 1 else ""),
+            "command": "python -m benchmarks.proxy_accuracy" + (f" --threads {args.threads}" if args.threads != 1 else ""),
             "calibration": {"weights": list(proxy.calibration.weights), "fit": proxy.calibration.fit},
             "held_out_rates_bpe": list(HELD_OUT_RATES),
             "acceptance": ACCEPTANCE,

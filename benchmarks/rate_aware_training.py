@@ -31,7 +31,7 @@ recipe measures whether that saves bits, under a protocol fixed before any resul
   budget (the proposed method, eq 15) and its fitted surfaces, mean ± sd per arm: does
   rate-aware training move the share of the bits each stream gets?
 
-    python benchmarks/rate_aware_training.py [--models layer3 layer2+layer3] [--arms none dpcm_dct …]
+    python -m benchmarks.rate_aware_training [--models layer3 layer2+layer3] [--arms none dpcm_dct …]
         [--seeds 0 1 2] [--work DIR] [--reuse-from DIR] [--table]
 
 Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused; a run
@@ -48,13 +48,14 @@ import json
 import time
 from pathlib import Path
 
-from arms import arm_summaries, compare_arms, plot_arms, summary, train
-from report import RESULTS, write_result
-
+from benchmarks.arms import J2K, PAPER, arm_summaries, compare, plot_arms, train
+from benchmarks.report import RESULTS, write_result
 from cilight.evaluation import MIN_OVERLAP, RateAccuracyCurves, parse_families
 from cilight.evaluation.checkpoint_curves import checkpoint_curves
+from cilight.evaluation.comparison import ArmComparison, Spread
+from cilight.evaluation.tables import markdown_table, mean_sd, optional, share_range, yes_no
 
-FAMILIES = ("paper=png+jpeg:quality=95,90,85,80", "j2k=jpeg2000:bpe=0.25,0.4,0.6,1,1.4,2")
+FAMILIES = (PAPER, J2K)
 ARMS = {
     "none": ["--model.rate_loss", "none"],
     "dpcm_dct": [],
@@ -105,20 +106,15 @@ def allocation_summary(allocations: dict) -> dict:
         for budget in budgets:
             shares = [[r / max(sum(a["rates"][budget]), 1e-9) for r in a["rates"][budget]]
                       for a in by_seed.values() if a and budget in a["rates"]]
-            out[arm][budget] = [summary([s[i] for s in shares]) for i in range(len(shares[0]))]
+            out[arm][budget] = [Spread([s[i] for s in shares]).as_dict() for i in range(len(shares[0]))]
     return out
 
 
-def every_seed(entry: dict) -> bool:
-    """Whether a table entry has a BD-rate for every seed (none refused)."""
-    return entry["bd_rate"] is not None and len(entry["bd_rate"]["values"]) == len(entry["overlap"])
-
-
-def verdict(table_by_arm: dict, uncompressed: dict) -> dict:
+def verdict(table_by_arm: dict[str, list[ArmComparison]], uncompressed: dict) -> dict:
     """The issue's target: the best proxy arm ≥ 5 points better than dpcm_dct on every task with JPEG2000,
     beyond the noise floor, uncompressed metrics within 1% of none."""
-    def j2k(arm: str) -> dict:
-        return {e["task"]: e for e in table_by_arm[arm] if e["family"] == "j2k"}
+    def j2k(arm: str) -> dict[str, ArmComparison]:
+        return {c.task: c for c in table_by_arm[arm] if c.family == "j2k"}
     if "dpcm_dct" not in table_by_arm:
         return {}
     reference = j2k("dpcm_dct")
@@ -127,12 +123,12 @@ def verdict(table_by_arm: dict, uncompressed: dict) -> dict:
         entries, tasks = j2k(arm), {}
         for task, e in entries.items():
             ref = reference[task]
-            gain = (ref["bd_rate"]["mean"] - e["bd_rate"]["mean"]
-                    if every_seed(e) and every_seed(ref) else None)  # a mean over some seeds is no verdict
+            gain = (ref.bd_rate.mean - e.bd_rate.mean
+                    if e.every_seed and ref.every_seed else None)  # a mean over some seeds is no verdict
             # the curve's metric rises with accuracy for every task (IRMSE for disparity), so no sign flips
             none_metric, arm_metric = uncompressed["none"][task]["mean"], uncompressed[arm][task]["mean"]
             change = (arm_metric - none_metric) / abs(none_metric)
-            tasks[task] = {"points_better_than_dpcm_dct": gain, "beyond_noise": e["saving_beyond_noise"],
+            tasks[task] = {"points_better_than_dpcm_dct": gain, "beyond_noise": e.saving_beyond_noise,
                            "uncompressed_relative_change": change}
         out[arm] = {"tasks": tasks, "target_met": all(
             t["points_better_than_dpcm_dct"] is not None and t["points_better_than_dpcm_dct"] >= TARGET_POINTS
@@ -168,11 +164,12 @@ def measure_model(model: str, args, families, previous: dict) -> dict:
             curves[arm][seed], _, reused = checkpoint_curves(ckpt, families, out=ckpt.parent.parent / CURVES_FOLDER)
             allocations[arm][seed] = last_allocation(ckpt)
             print(f"{model} {arm} s{seed}: curves {'reused' if reused else 'measured'}", flush=True)
-    tables = {arm: compare_arms(curves["none"], curves[arm], families, f"{model} {arm}", MIN_OVERLAP, DOMINATED)
+    tables = {arm: compare(curves["none"], curves[arm], families, f"{model} {arm}", MIN_OVERLAP, DOMINATED)
               for arm in args.arms if arm != "none"}
     summaries = arm_summaries(curves)
     plot_arms(curves, families, args.out.with_suffix(""), model.replace("+", "_"))  # beside the JSON
-    result = {"arms": {arm: ARMS[arm] for arm in args.arms}, "model_args": MODELS[model], "tables": tables,
+    result = {"arms": {arm: ARMS[arm] for arm in args.arms}, "model_args": MODELS[model],
+              "tables": {arm: [c.as_dict() for c in table] for arm, table in tables.items()},
               **summaries, "verdict": verdict(tables, summaries["uncompressed"]),
               "curves": {f"{arm}_s{s}": c.as_dict() for arm, by in curves.items() for s, c in by.items()}}
     if len(MODELS[model]):
@@ -180,21 +177,21 @@ def measure_model(model: str, args, families, previous: dict) -> dict:
     return result
 
 
-def markdown_table(result: dict) -> str:
-    lines = ["| model | arm | family | task (metric) | BD-rate % vs none, mean ± sd | overlap | noise floor | "
-             "beyond noise | uncompressed vs none |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+def bd_rate_table(result: dict) -> str:
+    """The README table: one row per model, arm, family and task."""
+    header = ["model", "arm", "family", "task (metric)", "BD-rate % vs none, mean ± sd", "overlap", "noise floor",
+              "beyond noise", "uncompressed vs none"]
+    rows = []
     for model, m in result["models"].items():
         for arm, table in m["tables"].items():
-            for e in table:
-                rate = "refused" if e["bd_rate"] is None else f"{e['bd_rate']['mean']:+.1f} ± {e['bd_rate']['std']:.1f}"
-                if e["bd_rate"] is not None and not every_seed(e):
-                    rate += f" ({len(e['bd_rate']['values'])} of {len(e['overlap'])} seeds)"
-                floor = "—" if e["noise_floor"] is None else f"{e['noise_floor']:.1f}"
-                ref, got = m["uncompressed"]["none"][e["task"]]["mean"], m["uncompressed"][arm][e["task"]]["mean"]
-                lines.append(f"| {model} | {arm} | {e['family']} | {e['task']} ({e['metric'].split('_', 1)[1]}) | {rate} | "
-                             f"{100 * min(e['overlap']):.0f}–{100 * max(e['overlap']):.0f}% | {floor} | "
-                             f"{'**yes**' if e['saving_beyond_noise'] else 'no'} | {100 * (got - ref) / abs(ref):+.1f}% |")
-    return "\n".join(lines)
+            for c in map(ArmComparison.from_dict, table):
+                rate = "refused" if c.bd_rate is None else mean_sd(c.bd_rate)
+                if c.bd_rate is not None and not c.every_seed:
+                    rate += f" ({len(c.bd_rate.values)} of {c.seeds} seeds)"
+                ref, got = m["uncompressed"]["none"][c.task]["mean"], m["uncompressed"][arm][c.task]["mean"]
+                rows.append([model, arm, c.family, f"{c.task} ({c.metric.split('_', 1)[1]})", rate, share_range(c.overlap),
+                             optional(c.noise_floor), yes_no(c.saving_beyond_noise), f"{100 * (got - ref) / abs(ref):+.1f}%"])
+    return markdown_table(header, rows)
 
 
 def _points(value: float | None) -> str:
@@ -218,7 +215,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     args = parser.parse_args()
     if args.table:
-        print(markdown_table(json.loads(args.out.read_text())))
+        print(bd_rate_table(json.loads(args.out.read_text())))
         return
     args.reuse_from = args.reuse_from if str(args.reuse_from) not in ("", ".") else None
     if "none" not in args.arms:
@@ -236,7 +233,7 @@ def main() -> None:
             "wall_seconds": {**previous.get("wall_seconds", {}), " ".join(args.models): time.perf_counter() - start},
         })
     result = json.loads(args.out.read_text())
-    print(markdown_table(result))
+    print(bd_rate_table(result))
     for model, m in result["models"].items():
         for arm, v in m["verdict"].items():
             print(f"{model} {arm}: target met: {v['target_met']} — " + ", ".join(

@@ -12,6 +12,7 @@ import torch
 
 import cilight
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository: train.py, evaluate.py, export.py, configs/
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

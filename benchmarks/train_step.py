@@ -9,7 +9,7 @@ time of a plain-loop training step under every rate option (``rate_loss`` × ``c
 :data:`RATE_OPTIONS`) against ``dpcm_dct``: the options run one after another inside each
 repeat, in an order that rotates between repeats, and each ratio is the median over repeats.
 
-    python benchmarks/train_step.py [--steps 30] [--warmup 5] [--repeats 5] [--parts lightning rate] [--out FILE]
+    python -m benchmarks.train_step [--steps 30] [--warmup 5] [--repeats 5] [--parts lightning rate] [--out FILE]
 
 Writes JSON (default ``benchmarks/results/train_step.json``) naming the machine.
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from report import RESULTS, write_result
 from torch.utils.data import DataLoader
 
+from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI, compressibility_loss
 from cilight.ci_models.rate import normalized_stream
 from cilight.datamodules import SyntheticStreets

@@ -8,13 +8,17 @@
   (Alvar & Bajić, ICIP 2019, §3) — :mod:`~cilight.evaluation.curves`;
 * Back-and-Forth prediction measured against image codecs (Choi et al., ICASSP 2020, §4) —
   :mod:`~cilight.evaluation.baf`;
-* tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.evaluation.report`;
+* two training recipes compared over seeds: paired BD-rates against the seed-to-seed noise floor
+  — :mod:`~cilight.evaluation.comparison`;
+* tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.evaluation.report`; the
+  markdown table renderer of the README tables — :mod:`~cilight.evaluation.tables`;
 * the training callbacks (the per-epoch rate–distortion experiment, the sample grid) —
   :mod:`~cilight.evaluation.callbacks`.
 """
 
 from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
 from cilight.evaluation.callbacks import PredictionGrid, RateDistortionCallback
+from cilight.evaluation.comparison import ArmComparison, Spread, compare_arms, noise_floor, paired_bd_rates, seed_noise
 from cilight.evaluation.curves import (
     BdRateRow,
     CurvePoint,
@@ -35,6 +39,7 @@ from cilight.evaluation.experiment import (
     task_distortions,
 )
 from cilight.evaluation.sweep import RateSweep, distortion_metrics, local_rate_tuples, rate_sweep, sample_rate_tuples
+from cilight.evaluation.tables import markdown_table
 
 __all__ = [
     "METHODS",
@@ -43,6 +48,7 @@ __all__ = [
     "TUPLES",
     "UNREFINED",
     "AllocationRow",
+    "ArmComparison",
     "BdRateRow",
     "CurvePoint",
     "Family",
@@ -50,17 +56,23 @@ __all__ = [
     "RateAccuracyCurves",
     "RateDistortionCallback",
     "RateSweep",
+    "Spread",
     "bd_metric",
     "bd_rate",
     "bd_rate_rows",
+    "compare_arms",
     "distortion_metrics",
     "local_rate_tuples",
+    "markdown_table",
     "measure_curves",
     "metric_overlap",
+    "noise_floor",
+    "paired_bd_rates",
     "parse_families",
     "rate_sweep",
     "run_allocation",
     "sample_rate_tuples",
     "scan_budget_line",
+    "seed_noise",
     "task_distortions",
 ]
