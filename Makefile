@@ -1,7 +1,7 @@
 # Two commands for a fresh machine with Python 3.11:
 #   make train   create .venv if needed, install, train on the embedded data, print test metrics
 #   make test    same install, then ruff and the test suite
-# ARGS passes options through: make train ARGS="--trainer.max_epochs 3 --model.compressibility_weight 0"
+# ARGS passes options through: make train ARGS="--trainer.max_epochs 3 --model.transmission.compressibility_weight 0"
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

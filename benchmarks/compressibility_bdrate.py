@@ -5,7 +5,7 @@ the model trained with the compressibility loss L_r (eq 1–5) against the same 
 This recipe measures that claim on cilight's default model and data, under a protocol fixed
 before any result was seen:
 
-* **Arms**: ``benchmark`` (``--model.compressibility_weight 0``) and ``compressible`` (the
+* **Arms**: ``benchmark`` (``--model.transmission.compressibility_weight 0``) and ``compressible`` (the
   default, weight 1, L_r in eq 6), each trained with ``python train.py`` defaults (ResNet-18 split
   at layer3, SyntheticStreets 64×128, 8 epochs) for seeds 0, 1, 2 (``--seed_everything``; the
   data are the same for every run). The last checkpoint of each run is measured (the best one is
@@ -67,14 +67,14 @@ from cilight.evaluation.tables import markdown_table, mean_sd, optional, share_r
 FAMILIES = (PAPER, "wide=jpeg:quality=95,90,80,70,60,50,40,30,20",
             "j2k=jpeg2000:bpe=0.25,0.3,0.4,0.5,0.7,1,1.4,2,3",
             "low=jpeg:quality=40,30,20,15,10,7,5")  # added after the first results: see the module docstring
-BENCHMARK = ["--model.compressibility_weight", "0"]
+BENCHMARK = ["--model.transmission.compressibility_weight", "0"]
 IMAGE_128 = ["--data.height", "128", "--data.width", "256"]
 DOMINATED = "drop"  # changed after seeing the benchmark curves, before any BD-rate: see the module docstring
 # variant → (train.py options of the L_r arm, of the benchmark arm or None to share the default's)
 VARIANTS = {
     "default": ([], BENCHMARK),
-    "fixed_lambda": (["--model.rate_weighting", "fixed", "--model.compressibility_weight", "1"], None),
-    "raw_features": (["--model.rate_features", "raw"], None),
+    "fixed_lambda": (["--model.transmission.rate_weighting", "fixed", "--model.transmission.compressibility_weight", "1"], None),
+    "raw_features": (["--model.transmission.rate_features", "raw"], None),
     "layer4": (["--model.split_points", "[layer4]"], ["--model.split_points", "[layer4]", *BENCHMARK]),
     "long": (["--trainer.max_epochs", "16"], ["--trainer.max_epochs", "16", *BENCHMARK]),
     "image_size": (IMAGE_128, [*IMAGE_128, *BENCHMARK]),

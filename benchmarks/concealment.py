@@ -87,7 +87,7 @@ def metrics_of(model, outputs: list[dict], batches: list[dict]) -> dict[str, flo
 @torch.no_grad()
 def tensor_domain(model, batches: list[dict], dataset_mean: dict[str, np.ndarray]) -> list[dict]:
     """Fig. 3.3: element and channel loss in the Q-layer's output, each strategy, in PyTorch."""
-    streams = [[q(f) for q, f in zip(model.quantizers, model.features(b["image"]))] for b in batches]
+    streams = [[s.features for s in model.run(b["image"], rate=False)[1]] for b in batches]
     means = [torch.from_numpy(dataset_mean[s]) for s in model.split_points]
     rows = []
     configs = [(u, f) for u in UNITS for f in FRACTIONS if f > 0]
@@ -100,7 +100,7 @@ def tensor_domain(model, batches: list[dict], dataset_mean: dict[str, np.ndarray
             for batch, batch_masks in zip(streams, masks):
                 filled = [conceal(x, m, method, channel_mean=channel_means(x), dataset_mean=mu)
                           for x, m, mu in zip(batch, batch_masks, means)]
-                outputs.append(cloud_outputs(model, filled))
+                outputs.append(cloud_outputs(model, filled, received=True))
             rows.append({"unit": unit, "fraction": fraction, "lost_fraction": fraction, "method": method,
                          "metrics": metrics_of(model, outputs, batches)})
             bar.update()
@@ -337,7 +337,8 @@ def main() -> None:
 
     start = time.perf_counter()
     with torch.no_grad():
-        clean = [cloud_outputs(model, [q(f) for q, f in zip(model.quantizers, model.features(b["image"]))]) for b in batches]
+        clean = [cloud_outputs(model, [s.features for s in model.run(b["image"], rate=False)[1]], received=True)
+                 for b in batches]
     reference_torch = metrics_of(model, clean, batches)
     tensor_rows = tensor_domain(model, batches, read_dataset_mean(onnx / DATASET_MEAN, cloud.meta))
     seconds["tensor_domain"] = time.perf_counter() - start

@@ -5,8 +5,8 @@ replaces the Q-layer of the default model by ``g_a``/``g_s`` and an entropy mode
 tasks under ``loss = eq 6 + λ · bits``. This recipe measures it against the JPEG2000-coded models
 of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result was seen:
 
-* **Arms**: ``factorized`` and ``hyperprior`` (``--model.bottleneck``, ``--model.bottleneck_channels
-  64``), each at every λ of ``LAMBDAS`` (``--model.rate_lambda``, per bit per image), seeds 0, 1, 2
+* **Arms**: ``factorized`` and ``hyperprior`` (``--model.transmission BottleneckTransmission``
+  ``--model.transmission.prior``, ``channels 64``), each at every λ of ``LAMBDAS`` (``--model.transmission.rate_lambda``, per bit per image), seeds 0, 1, 2
   (``--seed_everything``); ``python train.py`` defaults otherwise (ResNet-18 split at layer3,
   SyntheticStreets 64×128, 8 epochs). The last checkpoint of each run is measured on the 128 test
   images at its one operating point, ``learned``: real bytes from its own codec (container header,
@@ -102,8 +102,9 @@ def run_name(bottleneck: str, lam: float, seed: int) -> str:
 
 
 def learned_run(args, bottleneck: str, lam: float, seed: int, epochs: int) -> Path:
-    options = ["--model.bottleneck", bottleneck, "--model.bottleneck_channels", str(args.channels),
-               "--model.rate_lambda", f"{lam:g}", *args.train_args.split()]
+    options = ["--model.transmission", "BottleneckTransmission", "--model.transmission.prior", bottleneck,
+               "--model.transmission.channels", str(args.channels), "--model.transmission.rate_lambda", f"{lam:g}",
+               *args.train_args.split()]
     return train(args.work, run_name(bottleneck, lam, seed), seed, options, epochs)
 
 

@@ -25,9 +25,9 @@ import torch
 from benchmarks.activations import trained_model
 from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI
-from cilight.ci_models.halves import CloudHalf, EdgeHalf
+from cilight.ci_models.halves import CloudHalf, EdgeHalf, wire_tensor_names
 from cilight.ci_models.onnx_export import export_halves
-from cilight.codecs.wire import onnx_session, stream_tensor_names
+from cilight.codecs.wire import onnx_session
 from cilight.datamodules import generate_sample
 
 
@@ -56,7 +56,7 @@ def measure(name: str, model: MultiTaskCI, height: int, width: int, repeats: int
         export_s = time.perf_counter() - start
         sizes = {half: (Path(tmp) / f"{half}.onnx").stat().st_size for half in ("edge", "cloud")}
         edge_ort, cloud_ort = onnx_session(Path(tmp) / "edge.onnx"), onnx_session(Path(tmp) / "cloud.onnx")
-        names = stream_tensor_names(model.split_points)
+        names = wire_tensor_names(model)
         edge_pt, cloud_pt = EdgeHalf(model), CloudHalf(model)
         result = {"model": name, "split_points": list(model.split_points), "height": height, "width": width,
                   "export_and_check_seconds": export_s, "file_bytes": sizes, "batches": {}}

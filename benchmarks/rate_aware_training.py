@@ -7,7 +7,7 @@ recipe measures whether that saves bits, under a protocol fixed before any resul
 * **Models**: ``layer3`` (the default, one 256×4×8 stream at 64×128) and ``layer2+layer3``
   (``--model.split_points [layer2,layer3]``, the 2-stream model of the Pareto paper's §VI).
 * **Arms** (``python train.py`` defaults otherwise: ResNet-18, SyntheticStreets 64×128, 8 epochs):
-  ``none`` (``--model.rate_loss none``, the benchmark), ``dpcm_dct`` (the default, L_r),
+  ``none`` (``--model.transmission.rate_loss none``, the benchmark), ``dpcm_dct`` (the default, L_r),
   ``proxy_bits`` (the proxy's predicted bits per element at a rate drawn per batch from
   0.1–2 bits per element), ``codec_noise`` (no rate term; the Q-layer output replaced by the
   proxy's reconstruction with probability 0.5) and ``proxy_bits+codec_noise``; seeds 0, 1, 2
@@ -57,11 +57,11 @@ from cilight.evaluation.tables import markdown_table, mean_sd, optional, share_r
 
 FAMILIES = (PAPER, J2K)
 ARMS = {
-    "none": ["--model.rate_loss", "none"],
+    "none": ["--model.transmission.rate_loss", "none"],
     "dpcm_dct": [],
-    "proxy_bits": ["--model.rate_loss", "proxy_bits"],
-    "codec_noise": ["--model.rate_loss", "none", "--model.codec_noise", "proxy"],
-    "proxy_bits+codec_noise": ["--model.rate_loss", "proxy_bits", "--model.codec_noise", "proxy"],
+    "proxy_bits": ["--model.transmission.rate_loss", "proxy_bits"],
+    "codec_noise": ["--model.transmission.rate_loss", "none", "--model.transmission.codec_noise", "proxy"],
+    "proxy_bits+codec_noise": ["--model.transmission.rate_loss", "proxy_bits", "--model.transmission.codec_noise", "proxy"],
 }
 PROXY_ARMS = ("proxy_bits", "codec_noise", "proxy_bits+codec_noise")
 MODELS = {"layer3": [], "layer2+layer3": ["--model.split_points", "[layer2,layer3]"]}

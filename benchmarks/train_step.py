@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.report import RESULTS, write_result
-from cilight.ci_models import MultiTaskCI, compressibility_loss
+from cilight.ci_models import MultiTaskCI, QLayerTransmission, compressibility_loss
 from cilight.ci_models.rate import normalized_stream
 from cilight.datamodules import SyntheticStreets
 
@@ -115,7 +115,7 @@ def rate_option_steps(num_classes: int, batches: list[dict], warmup: int, repeat
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order between repeats
             pl.seed_everything(0, verbose=False)
-            model = MultiTaskCI(num_classes=num_classes, **RATE_OPTIONS[name])
+            model = MultiTaskCI(num_classes=num_classes, transmission=QLayerTransmission.spec(**RATE_OPTIONS[name]))
             times[name].append(plain_loop(model, batches, warmup) / (len(batches) - warmup))
         print(f"rate options, repeat {r + 1}/{repeats}: " + ", ".join(
             f"{n} {1e3 * times[n][-1]:.0f} ms" for n in names), flush=True)

@@ -8,7 +8,7 @@ allocation for collaborative intelligence", IEEE TIP 2021, §VI-A). cilight has 
 differentiable model of that codec (:class:`~cilight.codecs.proxy.Jpeg2000Proxy`), so it can
 train against the codec itself:
 
-* rate terms by name (``--model.rate_loss``, :data:`RATE_LOSSES`):
+* rate terms by name (``--model.transmission.rate_loss``, :data:`RATE_LOSSES`):
 
   - ``dpcm_dct`` — L_r of eq 1–5 (:func:`~cilight.ci_models.losses.compressibility_loss`),
     the default;
@@ -17,7 +17,7 @@ train against the codec itself:
   - ``none`` — no rate term: the paper's benchmark model.
 
   A rate term enters eq 6 as one more regression-type loss, as L_r does;
-* the codec in the loop (``--model.codec_noise proxy``, :data:`CODEC_NOISES`): in training,
+* the codec in the loop (``--model.transmission.codec_noise proxy``, :data:`CODEC_NOISES`): in training,
   each sample's stream after the Q-layer is replaced, with probability
   ``codec_noise_probability``, by the proxy's reconstruction, so the cloud half learns the
   codec's distortion, not only uniform noise. The gradient reaches the edge half through the

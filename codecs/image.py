@@ -277,7 +277,7 @@ def codec_of(data: bytes, quantizer: Quantizer | None = None) -> FeatureCodec:
     header, _, _ = container.parse(data)
     if not getattr(CODECS[header.codec], "quantizes", True):
         raise CodecError(f"a {header.codec} stream decodes only with the model that wrote it (its bottleneck and "
-                         "entropy tables): MultiTaskCI.stream_codec(stream).decode(data)")
+                         "entropy tables): model.transmissions[stream].own_codec().decode(data)")
     chosen = quantizer if quantizer is not None and quantizer.kind == header.quantizer else header.quantizer
     return CODECS[header.codec](quantizer=chosen, bits=header.bits, tiling=header.tiling)
 

@@ -125,7 +125,7 @@ class LearnedCodec:
     def __post_init__(self) -> None:
         if self.model is None:
             raise ConfigError("the learned codec is bound to a trained model's bottleneck: use "
-                              "MultiTaskCI.stream_codec(stream), or get_codec('learned', model=…, tables=…)")
+                              "model.transmissions[stream].own_codec(), or get_codec('learned', model=…, tables=…)")
         order = tuple(getattr(self.model, "coding_order", ()))
         if not order or set(self.tables) != set(order):
             raise ConfigError(f"learned codec: tables for latents {sorted(self.tables)}, but the model codes "

@@ -34,83 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cilight.codecs import (
-    CONCEALMENT_METHODS,
-    CodecError,
-    LearnedCodec,
-    Quantized,
-    codec_of,
-    conceal,
-    get_codec,
-    get_quantizer,
-    parse_operating_point,
-    split_streams,
-)
-from cilight.codecs.wire import (
-    DATASET_MEAN,
-    ENTROPY_TABLES,
-    IMAGE,
-    SYNTHESIS_LATENT,
-    HalfMetadata,
-    latent_tensor_names,
-    open_half,
-    read_dataset_mean,
-    read_entropy_tables,
-    stream_range,
-    stream_side,
-)
-from cilight.deploy.packets import (
-    DEFAULT_MSS,
-    ReceivedStream,
-    Reception,
-    channel_groups,
-    is_packet,
-    packetize,
-    reassemble,
-    stream_side_of,
-)
+from cilight.codecs import CONCEALMENT_METHODS, CodecError, conceal, split_streams
+from cilight.codecs.wire import DATASET_MEAN, IMAGE, HalfMetadata, open_half, read_dataset_mean, stream_range
+from cilight.deploy.packets import DEFAULT_MSS, ReceivedStream, Reception, is_packet, reassemble, stream_side_of
+from cilight.deploy.streams import stream_coders
 from cilight.errors import ConfigError
 
 __all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata"]
-
-
-class ExportedLatents:
-    """The :class:`~cilight.codecs.LatentModel` of one exported stream, for the learned codec's
-    ``encode_symbols``/``decode_symbols``: the latent layout from the metadata, each latent's table
-    rows its channel or, for the latents in ``hyper_rows``, what ``hyper.onnx`` computes from the
-    decoded ``z`` symbols (the other streams' inputs zero: the graph computes each stream alone)."""
-
-    def __init__(self, meta: HalfMetadata, split: str, hyper) -> None:
-        self.meta, self.split, self.hyper = meta, split, hyper
-        self.channels = meta.stream_shapes[split][0]
-        self.coding_order = tuple(meta.latents[split])
-
-    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
-        if (height, width) != tuple(self.meta.stream_shapes[self.split][1:]):
-            raise CodecError(f"stream {self.split}: {height}×{width}, the halves were exported for "
-                             f"{'×'.join(map(str, self.meta.stream_shapes[self.split][1:]))}")
-        return dict(self.meta.latents[self.split])
-
-    def rows(self, name, decoded, shape, tables) -> np.ndarray:
-        if name not in self.meta.hyper_rows:
-            return np.broadcast_to(np.arange(shape[1], dtype=np.int32)[None, :, None, None], shape)
-        zs = latent_tensor_names(self.meta.latents, only="z")
-        feed = {z: np.zeros((1, *self.meta.latents[s]["z"]), np.int32) for z, s in zip(zs, self.meta.split_points)}
-        feed[f"symbols_z_{self.split}"] = np.asarray(decoded["z"], dtype=np.int32)
-        return self.hyper.run([f"rows_{name}_{self.split}"], feed)[0]
-
-
-def learned_codecs(meta: HalfMetadata, folder: Path) -> dict[str, LearnedCodec]:
-    """The learned codec of every stream of exported halves in ``folder`` (tables and ``hyper.onnx`` there)."""
-    tables = read_entropy_tables(folder / ENTROPY_TABLES, meta)
-    hyper = open_half(folder / "hyper.onnx", "hyper")[0] if meta.hyper_rows else None
-    return {split: LearnedCodec(ExportedLatents(meta, split, hyper), tables[split]) for split in meta.split_points}
-
-
-def _refuse_packets(meta: HalfMetadata) -> None:
-    if meta.learned:
-        raise ConfigError("packets of a learned bottleneck's streams are not supported: a range-coded string cannot "
-                          "be cut into channel groups that decode alone; send whole frames (encode/infer)")
 
 
 class EdgeRuntime:
@@ -126,17 +56,7 @@ class EdgeRuntime:
     def __init__(self, edge_path: Path | str, codec: str | None = None, **rate) -> None:
         self.session, self.meta = open_half(edge_path, "edge")
         self._next_frame = 0
-        if self.meta.learned:
-            if (codec and parse_operating_point(codec).codec != "learned") or rate:
-                raise ConfigError(f"these halves code with their learned bottleneck (codec learned, rate set by "
-                                  f"training); got codec={codec!r} and rate options {sorted(rate)}")
-            self.codecs = learned_codecs(self.meta, Path(edge_path).parent)
-            return
-        point = parse_operating_point(codec or self.meta.codec)
-        tiling = {"tiling": "power_of_two"} if self.meta.quantizer == "channel" else {}  # BaF §3.2
-        self.codec = get_codec(point.codec, quantizer=self.meta.quantizer, bits=self.meta.bits,
-                               **{**tiling, **point.codec_options})
-        self.default_rate = {**point.rate_options, **rate}
+        self.coders = stream_coders(self.meta, Path(edge_path).parent, codec, rate)
 
     def features(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``edge.onnx``: ``{codes_s, minimum_s, maximum_s}`` for every stream ``s``."""
@@ -162,14 +82,8 @@ class EdgeRuntime:
         ``{"layer3": {"target_bits": 20000}}``); streams not named use the runtime's rate.
         """
         self._check_rates(rates)
-        if self.meta.learned:
-            if rates:
-                raise ConfigError("a learned bottleneck's rate is set by training: no per-stream rates")
-            return self._learned_frames(images)
-        frames = []
-        for streams in self._quantized(images):
-            frames.append(b"".join(self.codec.encode_quantized(q, **self._rate(rates, s)) for s, q in streams.items()))
-        return frames
+        return [b"".join(coder.encode(tensors, (rates or {}).get(split)) for split, coder, tensors in streams)
+                for streams in self._streams(images)]
 
     def packets(self, images: np.ndarray, rates: dict[str, dict] | None = None, mss: int = DEFAULT_MSS,
                 channel_means: bool = False, first_frame: int | None = None) -> list[list[bytes]]:
@@ -179,46 +93,21 @@ class EdgeRuntime:
         for ``channel_mean``/``hybrid`` concealment. Frame ids count up from ``first_frame``
         (default: where the previous call stopped)."""
         self._check_rates(rates)
-        _refuse_packets(self.meta)
         frame = self._next_frame if first_frame is None else first_frame
-        dequantizer = get_quantizer(self.meta.quantizer, bits=self.meta.bits)
         result = []
-        for streams in self._quantized(images):
-            packets = []
-            for index, (split, q) in enumerate(streams.items()):
-                rate, channels = self._rate(rates, split), q.codes.shape[0]
-
-                def encode(group: Quantized, rate=rate, channels=channels) -> bytes:
-                    share = group.codes.shape[0] / channels  # an absolute target is shared by channel count
-                    return self.codec.encode_quantized(
-                        group, **{k: v * share if k == "target_bits" else v for k, v in rate.items()})
-
-                groups = channel_groups(q, self.meta.quantizer, encode, mss)
-                means = dequantizer.dequantize(q.codes, q.side).mean(dim=(1, 2)).numpy() if channel_means else None
-                packets += packetize(frame % 2**32, index, q.codes.shape[0], groups, mss, means)
-            result.append(packets)
+        for streams in self._streams(images):
+            result.append([packet for index, (split, coder, tensors) in enumerate(streams)
+                           for packet in coder.packets(tensors, (rates or {}).get(split), frame, index, mss, channel_means)])
             frame += 1
         self._next_frame = frame
         return result
 
-    def _learned_frames(self, images: np.ndarray) -> list[bytes]:
-        symbols = self.features(images)
-        batch = len(next(iter(symbols.values())))
-        return [b"".join(codec.encode_symbols(
-                    {latent: torch.from_numpy(symbols[f"symbols_{latent}_{split}"][b]) for latent in codec.coding_order},
-                    self.meta.stream_shapes[split])
-                    for split, codec in self.codecs.items())
-                for b in range(batch)]
-
-    def _rate(self, rates: dict[str, dict] | None, split: str) -> dict:
-        return {**self.default_rate, **(rates or {}).get(split, {})}
-
-    def _quantized(self, images: np.ndarray) -> list[dict[str, Quantized]]:
+    def _streams(self, images: np.ndarray) -> list[list[tuple[str, object, dict[str, np.ndarray]]]]:
+        """Per image, per stream: ``(split point, its coder, its wire tensors by field)``."""
         tensors = self.features(images)
-        return [{s: Quantized(torch.from_numpy(tensors[f"codes_{s}"][b]),
-                              stream_side(tensors[f"minimum_{s}"][b], tensors[f"maximum_{s}"][b], self.meta.quantizer))
-                 for s in self.meta.split_points}
-                for b in range(len(tensors[f"codes_{self.meta.split_points[0]}"]))]
+        batch = len(next(iter(tensors.values())))
+        return [[(split, coder, {f: tensors[f"{f}_{split}"][b] for f in coder.fields}) for split, coder in self.coders.items()]
+                for b in range(batch)]
 
 
 class CloudRuntime:
@@ -234,7 +123,7 @@ class CloudRuntime:
         self.session, self.meta = open_half(cloud_path, "cloud")
         self.dataset_mean_path = Path(dataset_mean) if dataset_mean else Path(cloud_path).parent / DATASET_MEAN
         self._dataset_mean: dict[str, np.ndarray] | None = None
-        self.codecs = learned_codecs(self.meta, Path(cloud_path).parent) if self.meta.learned else {}
+        self.coders = stream_coders(self.meta, Path(cloud_path).parent)
 
     def decode(self, frame: bytes) -> dict[str, np.ndarray]:
         """The streams in ``frame`` as ``cloud.onnx`` inputs (batch of one)."""
@@ -243,20 +132,8 @@ class CloudRuntime:
             raise CodecError(f"frame holds {len(pieces)} stream(s), this model expects "
                              f"{len(self.meta.split_points)} ({', '.join(self.meta.split_points)})")
         inputs = {}
-        for split, piece in zip(self.meta.split_points, pieces):
-            if self.meta.learned:
-                header, symbols = self.codecs[split].decode_symbols(piece)
-                if header.shape != tuple(self.meta.stream_shapes[split]):
-                    raise CodecError(f"stream {split}: {list(header.shape)}, expected {list(self.meta.stream_shapes[split])}")
-                inputs[f"symbols_{SYNTHESIS_LATENT}_{split}"] = symbols[SYNTHESIS_LATENT].numpy()[None]
-                continue
-            header, quantized = codec_of(piece).decode_quantized(piece)
-            expected = (self.meta.quantizer, self.meta.bits, self.meta.stream_shapes[split])
-            if (header.quantizer, header.bits, header.shape) != expected:
-                raise CodecError(f"stream {split}: {header.quantizer} {header.bits}-bit {list(header.shape)}, expected "
-                                 f"{expected[0]} {expected[1]}-bit {list(expected[2])}")
-            inputs[f"codes_{split}"] = quantized.codes.numpy().astype(np.uint8)[None]
-            inputs[f"minimum_{split}"], inputs[f"maximum_{split}"] = stream_range(quantized.side, self.meta.quantizer)
+        for piece, coder in zip(pieces, self.coders.values()):
+            inputs.update(coder.decode(piece))
         return inputs
 
     def dataset_mean(self) -> dict[str, np.ndarray]:
@@ -276,7 +153,8 @@ class CloudRuntime:
         """
         if conceal is not None and conceal not in CONCEALMENT_METHODS:
             raise ConfigError(f"conceal={conceal!r}: expected None or one of {', '.join(CONCEALMENT_METHODS)}")
-        _refuse_packets(self.meta)
+        for coder in self.coders.values():
+            _ = coder.dequantizer  # streams that cannot be concealed channel by channel refuse packets here
         packets = list(packets)
         reception = reassemble(packets, self.meta, drop_corrupt)
         if not reception.frames:
@@ -313,7 +191,7 @@ class CloudRuntime:
         filled = conceal(features, mask, method, dataset_mean=mean,
                          channel_mean=None if means is None else torch.from_numpy(np.asarray(means, np.float32)))
         side = stream_side_of(received, quantizer, filled, self.meta.bits)
-        codes = get_quantizer(quantizer, bits=self.meta.bits).codes_with(filled, side).numpy()
+        codes = self.coders[split].dequantizer.codes_with(filled, side).numpy()
         return np.where(received.channels[:, None, None], received.codes, codes.astype(received.codes.dtype)), side
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

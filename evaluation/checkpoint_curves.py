@@ -62,7 +62,7 @@ def checkpoint_curves(ckpt: Path, families, images: int | None = None, num_test:
     """
     ckpt = Path(ckpt)
     model, data = load_model(ckpt)
-    if model.bottlenecks is not None:  # its rate is set by training: one point per checkpoint
+    if any(t.own_codec_name() for t in model.transmissions):  # its rate is set by training: one point per checkpoint
         families = parse_families(LEARNED)
     out = Path(out) if out else ckpt.resolve().parent.parent / "curves"
     request = {"checkpoint_sha256": file_sha256(ckpt), "families": [str(f) for f in families],
