@@ -6,7 +6,8 @@ tasks under ``loss = eq 6 + λ · bits``. This recipe measures it against the JP
 of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result was seen:
 
 * **Arms**: ``factorized`` and ``hyperprior`` (``--model.transmission BottleneckTransmission``
-  ``--model.transmission.prior``, ``channels 64``), each at every λ of ``LAMBDAS`` (``--model.transmission.rate_lambda``, per bit per image), seeds 0, 1, 2
+  ``--model.transmission.prior``, ``channels 64``), each at every λ of ``LAMBDAS``
+  (``--model.transmission.rate_lambda``, per bit per image), seeds 0, 1, 2
   (``--seed_everything``); ``python train.py`` defaults otherwise (ResNet-18 split at layer3,
   SyntheticStreets 64×128, 8 epochs). The last checkpoint of each run is measured on the 128 test
   images at its one operating point, ``learned``: real bytes from its own codec (container header,
