@@ -28,7 +28,9 @@ its auxiliary loss joins the one backward.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -263,6 +265,18 @@ class MultiTaskCI(pl.LightningModule):
                               f"{len(self.transmissions)}")
         for t, state in zip(self.transmissions, states):
             t.load_checkpoint_state(state)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> MultiTaskCI:
+        """Lightning's ``load_from_checkpoint``, for checkpoints of the legacy layout too (upgraded first)."""
+        if isinstance(checkpoint_path, (str, Path)):
+            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            upgraded = cls.upgrade_checkpoint(state)
+            if upgraded is not state:
+                checkpoint_path = io.BytesIO()
+                torch.save(upgraded, checkpoint_path)
+                checkpoint_path.seek(0)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     @staticmethod
     def upgrade_checkpoint(state: dict) -> dict:

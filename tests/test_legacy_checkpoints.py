@@ -14,9 +14,10 @@ LEGACY = Path(__file__).parent / "data" / "legacy"
 REFERENCE = torch.load(LEGACY / "outputs.pt", weights_only=True)
 
 
+@pytest.mark.parametrize("loader", [load_task_model, MultiTaskCI.load_from_checkpoint], ids=["cilight", "lightning"])
 @pytest.mark.parametrize(("name", "kind"), [("qlayer", QLayerTransmission), ("hyperprior", BottleneckTransmission)])
-def test_a_legacy_checkpoint_loads_with_identical_outputs(name, kind):
-    model = load_task_model(LEGACY / f"{name}.ckpt")
+def test_a_legacy_checkpoint_loads_with_identical_outputs(name, kind, loader):
+    model = loader(LEGACY / f"{name}.ckpt").eval()
     assert isinstance(model.transmissions[0], kind)
     with torch.no_grad():
         outputs = model(REFERENCE["images"])
@@ -27,7 +28,7 @@ def test_a_legacy_checkpoint_loads_with_identical_outputs(name, kind):
 
 def test_legacy_options_become_the_transmission_and_its_state():
     q = load_task_model(LEGACY / "qlayer.ckpt")
-    assert q.hparams["transmission"]["init_args"] | {} == {
+    assert q.hparams["transmission"]["init_args"] == {
         "bits": 6, "rate_loss": "proxy_bits", "compressibility_weight": 1.0, "rate_weighting": "learned",
         "rate_features": "normalized", "rate_bpe_range": [0.1, 2.0], "rate_step": None, "codec_noise": "proxy",
         "codec_noise_probability": 0.5}
