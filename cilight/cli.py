@@ -2,7 +2,9 @@
 
 Every default — trainer settings, the callbacks, the model, the data — comes from
 ``configs/default.yaml`` (read first, then any ``--config`` and the command line), so a user
-replaces or removes a callback by editing a YAML list, and the code adds none of its own.
+replaces or removes a callback by editing a YAML list, and the code adds none of its own. The
+fragments in ``configs/callbacks/`` do that in one option (:data:`HELP` lists them, and
+``python train.py --help`` prints it).
 
 Everything a run writes lands in one run folder ``<default_root_dir>/<run_name>/``:
 
@@ -37,6 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -51,6 +54,30 @@ from cilight.errors import CilightError, ConfigError
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
 DEFAULT_ROOT = "runs"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+HELP = """\
+Train a split multi-task CI model on the embedded SyntheticStreets data (or any datamodule), then
+test the best checkpoint. Defaults come from configs/default.yaml; every --config file, in the
+order given, and then every option override them.
+
+Callbacks: a list in a later --config replaces the whole list, so the fragments in
+configs/callbacks/ change it with one option:
+  --config configs/callbacks/no_rate_distortion.yaml   the defaults without the per-epoch
+                                                       rate-distortion sweep (RateDistortionCallback)
+  --config configs/callbacks/none.yaml                 checkpoints only: no sample grids, no sweeps
+--trainer.callbacks.init_args.NAME sets an option of the last callback of the list, which in the
+default list is RateDistortionCallback:
+  --trainer.callbacks.init_args.every_n_epochs 4       the sweep after every 4th epoch (0: never)
+  --trainer.callbacks.init_args.budgets_bpe '[0.5,2]'  other budgets (bits per element, all streams)
+--trainer.callbacks+=CLASS appends a callback to the list (in a YAML file: callbacks+: [...])."""
+
+
+class _HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with :data:`HELP`'s lines kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == HELP:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 class _DropAdverts(logging.Filter):
@@ -174,7 +201,8 @@ class CilightCLI(LightningCLI):
             save_config_callback=ConfigToRun,
             save_config_kwargs={"overwrite": True},
             # errors come back as exceptions, which main() turns into one line
-            parser_kwargs={"exit_on_error": False, "default_config_files": [str(DEFAULT_CONFIG)]},
+            parser_kwargs={"exit_on_error": False, "default_config_files": [str(DEFAULT_CONFIG)],
+                           "description": HELP, "formatter_class": _HelpFormatter},
             **kwargs,
         )
 
