@@ -86,7 +86,7 @@ class MultiTaskCI(pl.LightningModule):
         tasks: list[str] = ["segmentation", "disparity", "reconstruction"],  # noqa: B006 (DEFAULT_TASKS)
         backbone_weights: str | None = None,
         num_classes: int = 19,
-        transmission: Callable[[StreamLayout], Transmission] | dict | str | None = None,
+        transmission: Callable[[StreamLayout], Transmission] | None = None,  # also {class_path, init_args} or a name
         decoder_width: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,

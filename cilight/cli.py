@@ -143,8 +143,8 @@ def summarize_config_error(message: str, known_options: Iterable[str] = ()) -> s
         if unknown:
             option = unknown.group(1)
         else:
-            option = "--" + ".".join([*keys[:1], refused.group(1)])
-            known_options = [f"--{keys[0]}.{name}" for name in _init_parameters(message)] if keys else []
+            option = "--" + ".".join([*keys, refused.group(1)])  # keys: every level down to the refusing class
+            known_options = [f"--{'.'.join(keys)}.{name}" for name in _init_parameters(message)] if keys else []
         close = difflib.get_close_matches(option, list(known_options), n=2, cutoff=0.75)
         hint = f"; did you mean {' or '.join(close)}?" if close else "; see python train.py --help"
         return f"unknown option {option}{hint}"
@@ -174,11 +174,11 @@ def summarize_config_error(message: str, known_options: Iterable[str] = ()) -> s
 
 
 def _init_parameters(message: str) -> list[str]:
-    """``__init__`` parameter names of the class a jsonargparse message names by class path."""
-    found = re.search(r"class_path '([\w.]+)'", message)
+    """``__init__`` parameter names of the innermost class a jsonargparse message names by class path."""
+    found = re.findall(r"class_path[ =]'([\w.]+)'", message)
     if not found:
         return []
-    module, _, name = found.group(1).rpartition(".")
+    module, _, name = found[-1].rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):

@@ -118,6 +118,7 @@ class LearnedCodec:
 
     name: ClassVar[str] = "learned"
     container_id: ClassVar[int] = 4
+    model_bound: ClassVar[bool] = True  # a transmission's own codec: it codes with a trained model only
     rate: ClassVar[RateKnob | None] = None
     writes_bytes: ClassVar[bool] = True
     quantizes: ClassVar[bool] = False  # the model quantizes its own latents: no quantizer in the header

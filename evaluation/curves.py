@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
+from cilight.codecs.registry import codec_class
 from cilight.errors import ConfigError
 from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
 from cilight.evaluation.sweep import cloud_outputs
@@ -222,6 +223,10 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
     own = [t.own_codec_name() for t in model.transmissions]
     if any(own):
         return _measure_own_codecs(model, batches, points, progress, provenance)
+    bound = sorted({str(p) for _, p in points if getattr(codec_class(p.codec), "model_bound", False)})
+    if bound:
+        raise ConfigError(f"operating points {bound} code with a transmission's own codec; this model's streams have none "
+                          f"({', '.join(sorted({type(t).__name__ for t in model.transmissions}))})")
     coders = {str(point): point_coder(point) for _, point in points}
     reference = model.task_metrics(sync=False)
     measured = [model.task_metrics(sync=False) for _ in points]

@@ -1,36 +1,22 @@
-"""``python train.py`` end to end: a short fit, the run folder, resume, clear errors, DDP."""
+"""``python train.py``: one end-to-end process (the run folder), resume, clear errors and the resolved
+config in-process through ``main(argv)``, DDP in processes."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import ROOT, TINY, train
+from helpers import TINY, callbacks_config, train, train_subprocess
 
 from cilight.ci_models import MultiTaskCI
 from cilight.cli import summarize_config_error
 
 
-def callbacks_config(path: Path, **rate_distortion) -> Path:
-    """The default callbacks with the rate–distortion callback's arguments changed, as a ``--config`` file."""
-    config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
-    callbacks = config["trainer"]["callbacks"]
-    for callback in callbacks:
-        if callback["class_path"].endswith("RateDistortionCallback"):
-            callback["init_args"].update(rate_distortion)
-    path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
-    return path
-
-
 @pytest.mark.slow
-def test_fit_test_and_resume(tmp_path):
-    root = tmp_path / "runs"
-    proc = train([*TINY, "--trainer.default_root_dir", str(root), "--run_name", "tiny"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = root / "tiny"
+def test_fit_and_test_in_a_process_of_its_own(tiny_run):
+    proc, run = tiny_run.proc, tiny_run.folder  # python train.py with TINY, as a user runs it
     assert (run / "config.yaml").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "checkpoints").glob("best-*.ckpt"))
@@ -43,14 +29,20 @@ def test_fit_test_and_resume(tmp_path):
     assert {"test/segmentation_miou", "test/disparity_rmse", "test/disparity_irmse", "test/reconstruction_psnr"} <= set(metrics)
     assert "test/segmentation_miou" in proc.stdout
     # nothing lands in the working directory except the run root
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in tiny_run.cwd.iterdir()) == ["runs"]
 
     model = MultiTaskCI.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     assert model.hparams.decoder_width == 16 and model.hparams.num_classes >= 8
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
 
-    proc = train([*TINY, "--trainer.default_root_dir", str(root), "--trainer.max_epochs", "2",
-                  "--ckpt_path", str(run / "checkpoints" / "last.ckpt")], tmp_path)
+
+@pytest.mark.slow
+def test_resume_continues_in_its_own_folder(tmp_path, quick_callbacks):
+    root = tmp_path / "runs"
+    args = [*TINY, "--config", quick_callbacks, "--test_after_fit", "false", "--trainer.default_root_dir", root]
+    assert train([*args, "--run_name", "tiny"], tmp_path).returncode == 0
+    run = root / "tiny"
+    proc = train([*args, "--trainer.max_epochs", "2", "--ckpt_path", run / "checkpoints" / "last.ckpt"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in root.iterdir()) == ["tiny"]  # resumed into its own folder
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
@@ -59,7 +51,8 @@ def test_fit_test_and_resume(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--model.compresibility_weight", "0"], "did you mean --model.compressibility_weight?"),
+        (["--model.transmission.compresibility_weight", "0"], "did you mean --model.transmission.compressibility_weight?"),
+        (["--model.decoder_widht", "8"], "did you mean --model.decoder_width?"),
         (["--data.heigth", "96"], "did you mean --data.height"),
         (["--trainer.max_epochs", "three"], "trainer.max_epochs='three': expected int"),
         (["--data.height", "true"], "data.height='True': expected int"),
@@ -71,7 +64,7 @@ def test_fit_test_and_resume(tmp_path):
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, needle):
-    proc = train([*args, "--trainer.default_root_dir", str(tmp_path / "runs")], tmp_path, timeout=120)
+    proc = train([*args, "--trainer.default_root_dir", str(tmp_path / "runs")], tmp_path)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -99,7 +92,7 @@ def test_summarize_config_error_keeps_the_informative_alternative():
 
 def test_defaults_and_callbacks_come_from_the_config_file(tmp_path):
     def resolved(*args):
-        proc = train([*args, "--print_config"], tmp_path, timeout=120)
+        proc = train([*args, "--print_config"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
         return yaml.safe_load(proc.stdout)
 
@@ -124,7 +117,7 @@ def test_ddp_two_processes(tmp_path):
     args = ["--config", config, *TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp",
             "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
             "--model.split_points", "[layer2,layer3]"]
-    proc = train(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
+    proc = train_subprocess(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = root / "ddp"
     assert (run / "checkpoints" / "last.ckpt").is_file()

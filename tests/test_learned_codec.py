@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, smooth_images, train
+from helpers import TINY, smooth_images, train_subprocess
 
+from cilight.ci_models import BottleneckTransmission, MultiTaskCI, QLayerTransmission
 from cilight.ci_models.bottleneck import BOTTLENECKS, make_bottleneck
 from cilight.ci_models.checkpoints import load_task_model
-from cilight.ci_models.multitask import ENTROPY_LR, TABLES_KEY, MultiTaskCI
+from cilight.ci_models.multitask import TRANSMISSIONS_KEY
+from cilight.ci_models.transmission import AUX_LR, ENTROPY_LR
 from cilight.codecs import CodecError, decode, get_codec, split_streams, stream_coder
 from cilight.errors import ConfigError
 
@@ -89,60 +91,60 @@ def test_other_models_codecs_and_options_are_refused():
 
 
 def test_options_that_do_not_go_with_or_without_a_bottleneck():
-    with pytest.raises(ConfigError, match="rate_lambda=0.001 is the trade-off of a learned bottleneck"):
-        MultiTaskCI(rate_lambda=1e-3)
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'rate_lambda'"):
+        MultiTaskCI(transmission=QLayerTransmission.spec(rate_lambda=1e-3))
     with pytest.raises(ConfigError, match="rate_lambda=0: expected a positive number"):
-        MultiTaskCI(bottleneck="factorized", rate_lambda=0)
-    with pytest.raises(ConfigError, match="rate_loss='proxy_bits'"):
-        MultiTaskCI(bottleneck="factorized", rate_loss="proxy_bits")
-    with pytest.raises(ConfigError, match="bottleneck='gaussian'"):
-        MultiTaskCI(bottleneck="gaussian")
-    with pytest.raises(ConfigError, match="entropy_lr=0.1 is the learning rate of a learned bottleneck"):
-        MultiTaskCI(entropy_lr=0.1)
+        MultiTaskCI(transmission=BottleneckTransmission.spec(rate_lambda=0))
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'rate_loss'"):
+        MultiTaskCI(transmission=BottleneckTransmission.spec(rate_loss="proxy_bits"))
+    with pytest.raises(ConfigError, match="prior='gaussian'"):
+        MultiTaskCI(transmission=BottleneckTransmission.spec(prior="gaussian"))
     with pytest.raises(ConfigError, match="entropy_lr=0: expected a positive number"):
-        MultiTaskCI(bottleneck="factorized", entropy_lr=0)
-    with pytest.raises(ConfigError, match="no learned bottleneck"):
-        MultiTaskCI().stream_codec()
+        MultiTaskCI(transmission=BottleneckTransmission.spec(entropy_lr=0))
+    assert MultiTaskCI().transmissions[0].own_codec() is None
     with pytest.raises(ConfigError, match="no entropy tables"):
-        MultiTaskCI(bottleneck="factorized").stream_codec()
+        MultiTaskCI(transmission=BottleneckTransmission.spec()).transmissions[0].own_codec()
 
 
-def test_train_py_stores_the_tables_and_trains_both_optimizers(learned_checkpoint):
+def test_train_py_stores_the_tables_and_trains_every_parameter_group(learned_checkpoint):
     state = torch.load(learned_checkpoint, map_location="cpu", weights_only=True)
-    assert len(state["optimizer_states"]) == 2  # the task-and-rate optimizer and the quantiles' own
-    network, densities = state["optimizer_states"][0]["param_groups"]
+    assert len(state["optimizer_states"]) == 1  # one Adam: the network, the densities, the quantiles
+    network, densities, quantile_group = state["optimizer_states"][0]["param_groups"]
     assert densities["initial_lr"] == ENTROPY_LR == 10 * network["initial_lr"]
+    assert quantile_group["initial_lr"] == AUX_LR and quantile_group["weight_decay"] == 0.0
     model = load_task_model(learned_checkpoint)
     names = {id(p): n for n, p in model.named_parameters()}
-    density_names = {names[id(p)] for b in model.bottlenecks for p in b.density_parameters()}
+    density_group, quantile_params = model.transmissions[0].parameter_groups()
+    density_names = {names[id(p)] for p in density_group["params"]}
     assert len(densities["params"]) == len(density_names) > 0
     assert all(".entropy_z." in n and not n.endswith("quantiles") for n in density_names)
-    quantiles = state["state_dict"]["bottlenecks.0.entropy_z.quantiles"]
+    assert {names[id(p)] for p in quantile_params["params"]} == {"transmissions.0.bottleneck.entropy_z.quantiles"}
+    quantiles = state["state_dict"]["transmissions.0.bottleneck.entropy_z.quantiles"]
     assert not torch.allclose(quantiles, torch.tensor([-10.0, 0.0, 10.0]).expand_as(quantiles))  # aux steps ran
     model = load_task_model(learned_checkpoint)
-    stored = model.stream_codec(0).digest
+    stored = model.transmissions[0].own_codec().digest
     with torch.no_grad():  # the codec reads the checkpoint's tables; it never recomputes them
-        model.bottlenecks[0].entropy_z.quantiles.add_(0.37)
-    assert model.stream_codec(0).digest == stored
-    assert set(state[TABLES_KEY][0]) >= {"z.quantized_cdf", "y.quantized_cdf", "z.medians"}
+        model.transmissions[0].bottleneck.entropy_z.quantiles.add_(0.37)
+    assert model.transmissions[0].own_codec().digest == stored
+    assert set(state[TRANSMISSIONS_KEY][0]) >= {"z.quantized_cdf", "y.quantized_cdf", "z.medians"}
 
     model = load_task_model(learned_checkpoint)
-    codec = model.stream_codec(0)
+    codec = model.transmissions[0].own_codec()
     with torch.no_grad():
         for x in model.features(smooth_images(2, 64, 128))[0]:  # one sample at a time, as the codec runs
-            assert torch.equal(codec.decode(codec.encode(x)), model.bottlenecks[0](x[None]).features[0])
+            assert torch.equal(codec.decode(codec.encode(x)), model.transmissions[0](x[None]).features[0])
 
 
 def test_bytes_written_in_another_process_decode_bit_exactly(learned_checkpoint, tmp_path):
     script = (
         "import sys, torch\n"
         "sys.path.insert(0, sys.argv[3])\n"
-        "from conftest import smooth_images\n"
+        "from helpers import smooth_images\n"
         "from cilight.ci_models.checkpoints import load_task_model\n"
         "m = load_task_model(sys.argv[1])\n"
         "with torch.no_grad():\n"
         "    f = m.features(smooth_images(1, 64, 128, seed=5))[0][0]\n"
-        "open(sys.argv[2], 'wb').write(m.stream_codec(0).encode(f))\n"
+        "open(sys.argv[2], 'wb').write(m.transmissions[0].own_codec().encode(f))\n"
     )
     out = tmp_path / "stream.bin"
     tests = str(Path(__file__).parent)
@@ -152,22 +154,23 @@ def test_bytes_written_in_another_process_decode_bit_exactly(learned_checkpoint,
     model = load_task_model(learned_checkpoint)
     with torch.no_grad():
         features = model.features(smooth_images(1, 64, 128, seed=5))[0][0]
-        expected = model.bottlenecks[0](features[None]).features[0]
-    codec = model.stream_codec(0)
+        expected = model.transmissions[0](features[None]).features[0]
+    codec = model.transmissions[0].own_codec()
     data = out.read_bytes()
     assert data == codec.encode(features)
     assert torch.equal(codec.decode(data), expected)
 
 
+@pytest.mark.slow
 def test_ddp_with_the_aux_optimizer(tmp_path):
     root = tmp_path / "runs"
     args = [*TINY, "--trainer.default_root_dir", str(root), "--run_name", "ddp", "--trainer.accelerator", "cpu",
-            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.bottleneck", "factorized",
-            "--model.bottleneck_channels", "8"]
-    proc = train(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.transmission", "BottleneckTransmission",
+            "--model.transmission.channels", "8"]
+    proc = train_subprocess(args, tmp_path, timeout=400, extra_env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
     model = load_task_model(root / "ddp" / "checkpoints" / "last.ckpt")
-    assert model.stream_codec(0).tables["y"].rows == 8
+    assert model.transmissions[0].own_codec().tables["y"].rows == 8
 
 
 class DisagreeingRows:
@@ -209,7 +212,7 @@ def test_export_and_the_runtimes_move_the_learned_bytes(learned_checkpoint, expo
     images = smooth_images(3, 64, 128, seed=7)
     edge, cloud = EdgeRuntime(exported / "edge.onnx"), CloudRuntime(exported / "cloud.onnx")
     frames = edge.encode(images.numpy())
-    codec = model.stream_codec(0)
+    codec = model.transmissions[0].own_codec()
     with torch.no_grad():
         features = model.features(images)[0]
         reference = model(images)
@@ -219,9 +222,9 @@ def test_export_and_the_runtimes_move_the_learned_bytes(learned_checkpoint, expo
     labels = outputs["segmentation"].argmax(1) == reference["segmentation"].numpy().argmax(1)
     assert labels.mean() >= 0.99
     np.testing.assert_allclose(outputs["disparity"], reference["disparity"].numpy(), atol=1e-3)
-    with pytest.raises(ConfigError, match="code with their learned bottleneck"):
+    with pytest.raises(ConfigError, match="code with their transmission's own codec"):
         EdgeRuntime(exported / "edge.onnx", codec="jpeg2000:bpe=1")
-    with pytest.raises(ConfigError, match="packets of a learned bottleneck"):
+    with pytest.raises(ConfigError, match="packets of range-coded symbols are not supported"):
         edge.packets(images.numpy())
     with pytest.raises(CodecError, match="CRC-32"):
         cloud.infer(frames[0][:-1] + bytes([frames[0][-1] ^ 1]))
@@ -286,7 +289,7 @@ def test_learned_curve_point_against_a_hand_loop_and_a_curve_over_checkpoints(le
     model, data = load_model(learned_checkpoint)
     batches = test_batches(data, images=3)
     curves = measure_curves(model, batches, parse_families("learned"), progress=False)
-    codec, bits, hand = model.stream_codec(0), 0, model.task_metrics(sync=False)
+    codec, bits, hand = model.transmissions[0].own_codec(), 0, model.task_metrics(sync=False)
     with torch.no_grad():
         for batch in batches:
             decoded = []
@@ -299,10 +302,10 @@ def test_learned_curve_point_against_a_hand_loop_and_a_curve_over_checkpoints(le
     assert point.family == "learned" and point.bits_per_image == bits / 3
     assert point.metrics == pytest.approx({k: float(v) for k, v in hand.compute().items()}, rel=1e-6)
     assert point.metrics == pytest.approx(curves.reference, rel=1e-6)  # the codec is lossless on the latents
-    with pytest.raises(ConfigError, match="one operating point 'learned'"):
+    with pytest.raises(ConfigError, match=r"own codec \(learned\) and are measured at that one operating point"):
         measure_curves(model, batches, parse_families("png"), progress=False)
     plain, plain_data = load_model(tiny_checkpoint)
-    with pytest.raises(ConfigError, match="this model has none"):
+    with pytest.raises(ConfigError, match="this model's streams have none"):
         measure_curves(plain, test_batches(plain_data, images=2), parse_families("learned"), progress=False)
 
     # one curve over two checkpoints (as over λ), against a JPEG2000-coded anchor

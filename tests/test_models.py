@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from cilight.ci_models import MultiTaskCI, ResNetEncoder, stream_layouts
+from cilight.ci_models import MultiTaskCI, QLayerTransmission, ResNetEncoder, stream_layouts
 from cilight.ci_models.multitask import RATE_TERM
 from cilight.errors import ConfigError
 
@@ -25,9 +25,9 @@ def test_streams_and_outputs(backbone, split_points, shapes):
     model = MultiTaskCI(backbone=backbone, split_points=split_points, num_classes=9, decoder_width=16).eval()
     images = torch.rand(2, 3, H, W)
     streams = model.edge(images)
-    assert [tuple(s.codes.shape[1:]) for s in streams] == shapes
+    assert [tuple(codes.shape[1:]) for codes, _, _ in streams] == shapes
     assert [layout.shape(H, W) for layout in model.layouts] == shapes
-    assert all(s.codes.dtype == torch.uint8 and s.minimum.shape == (2,) for s in streams)
+    assert all(codes.dtype == torch.uint8 and minimum.shape == (2,) for codes, minimum, _ in streams)
     out = model(images)
     assert set(out) == {"segmentation", "disparity", "reconstruction"}
     assert out["segmentation"].shape == (2, 9, H, W)
@@ -76,7 +76,9 @@ def test_backbone_weights_errors(tmp_path):
         ({"split_points": ["layer5"]}, "unknown split point"),
         ({"split_points": []}, "empty"),
         ({"split_points": ["layer3", "layer3"]}, "twice"),
-        ({"compressibility_weight": -1.0}, "compressibility_weight"),
+        ({"transmission": QLayerTransmission.spec(compressibility_weight=-1.0)}, "compressibility_weight"),
+        ({"transmission": "NoSuchTransmission"}, "expected one of QLayerTransmission"),
+        ({"transmission": {"class_path": "QLayerTransmission", "init_args": {"bitz": 8}}}, "unexpected keyword"),
         ({"num_classes": 1}, "num_classes"),
     ],
 )
@@ -98,15 +100,15 @@ def test_layouts_are_ordered_shallow_to_deep():
 
 
 def test_benchmark_mode_has_no_compressibility_term():
-    model = MultiTaskCI(num_classes=4, compressibility_weight=0.0, decoder_width=16)
-    assert RATE_TERM not in model.loss_weighting.names and model.rate_term is None
+    model = MultiTaskCI(num_classes=4, transmission=QLayerTransmission.spec(compressibility_weight=0.0), decoder_width=16)
+    assert RATE_TERM not in model.loss_weighting.names and model.transmissions[0].rate_term is None
     batch = {
         "image": torch.rand(2, 3, H, W),
         "segmentation": torch.randint(0, 4, (2, H, W)),
         "disparity": torch.rand(2, H, W),
         "disparity_mask": torch.ones(2, H, W, dtype=torch.bool),
     }
-    losses, _ = model.losses(batch)
+    losses, _, _ = model.losses(batch)
     assert set(losses) == {"segmentation", "disparity", "reconstruction"}
     with_lr = MultiTaskCI(num_classes=4, decoder_width=16)
     assert RATE_TERM in with_lr.losses(batch)[0]
@@ -137,17 +139,18 @@ def test_rate_weighting_and_features_options():
         "disparity_mask": torch.ones(2, H, W, dtype=torch.bool),
     }
     torch.manual_seed(0)
-    fixed = MultiTaskCI(num_classes=4, decoder_width=16, rate_weighting="fixed", compressibility_weight=3.0).eval()
+    fixed = MultiTaskCI(num_classes=4, decoder_width=16,
+                        transmission=QLayerTransmission.spec(rate_weighting="fixed", compressibility_weight=3.0)).eval()
     assert RATE_TERM not in fixed.loss_weighting.names
-    losses, _ = fixed.losses(batch)
+    losses, _, _ = fixed.losses(batch)
     tasks_only = fixed.loss_weighting({k: v for k, v in losses.items() if k != RATE_TERM})
     torch.testing.assert_close(fixed.total_loss(losses), tasks_only + losses[RATE_TERM])
     torch.manual_seed(0)
-    raw = MultiTaskCI(num_classes=4, decoder_width=16, rate_features="raw").eval()
+    raw = MultiTaskCI(num_classes=4, decoder_width=16, transmission=QLayerTransmission.spec(rate_features="raw")).eval()
     with torch.no_grad():
-        losses, _ = raw.losses(batch)
+        losses, _, _ = raw.losses(batch)
         expected = compressibility_loss(raw.features(batch["image"])[0])
     torch.testing.assert_close(losses[RATE_TERM], expected)
     for bad, name in (({"rate_weighting": "fix"}, "rate_weighting='fix'"), ({"rate_features": "rw"}, "rate_features")):
         with pytest.raises(ConfigError, match=name):
-            MultiTaskCI(num_classes=4, decoder_width=16, **bad)
+            MultiTaskCI(num_classes=4, decoder_width=16, transmission=QLayerTransmission.spec(**bad))

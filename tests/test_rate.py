@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, smooth_images, train
+from helpers import smooth_images, train_checkpoint
 
-from cilight.ci_models import MultiTaskCI
+from cilight.ci_models import MultiTaskCI, QLayerTransmission
 from cilight.ci_models.multitask import RATE_TERM
 from cilight.ci_models.rate import ProxyOperatingRange, StreamProxy
 from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCoder
@@ -98,7 +98,7 @@ OPTIONS = {
 
 def model_with(**kwargs) -> MultiTaskCI:
     torch.manual_seed(0)
-    return MultiTaskCI(num_classes=4, decoder_width=8, **kwargs)
+    return MultiTaskCI(num_classes=4, decoder_width=8, transmission=QLayerTransmission.spec(**kwargs))
 
 
 def proxy_bits_of(model: MultiTaskCI, images: torch.Tensor, step: float) -> float:
@@ -117,7 +117,7 @@ def test_rate_options_lower_the_proxy_bits_against_none():
         model = model_with(rate_weighting="fixed", compressibility_weight=30.0, **kwargs).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(5):
-            losses, _ = model.losses(batch)
+            losses, _, _ = model.losses(batch)
             optimizer.zero_grad()
             model.total_loss(losses).backward()
             optimizer.step()
@@ -134,16 +134,16 @@ def test_rate_loss_names_the_term_and_none_is_the_benchmark():
     for kwargs, term in (({}, True), ({"rate_loss": "proxy_bits"}, True), ({"rate_loss": "none"}, False),
                          ({"rate_loss": "proxy_bits", "compressibility_weight": 0.0}, False)):
         model = model_with(**kwargs)
-        losses, _ = model.losses(batch)
+        losses, _, _ = model.losses(batch)
         assert (RATE_TERM in losses) == term and (RATE_TERM in model.loss_weighting.names) == term
     model = model_with(rate_loss="proxy_bits").eval()
-    losses, _ = model.losses(batch)
+    losses, _, _ = model.losses(batch)
     with torch.no_grad():
         middle = StreamProxy(ProxyOperatingRange()).eval()
         coding = middle(model.features(batch["image"])[0])
         expected = coding.bits().mean() / coding.elements
     torch.testing.assert_close(losses[RATE_TERM].detach(), expected)  # evaluation: the range's middle
-    assert model_with().stream_proxy is None and model_with(rate_loss="none").stream_proxy is None
+    assert model_with().transmissions[0].proxy is None and model_with(rate_loss="none").transmissions[0].proxy is None
 
 
 def test_codec_noise_replaces_the_stream_and_reaches_the_edge():
@@ -151,7 +151,7 @@ def test_codec_noise_replaces_the_stream_and_reaches_the_edge():
     model = model_with(codec_noise="proxy", codec_noise_probability=1.0, rate_step=4.0).train()
     seen = []
     model.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0][0].detach()))
-    losses, _ = model.losses(batch)
+    losses, _, _ = model.losses(batch)
     feats = model.features(batch["image"])[0].detach()
     reconstruction, _ = Jpeg2000Proxy().eval()(feats, 4.0)
     torch.testing.assert_close(seen[0], reconstruction, rtol=0, atol=1e-4)
@@ -178,7 +178,7 @@ def test_codec_noise_replaces_the_stream_and_reaches_the_edge():
 )
 def test_rate_option_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        MultiTaskCI(num_classes=4, **kwargs)
+        MultiTaskCI(num_classes=4, transmission=QLayerTransmission.spec(**kwargs))
 
 
 def test_rate_options_are_saved_and_restored(tmp_path):
@@ -187,9 +187,11 @@ def test_rate_options_are_saved_and_restored(tmp_path):
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
                 "pytorch-lightning_version": "2.0.0"}, path)
     restored = MultiTaskCI.load_from_checkpoint(path)
-    assert restored.hparams.rate_loss == "proxy_bits" and restored.hparams.codec_noise == "proxy"
-    assert restored.stream_proxy is not None and restored.stream_proxy.operating.bpe == (0.2, 1.0)
-    assert copy.deepcopy(restored).stream_proxy.operating == restored.stream_proxy.operating
+    options = restored.hparams.transmission["init_args"]
+    assert options["rate_loss"] == "proxy_bits" and options["codec_noise"] == "proxy"
+    proxy = restored.transmissions[0].proxy
+    assert proxy is not None and proxy.operating.bpe == (0.2, 1.0)
+    assert copy.deepcopy(restored).transmissions[0].proxy.operating == proxy.operating
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
@@ -201,7 +203,7 @@ def test_every_option_exports_with_parity(name, tmp_path):
     model = model_with(**OPTIONS[name]).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(2):
-        losses, _ = model.losses(batch_of(2))
+        losses, _, _ = model.losses(batch_of(2))
         optimizer.zero_grad()
         model.total_loss(losses).backward()
         optimizer.step()
@@ -214,14 +216,11 @@ def test_every_option_exports_with_parity(name, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def rate_aware_checkpoint(tmp_path_factory):
-    """``python train.py`` with the proxy's bits as the rate term and the codec in the loop."""
-    root = tmp_path_factory.mktemp("rate_aware")
-    proc = train([*TINY, "--model.rate_loss", "proxy_bits", "--model.codec_noise", "proxy",
-                  "--model.rate_bpe_range", "[0.2, 1.5]", "--trainer.default_root_dir", root / "runs",
-                  "--run_name", "r"], root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root / "runs" / "r" / "checkpoints" / "last.ckpt"
+def rate_aware_checkpoint(tmp_path_factory, quick_callbacks):
+    """``train.py`` with the proxy's bits as the rate term and the codec in the loop."""
+    return train_checkpoint(tmp_path_factory.mktemp("rate_aware"), "--config", quick_callbacks,
+                            "--model.transmission.rate_loss", "proxy_bits", "--model.transmission.codec_noise", "proxy",
+                            "--model.transmission.rate_bpe_range", "[0.2, 1.5]")
 
 
 @pytest.mark.slow
@@ -230,7 +229,8 @@ def test_rate_aware_training_exports_and_is_evaluated(rate_aware_checkpoint, tin
     from cilight.export_cli import main as export
 
     model = MultiTaskCI.load_from_checkpoint(rate_aware_checkpoint)
-    assert model.hparams.rate_loss == "proxy_bits" and model.hparams.rate_bpe_range == [0.2, 1.5]
+    options = model.hparams.transmission["init_args"]
+    assert options["rate_loss"] == "proxy_bits" and options["rate_bpe_range"] == [0.2, 1.5]
     assert export(["--ckpt", str(rate_aware_checkpoint), "--out", str(tmp_path / "onnx"), "--samples", "2"]) == 0
     assert "PASSED" in capsys.readouterr().out
     assert evaluate(["bdrate", "--anchor", str(tiny_checkpoint), "--test", str(rate_aware_checkpoint),
