@@ -433,8 +433,8 @@ class BaFTransmission(Transmission):
         self._require_calibration()
         return z.index_select(1, self.channels)
 
-    def edge(self, z: Tensor) -> tuple[Tensor, ...]:
-        return tuple(quantize_channels(self.transmitted(z), self.bits))
+    def edge(self, z: Tensor) -> QuantizedStream:
+        return quantize_channels(self.transmitted(z), self.bits)
 
     def cloud(self, codes: Tensor, minimum: Tensor, maximum: Tensor) -> Tensor:
         self._require_calibration()

@@ -302,8 +302,8 @@ class QuantizedTransmission(Transmission):
         """Channels of :meth:`transmitted` (default: all of the split's)."""
         return self.layout.channels
 
-    def edge(self, features: Tensor) -> tuple[Tensor, ...]:
-        return tuple(self.quantizer.encode(self.transmitted(features)))
+    def edge(self, features: Tensor) -> QuantizedStream:
+        return self.quantizer.encode(self.transmitted(features))  # a named tuple: codes, minimum, maximum
 
     def cloud(self, codes: Tensor, minimum: Tensor, maximum: Tensor) -> Tensor:
         return self.received(self.quantizer.decode(QuantizedStream(codes, minimum, maximum)))

@@ -6,24 +6,20 @@ a server (or a phone app's Python prototype) ships.
 
 ::
 
-    edge:   image ─► edge.onnx ─► codes_s, minimum_s, maximum_s ─► codec.encode_quantized ─► container_s
+    edge:   image ─► edge.onnx ─► the wire tensors of every stream s ─► its stream coder ─► container_s
             bytes = container_1 ‖ container_2 ‖ …   (one cilight.codecs container per stream, split-point order)
-    cloud:  bytes ─► split_streams ─► codec.decode_quantized ─► codes_s, [min, max]_s ─► cloud.onnx ─► outputs
+    cloud:  bytes ─► split_streams ─► each stream's coder ─► the cloud half's inputs ─► cloud.onnx ─► outputs
 
-    over a lossy link (thesis §3.2, §4.3; :mod:`cilight.deploy.packets`):
+    over a lossy link (thesis §3.2, §4.3; :mod:`cilight.deploy.packets`), streams of quantized codes:
     edge:   codes_s ─► channel groups, each its own container ─► packets of ≤ mss bytes
     cloud:  packets that arrived ─► reassemble ─► conceal what is missing (zero, channel_mean,
             dataset_mean, hybrid) in the feature domain ─► re-quantize on the received range ─► cloud.onnx
 
-    with a learned bottleneck (codec ``learned``; Ballé et al., ICLR 2018):
-    edge:   image ─► edge.onnx ─► symbols of every latent ─► range coder (rows: channel, or hyper.onnx
-            on the z symbols) with entropy_tables.npz ─► one learned container per stream
-    cloud:  bytes ─► split_streams ─► range decoder, z first, then hyper.onnx for the y rows, then y
-            ─► symbols_y_s ─► cloud.onnx ─► outputs
-
-The edge and cloud share nothing but the bytes and the metadata of the files (and, for
-concealment, ``dataset_mean.npz`` beside them, or a learned bottleneck's ``entropy_tables.npz``
-and ``hyper.onnx``); tensor names, side-information layout and metadata come from
+What each stream's coder is — quantized codes coded by any registered codec at an operating point,
+or range-coded symbols with the tables (and a hyperprior's ``hyper.onnx``) shipped beside the
+halves — is read once from the metadata (:func:`cilight.deploy.streams.stream_coders`); the
+runtimes loop over the coders. The edge and cloud share nothing but the bytes and the files
+beside the halves; tensor names, side-information layout and metadata come from
 :mod:`cilight.codecs.wire`.
 """
 

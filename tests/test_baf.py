@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import ROOT, TINY, smooth_images, tiny_model, train
+from helpers import ROOT, TINY, smooth_images, tiny_model, train
 
 from cilight.ci_models import BaFPredictor, consolidate, resnet_split, select_channels
 from cilight.ci_models.baf import charbonnier, dequantize_channels, find_layer, quantize_channels
@@ -164,10 +164,10 @@ def test_eq6_keeps_the_transmitted_channels_in_their_bins():
     (stream,) = baf.edge(images)
     decoded, low, step = dequantize_channels(stream, 3)
     _, z_tilde = baf.predict(decoded)
-    merged = baf._with_channels(z_tilde, consolidate(z_tilde.index_select(1, baf.channels), decoded, low, step, 7))
+    merged = baf.transmission._with_channels(z_tilde, consolidate(z_tilde.index_select(1, baf.channels), decoded, low, step, 7))
     sent = merged.index_select(1, baf.channels)
     assert ((sent - decoded).abs() <= step / 2 + 1e-5).all()
-    others = baf.other_channels
+    others = baf.transmission.other_channels
     torch.testing.assert_close(merged.index_select(1, others), z_tilde.index_select(1, others))
 
 
