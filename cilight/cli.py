@@ -36,6 +36,7 @@ import time
 import warnings
 from argparse import ArgumentError
 from collections.abc import Iterable
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ from cilight.errors import CilightError, ConfigError
 
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
 DEFAULT_ROOT = "runs"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+# configs/ is the package data cilight.configs: the checkout's folder under an editable install, the
+# installed copy otherwise (a path relative to this file would point into site-packages, beside no configs/)
+DEFAULT_CONFIG = Path(files("cilight.configs").joinpath("default.yaml"))
 HELP = """\
 Train a split multi-task CI model on the embedded SyntheticStreets data (or any datamodule), then
 test the best checkpoint. Defaults come from configs/default.yaml; every --config file, in the
