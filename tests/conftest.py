@@ -27,6 +27,16 @@ from helpers import (
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.onnx_export import ParityReport, export_halves
 
+# fixtures that run train.py: every test that uses one, directly or through another fixture, is slow
+TRAINING_FIXTURES = {"tiny_run", "tiny_checkpoint", "two_task_checkpoint", "learned_checkpoint", "baf_checkpoint",
+                     "rate_aware_checkpoint"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(UPDATE_GOLDEN, action="store_true", default=False,

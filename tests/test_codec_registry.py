@@ -9,13 +9,12 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
-from conftest import smooth_images, tiny_model
+from helpers import smooth_images, tiny_model
 
 from cilight.ci_models.onnx_export import export_halves
 from cilight.codecs import (
@@ -34,8 +33,6 @@ from cilight.codecs import (
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
 from cilight.evaluation import rate_sweep
-
-DATA = Path(__file__).parent / "data"
 
 
 @register_codec
@@ -209,9 +206,13 @@ def test_neuron_statistics_round_trip_and_errors(tmp_path):
         NeuronQuantizer(statistics=stats).quantize(torch.zeros(2, 3, 5))
 
 
-def test_synthetic_rendering_is_bit_identical_to_the_golden_samples():
+def test_synthetic_rendering_is_bit_identical_to_the_golden_samples(golden):
     from cilight.datamodules import generate_sample
 
-    for case in json.loads((DATA / "synthetic_golden.json").read_text()):
+    def digests(case: dict) -> dict:
         sample = generate_sample(case["seed"], case["split"], case["index"], case["height"], case["width"])
-        assert {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sample.items()} == case["sha256"], case
+        return {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sample.items()}
+
+    name = "synthetic_golden.json"  # --update-golden rehashes the same cases
+    for case in golden.json(name, lambda: [{**c, "sha256": digests(c)} for c in golden.json(name)]):
+        assert digests(case) == case["sha256"], case

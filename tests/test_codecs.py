@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +24,6 @@ from cilight.codecs import (
     untile,
 )
 from cilight.errors import ConfigError
-
-GOLDEN = Path(__file__).parent / "data"
 
 
 def smooth_features(channels=24, height=12, width=20, seed=0, dtype=torch.float32) -> torch.Tensor:
@@ -250,12 +247,14 @@ def golden_features() -> torch.Tensor:
 
 
 # golden_png.cift was written before the channel quantizer's float16 bounds moved into torch (to run
-# in the exported BaF edge half); it must still decode. golden_png_encoder.cift is what the encoder writes now.
-@pytest.mark.parametrize("name,options", [("png", {"quantizer": "channel"}), ("png_encoder", {"quantizer": "channel"}),
-                                          ("jpeg2000", {"target_bits": 3000})])
-def test_golden_streams_decode_to_stored_tensors(name, options):
-    data = (GOLDEN / f"golden_{name}.cift").read_bytes()
-    expected = torch.from_numpy(np.load(GOLDEN / f"golden_{name}.npy"))
+# in the exported BaF edge half); it must still decode, so it is frozen (codec None: never rewritten).
+# golden_png_encoder.cift is what the encoder writes now; pytest --update-golden rewrites it and the JPEG2000 one.
+@pytest.mark.parametrize("name,codec,options", [("png", None, {"quantizer": "channel"}),
+                                                ("png_encoder", "png", {"quantizer": "channel"}),
+                                                ("jpeg2000", "jpeg2000", {"target_bits": 3000})])
+def test_golden_streams_decode_to_stored_tensors(name, codec, options, golden):
+    data = golden.bytes(f"golden_{name}.cift", codec and (lambda: get_codec(codec, **options).encode(golden_features())))
+    expected = torch.from_numpy(golden.array(f"golden_{name}.npy", codec and (lambda: decode(data).numpy())))
     assert torch.equal(decode(data), expected)
     if name == "png_encoder":  # lossless: the bytes themselves are reproducible
         assert get_codec("png", **options).encode(golden_features()) == data

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 
 from cilight.codecs import ProxyCoder, get_codec
 from cilight.datamodules import SyntheticStreets

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import smooth_images, tiny_model
+from helpers import smooth_images, tiny_model
 
 from cilight.ci_models.halves import CloudHalf, EdgeHalf
 from cilight.ci_models.onnx_export import export_halves, model_version
@@ -24,12 +24,10 @@ def scenes(n: int, seed: int = 0) -> torch.Tensor:
     return smooth_images(n, HEIGHT, WIDTH, seed)
 
 
-@pytest.fixture(scope="module", params=[["layer3"], ["layer2", "layer3"]], ids=["single", "multi"])
-def exported(request, tmp_path_factory):
-    model = tiny_model(request.param)
-    out = tmp_path_factory.mktemp("onnx")
-    report = export_halves(model, out, HEIGHT, WIDTH, scenes(3), codec="png")
-    return model, out, report
+@pytest.fixture
+def exported(tiny_halves):
+    """(model, folder, parity report) of the tiny model's halves at HEIGHT×WIDTH, exported once per session."""
+    return tiny_halves
 
 
 def test_files_are_single_checked_and_carry_metadata(exported):

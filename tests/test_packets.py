@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from conftest import smooth_images, tiny_model
+from helpers import smooth_images
 
 from cilight.ci_models.halves import EdgeHalf
-from cilight.ci_models.onnx_export import export_halves, stream_means
+from cilight.ci_models.onnx_export import stream_means
 from cilight.codecs import CodecError, MinMaxQuantizer, get_quantizer
 from cilight.codecs.wire import DATASET_MEAN, read_dataset_mean, stream_side, write_dataset_mean
 from cilight.deploy import CloudRuntime, EdgeRuntime, GilbertElliottLoss, IidLoss, Packet, reassemble
@@ -19,11 +21,13 @@ HEIGHT, WIDTH = 64, 96
 STRATEGIES = ("zero", "channel_mean", "dataset_mean", "hybrid")
 
 
-@pytest.fixture(scope="module", params=[["layer3"], ["layer2", "layer3"]], ids=["single", "multi"])
-def exported(request, tmp_path_factory):
-    model = tiny_model(request.param)
+@pytest.fixture(scope="module")
+def exported(tiny_halves, tmp_path_factory):
+    """The session's tiny halves (64×96, one stream or two), copied beside their dataset mean."""
+    model, halves, _ = tiny_halves
     out = tmp_path_factory.mktemp("onnx")
-    export_halves(model, out, HEIGHT, WIDTH, smooth_images(3), codec="png")
+    for name in ("edge.onnx", "cloud.onnx"):
+        shutil.copy(halves / name, out)
     means, count = stream_means(model, [smooth_images(6, HEIGHT, WIDTH, seed=s) for s in (10, 11)])
     write_dataset_mean(out, means, count)
     return model, out

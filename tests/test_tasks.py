@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from conftest import smooth_images
+from helpers import smooth_images
 from torchmetrics import MeanAbsoluteError
 
 from cilight.ci_models import Baseline, MultiTaskCI, Task, TaskContext, TaskMetric, register_task, trivial_baselines
