@@ -262,6 +262,9 @@ def build_transmission(spec: TransmissionSpec, layout: StreamLayout) -> Transmis
         return QLayerTransmission(layout)
     if isinstance(spec, str):
         return transmission_class(spec)(layout)
+    if callable(getattr(spec, "as_dict", None)):  # a jsonargparse Namespace (Lightning re-instantiating a config)
+        spec = spec.as_dict()
+        spec["init_args"] = {k: v for k, v in (spec.get("init_args") or {}).items() if k != "layout"}
     if isinstance(spec, dict):
         unknown = set(spec) - {"class_path", "init_args"}
         if "class_path" not in spec or unknown:

@@ -51,7 +51,7 @@ def test_resume_continues_in_its_own_folder(tmp_path, quick_callbacks):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--model.transmission.compresibility_weight", "0"], "did you mean --model.transmission.compressibility_weight?"),
+        (["--model.transmission.compresibility_weight", "0"], "did you mean --model.transmission.compressibility_weight"),
         (["--model.decoder_widht", "8"], "did you mean --model.decoder_width?"),
         (["--data.heigth", "96"], "did you mean --data.height"),
         (["--trainer.max_epochs", "three"], "trainer.max_epochs='three': expected int"),
