@@ -50,7 +50,7 @@ import numpy as np
 from cilight.codecs.entropy import EntropyTables
 from cilight.codecs.learned import tables_digest
 from cilight.codecs.operating_point import OperatingPoint, parse_operating_point
-from cilight.codecs.quantizers import ChannelQuantizer, MinMaxQuantizer
+from cilight.codecs.quantizers import WIRE_QUANTIZERS, wire_quantizer
 from cilight.errors import ConfigError
 
 IMAGE = "image"
@@ -102,7 +102,6 @@ def read_entropy_tables(path: str | Path, meta: HalfMetadata) -> dict[str, dict[
     return tables
 
 
-WIRE_QUANTIZERS = ("minmax", "channel")  # what an exported edge half computes on the device
 
 
 @dataclass(frozen=True)
@@ -142,39 +141,26 @@ class StreamWire:
 
 
 def _check_quantizer(quantizer: str) -> str:
-    if quantizer not in WIRE_QUANTIZERS:
-        raise ConfigError(f"quantizer {quantizer!r} has no wire layout; expected one of {', '.join(WIRE_QUANTIZERS)}")
+    wire_quantizer(quantizer)
     return quantizer
 
 
 def stream_side(minimum, maximum, quantizer: str = "minmax") -> np.ndarray:
     """The container's side information of one stream of one image, from the edge half's
-    ``minimum_s``/``maximum_s`` (scalars for ``minmax``, ``[C]`` for ``channel``)."""
-    if _check_quantizer(quantizer) == "minmax":
-        return MinMaxQuantizer.side_of(minimum, maximum)
-    return np.concatenate([np.ravel(minimum), np.ravel(maximum)]).astype(ChannelQuantizer.side_dtype)
+    ``minimum_s``/``maximum_s`` (scalars for ``minmax``, ``[C]`` for ``channel``): the quantizer's layout."""
+    return wire_quantizer(quantizer).side_of(minimum, maximum)
 
 
 def stream_range(side: np.ndarray, quantizer: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
     """``(minimum_s, maximum_s)`` as the cloud half's float32 inputs for a batch of one (``[1]`` for
     ``minmax``, ``[1, C]`` for ``channel``), from the side information."""
-    if _check_quantizer(quantizer) == "minmax":
-        return MinMaxQuantizer.range_of(side)
-    side = np.asarray(side, dtype=np.float32)
-    half = len(side) // 2
-    return side[None, :half], side[None, half:]
+    return wire_quantizer(quantizer).range_of(side)
 
 
 def group_side(side: np.ndarray, quantizer: str, first: int, count: int) -> np.ndarray:
     """The side information of channels ``first … first + count − 1`` of a stream whose side
     information is ``side``: the same range for ``minmax``, those channels' bounds for ``channel``."""
-    side = np.asarray(side)
-    if _check_quantizer(quantizer) == "minmax":
-        return side
-    channels = len(side) // 2
-    if first < 0 or count < 1 or first + count > channels:
-        raise ConfigError(f"channel group {first}+{count} lies outside a stream of {channels} channels")
-    return np.concatenate([side[first : first + count], side[channels + first : channels + first + count]])
+    return wire_quantizer(quantizer).group_side(side, first, count)
 
 
 DATASET_MEAN = "dataset_mean.npz"  # beside edge.onnx and cloud.onnx, written by export.py
@@ -298,8 +284,8 @@ class HalfMetadata:
             "outputs": json.dumps(list(self.outputs)),
             "num_classes": str(self.num_classes),
             "quantizer": json.dumps({"kind": self.quantizer, "bits": self.bits,
-                                     "range": {"minmax": "per sample", "channel": "per channel, float16"}.get(
-                                         self.quantizer, "none: a learned bottleneck's symbols")}),
+                                     "range": wire_quantizer(self.quantizer).range_layout
+                                     if self.quantizer != NO_QUANTIZER else "none: a learned bottleneck's symbols"}),
             "codec": self.codec,
             "extra": json.dumps(self.extra),
             "latents": json.dumps({s: {k: list(v) for k, v in shapes.items()} for s, shapes in self.latents.items()}),

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from cilight.codecs import CodecError, Quantized, codec_of, get_quantizer
+from cilight.codecs.quantizers import wire_quantizer
 from cilight.codecs.wire import HalfMetadata, group_side
 from cilight.errors import ConfigError
 
@@ -319,7 +320,7 @@ def stream_side_of(received: ReceivedStream, quantizer: str, filled: torch.Tenso
     the rest the range of the filled-in values (``minmax`` with nothing received, or the lost
     channels' bounds for ``channel``)."""
     fill_side = np.asarray(get_quantizer(quantizer, bits=bits).quantize(filled).side, dtype=np.float64)
-    if quantizer == "minmax":
+    if not wire_quantizer(quantizer).per_channel:  # one range per tensor: any group that arrived carries it
         return np.asarray(next(iter(received.sides.values()))[1], np.float64) if received.sides else fill_side
     channels = len(received.channels)
     side = fill_side.copy()
