@@ -275,7 +275,7 @@ def stream_means(model, batches) -> tuple[dict[str, np.ndarray], int]:
         for split, (codes, low, high) in zip(model.split_points, model.edge(batch)):
             wire = wires[split]
             if wire.quantizer == NO_QUANTIZER:
-                raise ConfigError(f"stream {split} sends a learned bottleneck's symbols: it has no dataset mean")
+                raise ConfigError(f"stream {split} sends range-coded symbols, not quantized codes: it has no dataset mean")
             quantizer = get_quantizer(wire.quantizer, bits=wire.bits)
             values = [quantizer.dequantize(codes[b], stream_side(low[b].numpy(), high[b].numpy(), wire.quantizer))
                       for b in range(len(codes))]

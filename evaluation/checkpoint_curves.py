@@ -24,7 +24,7 @@ import cilight
 from cilight.ci_models.checkpoints import load_model
 from cilight.datamodules.from_checkpoint import test_batches
 from cilight.errors import ConfigError
-from cilight.evaluation.curves import LEARNED, RateAccuracyCurves, measure_curves, parse_families
+from cilight.evaluation.curves import RateAccuracyCurves, measure_curves, parse_families
 
 
 def file_sha256(path: Path) -> str:
@@ -54,16 +54,18 @@ def checkpoint_curves(ckpt: Path, families, images: int | None = None, num_test:
                       progress: bool = True) -> tuple[RateAccuracyCurves, list[Path], bool]:
     """``(curves, files written, reused)``: the rate–accuracy curves of a checkpoint on its test split.
 
-    A learned bottleneck's checkpoint is measured at its one operating point, ``learned``, whatever
-    ``families`` say (a curve over λ is :meth:`RateAccuracyCurves.merge` of several checkpoints).
+    A checkpoint whose transmissions code with their own codec (a learned bottleneck's ``learned``) is
+    measured at that one operating point, whatever ``families`` say (a curve over λ is
+    :meth:`RateAccuracyCurves.merge` of several checkpoints).
     Written to ``out`` (default ``<run>/curves/``) as ``curves.json`` and ``curves.csv`` with what
     is needed to redo them. With ``reuse``, a saved ``curves.json`` of the same checkpoint (by
     hash), families, images and data is read instead of measured again.
     """
     ckpt = Path(ckpt)
     model, data = load_model(ckpt)
-    if any(t.own_codec_name() for t in model.transmissions):  # its rate is set by training: one point per checkpoint
-        families = parse_families(LEARNED)
+    own = sorted({name for t in model.transmissions if (name := t.own_codec_name())})
+    if own:  # its rate is set by training: one point per checkpoint, its transmission's own codec
+        families = parse_families(own)
     out = Path(out) if out else ckpt.resolve().parent.parent / "curves"
     request = {"checkpoint_sha256": file_sha256(ckpt), "families": [str(f) for f in families],
                "images": images, "num_test": num_test, "data": json.loads(json.dumps(data, default=str))}

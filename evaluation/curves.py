@@ -35,13 +35,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
-from cilight.codecs.registry import codec_class
+from cilight.codecs import CodecError, OperatingPoint, parse_operating_point, parse_operating_points, point_coder
+from cilight.codecs.learned import LearnedCodec
+from cilight.codecs.registry import CODECS, codec_class
 from cilight.errors import ConfigError
 from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
 from cilight.evaluation.sweep import cloud_outputs
 
-LEARNED = "learned"  # a learned bottleneck's codec (cilight.codecs.LearnedCodec)
+LEARNED = LearnedCodec.name  # the learned bottleneck's own codec (its one operating point)
 PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"  # ICIP 2019 §3, Table 1
 DEFAULT_FAMILIES = (PAPER_FAMILY,)
 
@@ -198,6 +199,16 @@ class RateAccuracyCurves:
             return cls.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"{path}: cannot read curves ({type(err).__name__}: {err})") from None
+
+
+def own_codec_family(curves: RateAccuracyCurves) -> str | None:
+    """The one family of curves measured with a transmission's own codec (a codec bound to its model,
+    such as ``learned``), or ``None`` for curves measured with codecs that code any tensor."""
+    if len(curves.families) != 1:
+        return None
+    codecs = {parse_operating_point(p.point).codec for p in curves.points}
+    bound = all(getattr(codec_class(c), "model_bound", False) for c in codecs if c in CODECS)
+    return curves.families[0] if codecs <= set(CODECS) and bound else None
 
 
 def curve_tasks(tasks) -> dict[str, str]:
@@ -358,8 +369,9 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
     rows = []
     for name, test in tests.items():
         for family in anchor.families:
-            # a learned codec has one family, its own, and is compared with every family of the anchor
-            test_family = LEARNED if test.families == (LEARNED,) else family
+            # a model measured with its transmission's own codec has one family, that codec's, and is
+            # compared with every family of the anchor
+            test_family = own_codec_family(test) or family
             if test_family not in test.families:
                 raise ConfigError(f"test model {name!r} was not measured on curve family {family!r} "
                                   f"(has {', '.join(test.families)})")
