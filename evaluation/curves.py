@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cilight.codecs import CodecError, OperatingPoint, parse_operating_point, parse_operating_points, point_coder
+from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
 from cilight.codecs.learned import LearnedCodec
 from cilight.codecs.registry import CODECS, codec_class
 from cilight.errors import ConfigError
@@ -206,9 +206,9 @@ def own_codec_family(curves: RateAccuracyCurves) -> str | None:
     such as ``learned``), or ``None`` for curves measured with codecs that code any tensor."""
     if len(curves.families) != 1:
         return None
-    codecs = {parse_operating_point(p.point).codec for p in curves.points}
-    bound = all(getattr(codec_class(c), "model_bound", False) for c in codecs if c in CODECS)
-    return curves.families[0] if codecs <= set(CODECS) and bound else None
+    codecs = {p.point.split(":", 1)[0] for p in curves.points}  # each point names its codec first
+    bound = codecs <= set(CODECS) and all(getattr(codec_class(c), "model_bound", False) for c in codecs)
+    return curves.families[0] if bound else None
 
 
 def curve_tasks(tasks) -> dict[str, str]:
