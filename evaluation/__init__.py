@@ -13,7 +13,8 @@
 * tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.evaluation.report`; the
   markdown table renderer of the README tables — :mod:`~cilight.evaluation.tables`;
 * the training callbacks (the per-epoch rate–distortion experiment, the sample grid) —
-  :mod:`~cilight.evaluation.callbacks`.
+  :mod:`~cilight.evaluation.callbacks`;
+* a checkpoint's curves, measured once and cached beside it — :mod:`~cilight.evaluation.checkpoint_curves`.
 """
 
 from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
