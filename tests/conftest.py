@@ -8,9 +8,11 @@ as a user runs it, and the DDP tests.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import (
     DATA,
     TINY,
@@ -26,6 +28,12 @@ from helpers import (
 
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.onnx_export import ParityReport, export_halves
+
+# One intra-op thread per process (a developer's OMP_NUM_THREADS wins): with two, torch's threads wait on
+# each other whenever another process holds one of a 2-core machine's cores (a TINY train.py run took
+# 12–23 s instead of 1.3–2.6 s), and the tests' tiny tensors gain nothing from a second thread. The
+# processes the tests start (train.py, python -c) inherit the variable.
+torch.set_num_threads(int(os.environ.setdefault("OMP_NUM_THREADS", "1")))
 
 # fixtures that run train.py: every test that uses one, directly or through another fixture, is slow
 TRAINING_FIXTURES = {"tiny_run", "tiny_checkpoint", "two_task_checkpoint", "learned_checkpoint", "baf_checkpoint",
