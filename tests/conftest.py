@@ -19,7 +19,6 @@ from helpers import (
     UPDATE_GOLDEN,
     EndToEndRun,
     Golden,
-    callbacks_config,
     smooth_images,
     tiny_model,
     train_checkpoint,
@@ -28,6 +27,7 @@ from helpers import (
 
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.onnx_export import ParityReport, export_halves
+from cilight.cli import DEFAULT_CONFIG
 
 # One intra-op thread per process (a developer's OMP_NUM_THREADS wins): with two, torch's threads wait on
 # each other whenever another process holds one of a 2-core machine's cores (a TINY train.py run took
@@ -37,7 +37,7 @@ torch.set_num_threads(int(os.environ.setdefault("OMP_NUM_THREADS", "1")))
 
 # fixtures that run train.py: every test that uses one, directly or through another fixture, is slow
 TRAINING_FIXTURES = {"tiny_run", "tiny_checkpoint", "two_task_checkpoint", "learned_checkpoint", "baf_checkpoint",
-                     "rate_aware_checkpoint"}
+                     "rate_aware_checkpoint", "custom_run"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,10 +83,10 @@ def tiny_checkpoint(tiny_run) -> Path:
 
 
 @pytest.fixture(scope="session")
-def quick_callbacks(tmp_path_factory) -> Path:
-    """A ``--config`` file with the default callbacks but no per-epoch rate–distortion experiment,
-    for the runs whose tests read only the checkpoint."""
-    return callbacks_config(tmp_path_factory.mktemp("config") / "callbacks.yaml", every_n_epochs=0)
+def quick_callbacks() -> Path:
+    """``configs/callbacks/none.yaml``: checkpoints only, no sample grids and no per-epoch rate–distortion
+    experiment (which costs more than a TINY fit), for the runs whose tests read only the checkpoint."""
+    return DEFAULT_CONFIG.parent / "callbacks" / "none.yaml"
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,9 @@ def smooth_images(n: int, height: int = 64, width: int = 96, seed: int = 0) -> t
 def callbacks_config(path: Path, **rate_distortion) -> Path:
     """The default callbacks with the rate–distortion callback's arguments changed, as a ``--config`` file
     (``every_n_epochs=0`` switches it off)."""
-    config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    from cilight.cli import DEFAULT_CONFIG
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     callbacks = config["trainer"]["callbacks"]
     for callback in callbacks:
         if callback["class_path"].endswith("RateDistortionCallback"):
