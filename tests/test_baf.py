@@ -194,6 +194,7 @@ def test_training_moves_only_the_predictor_and_lowers_eq7():
     assert all(not p.requires_grad for p in baf.task_model.parameters())
 
 
+@pytest.mark.slow
 def test_all_channels_at_8_bits_reproduce_the_unmodified_model_closely():
     """C = P, n = 8, lossless: eq 6 puts every channel of Z within half a step of its value; what is
     left is the shortcut's X̃, which a short training brings closer to X."""

@@ -112,6 +112,7 @@ def test_an_outside_codec_in_a_sweep_by_its_knob():
     assert (sweep.rates[1] > sweep.rates[0]).all()  # the knob search spends more bits when asked to
 
 
+@pytest.mark.slow
 def test_an_outside_codec_in_the_runtimes(tmp_path):
     model = tiny_model(["layer3"])
     images = smooth_images(2)

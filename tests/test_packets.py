@@ -146,6 +146,7 @@ def test_strict_mode_and_nothing_usable_are_clear_errors(exported):
         other.infer(packets[1:], conceal="dataset_mean")
 
 
+@pytest.mark.slow
 def test_fuzzed_packets_never_crash_the_runtime(exported):
     """Lost, duplicated, reordered, truncated and corrupted packets: outputs of the right shape or one CodecError."""
     _, out = exported

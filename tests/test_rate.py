@@ -194,6 +194,7 @@ def test_rate_options_are_saved_and_restored(tmp_path):
     assert copy.deepcopy(restored).transmissions[0].proxy.operating == proxy.operating
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_every_option_exports_with_parity(name, tmp_path):
     """The options change training only: a few steps with each, then both halves export and

@@ -85,6 +85,7 @@ def test_a_fourth_task_sweeps(trained):
     assert sweep.distortions.shape == (2, 2) and np.isfinite(sweep.distortions).all()
 
 
+@pytest.mark.slow
 def test_a_fourth_task_exports_and_runs_over_bytes(trained, tmp_path):
     model, _, _ = trained
     images = smooth_images(3, 64, 128)
