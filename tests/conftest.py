@@ -8,11 +8,9 @@ as a user runs it, and the DDP tests.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-import torch
 from helpers import (
     DATA,
     TINY,
@@ -29,11 +27,10 @@ from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.onnx_export import ParityReport, export_halves
 from cilight.cli import DEFAULT_CONFIG
 
-# One intra-op thread per process (a developer's OMP_NUM_THREADS wins): with two, torch's threads wait on
-# each other whenever another process holds one of a 2-core machine's cores (a TINY train.py run took
-# 12–23 s instead of 1.3–2.6 s), and the tests' tiny tensors gain nothing from a second thread. The
-# processes the tests start (train.py, python -c) inherit the variable.
-torch.set_num_threads(int(os.environ.setdefault("OMP_NUM_THREADS", "1")))
+# Intra-op threads: torch's default (one per core). Measured back to back on an idle 2-core machine the
+# whole suite took 219 s with it and 260 s with one thread; on a machine shared with other processes two
+# threads wait on each other (a TINY train.py run took 12–23 s instead of 1.3–2.6 s), so there run
+# OMP_NUM_THREADS=1 pytest — the processes the tests start inherit it.
 
 # fixtures that run train.py: every test that uses one, directly or through another fixture, is slow
 TRAINING_FIXTURES = {"tiny_run", "tiny_checkpoint", "two_task_checkpoint", "learned_checkpoint", "baf_checkpoint",
