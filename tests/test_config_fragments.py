@@ -1,5 +1,5 @@
 """The callback fragments under configs/callbacks/ that ``--config`` composes, and the one-option
-re-budget of the rate–distortion callback (issue 29, defect 3); in-process."""
+re-budget of the rate–distortion callback; in-process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A fourth transmission, defined here and nowhere in the package, goes the whole way (issue 29
-acceptance): it trains through ``train.py`` by class path, exports with the parity check passing,
+"""A fourth transmission, defined here and nowhere in the package, goes the whole way: it
+trains through ``train.py`` by class path, exports with the parity check passing,
 runs EdgeRuntime → bytes → CloudRuntime, and is measured by ``evaluate.py curves``.
 
 ``TopVariance`` keeps the ``kept`` channels of largest variance (running estimates over training

@@ -1,4 +1,4 @@
-"""The segmentation palette travels with the exported halves: metadata round trip, export, demo (issue 29, defect 4)."""
+"""The segmentation palette travels with the exported halves: metadata round trip, export, demo."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Checkpoints written before the transmission interface load into today's classes with identical outputs
-(issue 29 item 6); see tests/data/legacy/README.md for how they were written."""
+— see tests/data/legacy/README.md for how they were written."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Packages by role (issue 29 item 3): the allocation math imports without torch or Lightning, and the
+"""Packages by role: the allocation math imports without torch or Lightning, and the
 packages around it import."""
 
 from __future__ import annotations
