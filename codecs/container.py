@@ -183,6 +183,8 @@ def split_streams(data: bytes) -> list[bytes]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     data, pieces, offset = bytes(data), [], 0
+    if not data:
+        raise CodecError("an empty frame (0 bytes): expected one container per transmitted stream")
     while offset < len(data):
         if len(data) - offset < HEADER_BYTES:
             raise CodecError(f"{len(data) - offset} trailing bytes at offset {offset} are shorter than a header")

@@ -36,7 +36,15 @@ from cilight.codecs import container, jpeg2000
 from cilight.codecs.errors import CodecError
 from cilight.codecs.pillow import pillow_decode
 from cilight.codecs.quantizers import Quantized, Quantizer, get_quantizer
-from cilight.codecs.registry import CODECS, RateKnob, codec_class, register_codec
+from cilight.codecs.registry import (
+    CODECS,
+    RateKnob,
+    check_codec_options,
+    check_options,
+    codec_class,
+    rate_options,
+    register_codec,
+)
 from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
 
@@ -44,7 +52,9 @@ KNOB_SEARCH_STEPS = 16  # encodes a real-valued knob search may spend
 
 
 def construct(cls: type, options: dict):
-    """``cls(**options)``, with a wrong option name turned into one :class:`ConfigError`."""
+    """``cls(**options)``, with a wrong option name turned into one :class:`ConfigError` (the nearest name and
+    every option: :func:`~cilight.codecs.registry.check_codec_options`)."""
+    check_codec_options(cls, options)
     try:
         return cls(**options)
     except TypeError as err:
@@ -74,6 +84,7 @@ class FeatureCodec(ABC):
     name: ClassVar[str]
     container_id: ClassVar[int]
     rate: ClassVar[RateKnob | None] = None
+    rate_aliases: ClassVar[tuple[str, ...]] = ()  # other names encode(**rate) takes for the same knob
     max_bits: ClassVar[int] = 8
     writes_bytes: ClassVar[bool] = True
 
@@ -123,6 +134,9 @@ class FeatureCodec(ABC):
                              f"{tuple(codes.shape)} and side {side.shape}")
         if codes.is_floating_point() or int(codes.min()) < 0 or int(codes.max()) > quantizer.levels:
             raise CodecError(f"codes must be integers from 0 to {quantizer.levels} for {self.bits}-bit quantization")
+        if not np.isfinite(side).all():  # what a decoder refuses is never written
+            raise CodecError(f"{quantizer.kind} side information is not finite: {side.tolist()[:4]}; the features "
+                             "were NaN or infinite")
         header = container.Header(self.name, dtype, quantizer.kind, self.bits, self.tiling, tuple(codes.shape))
         image = tile(codes, header.layout).numpy()
         options = self._rate(codes.numel(), **rate)
@@ -200,10 +214,7 @@ class FeatureCodec(ABC):
     def _rate(self, numel: int, **rate) -> dict:
         """Validated rate options of one ``encode`` call (defaults from the constructor)."""
         knob = self.rate
-        unknown = set(rate) - ({knob.name} if knob else set())
-        if unknown:
-            takes = f"its rate knob {knob.name!r}" if knob else "no rate options"
-            raise ConfigError(f"the {self.name} codec takes {takes}, got {sorted(unknown)}")
+        check_options(self.name, rate, rate_options(type(self)), "rate option")
         if knob is None:
             return {}
         value = rate.get(knob.name, getattr(self, knob.name, None))
@@ -354,6 +365,7 @@ class Jpeg2000Codec(FeatureCodec):
     container_id: ClassVar[int] = 3
     rate: ClassVar[RateKnob] = RateKnob(
         "bpe", False, 1e-6, math.inf, True, "bits per tensor element, container included, > 0")
+    rate_aliases: ClassVar[tuple[str, ...]] = ("target_bits",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -363,8 +375,7 @@ class Jpeg2000Codec(FeatureCodec):
             raise ConfigError(f"jpeg2000 tolerance={self.tolerance!r}: expected a fraction between 0 and 1")
 
     def _rate(self, numel: int, target_bits: float | None = None, bpe: float | None = None, **rest) -> dict:
-        if rest:
-            raise ConfigError(f"the jpeg2000 codec takes bpe or target_bits, got {sorted(rest)}")
+        check_options(self.name, rest, rate_options(type(self)), "rate option")
         if target_bits is not None and bpe is not None:
             raise ConfigError(f"jpeg2000: give bpe={bpe!r} or target_bits={target_bits!r}, not both")
         if target_bits is None and bpe is None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cilight.codecs.registry import RateKnob, codec_class
+from cilight.codecs.registry import CODECS, RateKnob, check_codec_options, codec_class, rate_options
 from cilight.errors import ConfigError
 
 
@@ -59,6 +59,7 @@ class OperatingPoint:
             raise ConfigError(f"{self.codec}: give the rate as the operating point's {knob.name}, not as an option")
         if len(set(names)) != len(names):
             raise ConfigError(f"{self}: an option is given twice")
+        check_codec_options(codec_class(self.codec), names)
 
     @property
     def knob(self) -> RateKnob | None:
@@ -94,14 +95,16 @@ def parse_operating_points(text: str | Iterable[str]) -> tuple[OperatingPoint, .
     if isinstance(text, str):
         texts = [text]
     else:
-        texts = list(text)
+        texts = list(text) if isinstance(text, Iterable) and not isinstance(text, (bytes, bytearray, dict)) else None
         if not texts or not all(isinstance(t, str) for t in texts):
-            raise ConfigError(f"operating points {texts!r}: expected strings such as 'png' or 'jpeg:quality=90'")
+            raise ConfigError(f"operating points {text!r}: expected a string such as 'png' or 'jpeg:quality=90', "
+                              "or a list of them")
     points: list[OperatingPoint] = []
     for item in texts:
         name, *fields = [f.strip() for f in item.strip().split(":")]
         if not name:
-            raise ConfigError(f"operating point {item!r}: expected a codec name first, e.g. 'jpeg:quality=90'")
+            raise ConfigError(f"operating point {item!r}: expected a codec name first, e.g. 'jpeg:quality=90'; "
+                              f"codecs: {', '.join(CODECS)}")
         knob = codec_class(name).rate
         rates: list[Any] = [None]
         options = []
@@ -113,7 +116,7 @@ def parse_operating_points(text: str | Iterable[str]) -> tuple[OperatingPoint, .
             values = [_value(v) for v in value.split(",")]
             if knob is not None and key == knob.name:
                 rates = values
-            elif key in ("target_bits", "quality", "bpe", "step"):
+            elif any(key in rate_options(cls) for cls in CODECS.values()):  # another codec's rate knob
                 expected = f"its rate knob is {knob.name!r}" if knob else "it has a single rate"
                 raise ConfigError(f"operating point {item!r}: codec {name!r} takes no {key!r}; {expected}")
             elif len(values) > 1:

@@ -18,7 +18,9 @@ reads this one table.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cilight.errors import ConfigError
@@ -96,13 +98,74 @@ def register_codec(cls: type) -> type:
     return cls
 
 
+def nearest(name: object, known: Iterable[str]) -> str | None:
+    """The known name closest to ``name`` (the same letters in another case first, then difflib), or ``None``."""
+    known = list(known)
+    text = str(name)
+    for candidate in known:
+        if candidate.lower() == text.lower():
+            return candidate
+    close = difflib.get_close_matches(text.lower(), known, n=1)
+    return close[0] if close else None
+
+
 def codec_class(name: str) -> type:
     """The registered class called ``name``; a typo gets the closest names."""
-    if name not in CODECS:
-        close = difflib.get_close_matches(str(name), CODECS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"codec={name!r}: expected one of {', '.join(CODECS)}{hint}")
+    if not isinstance(name, str) or name not in CODECS:
+        close = nearest(name, CODECS) if isinstance(name, str) and name.strip() else None
+        hint = f" (did you mean {close!r}?)" if close else ""
+        what = ("an empty codec name" if isinstance(name, str) and not name.strip() else
+                "unknown codec" if isinstance(name, str) else f"a {type(name).__name__}, not a codec name")
+        raise ConfigError(f"codec={name!r}: {what}; expected one of {', '.join(CODECS)}{hint}")
     return CODECS[name]
+
+
+def check_options(codec: str, given: Iterable[str], known: Iterable[str], kind: str = "option") -> None:
+    """One :class:`ConfigError` for the first name in ``given`` that is not in ``known``.
+
+    The message names the codec, the option, the nearest known name (a typo gets ``did you mean``)
+    and every known one: ``unknown option 'qualty' for codec jpeg; did you mean 'quality'? options:
+    quality, quantizer, bits, tiling, clip_width``. ``kind`` is what the names are (``option``,
+    ``rate option``).
+    """
+    known = list(known)
+    for name in given:
+        if name in known:
+            continue
+        if not known:
+            raise ConfigError(f"codec {codec} takes no {kind}s, got {name!r}")
+        close = nearest(name, known)
+        hint = f"; did you mean {close!r}?" if close else ";"
+        raise ConfigError(f"unknown {kind} {name!r} for codec {codec}{hint} {kind}s: {', '.join(known)}")
+
+
+def rate_options(cls: type) -> tuple[str, ...]:
+    """What ``encode(**rate)`` of codec class ``cls`` takes: its knob's name and the aliases it declares
+    (``rate_aliases``, e.g. jpeg2000's ``target_bits``); none for a codec with a single rate."""
+    knob = getattr(cls, "rate", None)
+    return (*((knob.name,) if knob is not None else ()), *getattr(cls, "rate_aliases", ()))
+
+
+def codec_options(cls: type) -> tuple[str, ...] | None:
+    """The constructor options of codec class ``cls`` (rate options first), or ``None`` when its
+    constructor takes any keyword (then only the constructor itself can check them)."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    rates = [n for n in rate_options(cls) if n in names]
+    return (*rates, *(n for n in names if n not in rates))
+
+
+def check_codec_options(cls: type, options: Iterable[str]) -> None:
+    """Raise one :class:`ConfigError` (see :func:`check_options`) for a constructor option ``cls`` does not take:
+    the one check of codec options, used by :func:`~cilight.codecs.get_codec`, operating points and every CLI."""
+    known = codec_options(cls)
+    if known is not None:
+        check_options(cls.name, options, known)
 
 
 def codec_name_for_id(container_id: int) -> str | None:
@@ -116,4 +179,5 @@ def container_id_of(name: str) -> int | None:
     return None if cls is None else cls.container_id
 
 
-__all__ = ["CODECS", "RateKnob", "codec_class", "codec_name_for_id", "container_id_of", "register_codec"]
+__all__ = ["CODECS", "RateKnob", "check_codec_options", "check_options", "codec_class", "codec_name_for_id", "codec_options",
+           "container_id_of", "nearest", "rate_options", "register_codec"]

@@ -41,7 +41,10 @@ training code.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,27 +325,85 @@ class HalfMetadata:
                               "export it with export.py") from None
 
 
+def check_onnx_path(path: str | Path, what: str = "model", name: str | None = None) -> Path:
+    """``path`` as a :class:`Path` to an existing file, or one :class:`ConfigError`: not a path, a missing
+    path, a folder (naming the ``name`` file in it, or the ``.onnx`` files it holds), an empty file.
+    ``what`` names the file in messages (``edge model``)."""
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise ConfigError(f"{what} path {path!r}: expected the path of an .onnx file written by export.py")
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.onnx"))
+        if name in inside:
+            hint = f" (pass {path / name})"
+        else:
+            hint = f" (it holds {', '.join(inside[:4])}{', …' if len(inside) > 4 else ''})" if inside else ""
+        raise ConfigError(f"{what} {path} is a folder, expected an .onnx file written by export.py{hint}")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist; expected an .onnx file written by export.py")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{what} {path} is empty (0 bytes): not a valid ONNX model, truncated or corrupt?")
+    return path
+
+
+def onnx_error(err: Exception) -> str:
+    """ONNX Runtime's error message in one short line (its code and reason, without the path it repeats)."""
+    text = " ".join(str(err).split())
+    match = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .*? failed:)?(.*)", text)
+    text = f"{match.group(1)}: {match.group(2).strip()}" if match else text
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def is_onnx_runtime_error(err: Exception) -> bool:
+    """Whether ``err`` is one of ONNX Runtime's own exceptions (its C++ errors, not a Python bug)."""
+    return type(err).__module__.startswith("onnxruntime")
+
+
 def onnx_session(path: str | Path):
-    """An ONNX Runtime session on the CPU, quiet, for ``path`` (which must exist)."""
+    """An ONNX Runtime session on the CPU, quiet, for ``path`` (which must exist); a file ONNX Runtime
+    cannot load (truncated, corrupt, not ONNX) is one :class:`ConfigError`."""
     import onnxruntime as ort
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist; expected an .onnx file written by export.py")
+    path = check_onnx_path(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:  # ONNX Runtime prints "EP Error … retrying" on stdout before it gives up on a corrupt file: keep it quiet
+        with contextlib.redirect_stdout(io.StringIO()):
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        if not (is_onnx_runtime_error(err) or isinstance(err, UnicodeDecodeError)):  # corrupt strings in the graph
+            raise
+        raise ConfigError(f"{path}: not a valid ONNX model, truncated or corrupt? "
+                          f"(ONNX Runtime: {onnx_error(err)})") from None
 
 
 def open_half(path: str | Path, half: str):
-    """``(session, HalfMetadata)`` for the ``half`` (``edge`` or ``cloud``) written to ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{half} model {path} does not exist")
+    """``(session, HalfMetadata)`` for the ``half`` (``edge`` or ``cloud``) written to ``path``.
+
+    Every mistake is one :class:`ConfigError` naming the path: missing, a folder, not a loadable ONNX
+    model, no cilight metadata, or the other half (naming the ``<half>.onnx`` beside it when there is one).
+    """
+    path = check_onnx_path(path, f"{half} model", f"{half}.onnx")
     session = onnx_session(path)
-    meta = HalfMetadata.from_props(session.get_modelmeta().custom_metadata_map, path)
+    try:
+        props = session.get_modelmeta().custom_metadata_map
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} has no valid cilight metadata (its strings are not UTF-8: corrupt?); "
+                          "export it with export.py") from None
+    meta = HalfMetadata.from_props(props, path)
     if meta.half != half:
-        raise ConfigError(f"{path} is the {meta.half} half, expected the {half} half")
+        beside = path.parent / f"{half}.onnx"
+        hint = (f"; the {half} half is {beside}, beside it" if beside.is_file() and beside.resolve() != path.resolve()
+                else f" (export.py writes it as {half}.onnx)")
+        raise ConfigError(f"{path} is the {meta.half} half, expected the {half} half{hint}")
+    if half in ("edge", "cloud"):  # what the runtime will feed and fetch must be in the graph
+        inputs, outputs = ([IMAGE], meta.stream_names) if half == "edge" else (meta.cloud_inputs, list(meta.outputs))
+        graph_inputs, graph_outputs = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+        for kind, wanted, present in (("input", inputs, graph_inputs), ("output", outputs, graph_outputs)):
+            missing = [n for n in wanted if n not in present]
+            if missing:
+                raise ConfigError(f"{path}: its metadata names the {kind} {missing[0]!r}, which its graph lacks (graph "
+                                  f"{kind}s: {', '.join(present)}); corrupt or edited? export it again")
     return session, meta
 
 
@@ -355,7 +416,10 @@ __all__ = [
     "StreamWire",
     "WIRE_QUANTIZERS",
     "HalfMetadata",
+    "check_onnx_path",
     "group_side",
+    "is_onnx_runtime_error",
+    "onnx_error",
     "latent_tensor_names",
     "read_entropy_tables",
     "onnx_session",
