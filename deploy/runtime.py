@@ -30,13 +30,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cilight.codecs import CONCEALMENT_METHODS, CodecError, conceal, split_streams
-from cilight.codecs.wire import DATASET_MEAN, IMAGE, HalfMetadata, open_half, read_dataset_mean, stream_range
+from cilight.codecs import CodecError, conceal, split_streams
+from cilight.codecs.wire import (
+    DATASET_MEAN,
+    IMAGE,
+    HalfMetadata,
+    is_onnx_runtime_error,
+    onnx_error,
+    open_half,
+    read_dataset_mean,
+    stream_range,
+)
+from cilight.deploy.inputs import check_conceal, check_data, check_images, check_rates
 from cilight.deploy.packets import DEFAULT_MSS, ReceivedStream, Reception, is_packet, reassemble, stream_side_of
 from cilight.deploy.streams import stream_coders
 from cilight.errors import ConfigError
 
 __all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata"]
+
+
+def run_session(session, path: Path, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``session.run``; ONNX Runtime failing on inputs the runtime checked means a damaged file: one :class:`ConfigError`."""
+    try:
+        return session.run(names, feed)
+    except Exception as err:
+        if not is_onnx_runtime_error(err):
+            raise
+        raise ConfigError(f"{path}: ONNX Runtime failed to run it ({onnx_error(err)}); a corrupt or edited file? "
+                          "export it again") from None
 
 
 class EdgeRuntime:
@@ -45,31 +66,33 @@ class EdgeRuntime:
     Args:
         edge_path: the ``edge.onnx`` written by ``export.py``.
         codec: an operating point (``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=0.5``);
-            default: the one in the metadata.
+            default (``None``): the one in the metadata.
         **rate: rate options for every stream (e.g. ``target_bits=20000``), over the point's.
+
+    Everything is checked here, before an image is seen: the file (missing, a folder, not ONNX,
+    the cloud half), the codec (an empty or unknown name, unknown options with the nearest name)
+    and the rate options; images are checked by :func:`~cilight.deploy.inputs.check_images`
+    (float in [0, 1], finite, ``[batch, 3, H, W]`` at the exported size) before anything runs.
     """
 
     def __init__(self, edge_path: Path | str, codec: str | None = None, **rate) -> None:
         self.session, self.meta = open_half(edge_path, "edge")
+        self.path = Path(edge_path)
         self._next_frame = 0
-        self.coders = stream_coders(self.meta, Path(edge_path).parent, codec, rate)
+        self.coders = stream_coders(self.meta, self.path.parent, codec, rate)
 
     def features(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``edge.onnx``: ``{codes_s, minimum_s, maximum_s}`` for every stream ``s``."""
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 3:
-            images = images[None]
-        expected = self.meta.input_shape
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise ConfigError(f"images must have shape [batch, {', '.join(map(str, expected))}] "
-                              f"(the size the model was exported at), got {list(images.shape)}")
+        """Run ``edge.onnx`` on checked images: ``{codes_s, minimum_s, maximum_s}`` for every stream ``s``."""
+        images = check_images(images, self.meta.input_shape)
         names = self.meta.stream_names
-        return dict(zip(names, self.session.run(names, {IMAGE: images})))
+        return dict(zip(names, run_session(self.session, self.path, names, {IMAGE: images})))
 
-    def _check_rates(self, rates: dict[str, dict] | None) -> None:
-        unknown = set(rates or {}) - set(self.meta.split_points)
-        if unknown:
-            raise ConfigError(f"rates for unknown streams {sorted(unknown)}; this model sends {list(self.meta.split_points)}")
+    def _check_rates(self, rates: dict[str, dict] | None) -> dict[str, dict]:
+        """Per-stream rates, checked by each stream's codec before anything is encoded."""
+        rates = check_rates(rates, self.meta.split_points)
+        for split, rate in rates.items():
+            self.coders[split].check_rate(rate)
+        return rates
 
     def encode(self, images: np.ndarray, rates: dict[str, dict] | None = None) -> list[bytes]:
         """One byte string per image: the stream containers in split-point order.
@@ -77,8 +100,8 @@ class EdgeRuntime:
         ``rates`` maps a split point to rate options of that stream (e.g.
         ``{"layer3": {"target_bits": 20000}}``); streams not named use the runtime's rate.
         """
-        self._check_rates(rates)
-        return [b"".join(coder.encode(tensors, (rates or {}).get(split)) for split, coder, tensors in streams)
+        rates = self._check_rates(rates)
+        return [b"".join(coder.encode(tensors, rates.get(split)) for split, coder, tensors in streams)
                 for streams in self._streams(images)]
 
     def packets(self, images: np.ndarray, rates: dict[str, dict] | None = None, mss: int = DEFAULT_MSS,
@@ -88,12 +111,12 @@ class EdgeRuntime:
         its channels. ``channel_means`` adds one packet per stream with ``T_μ(c)`` (C × float16)
         for ``channel_mean``/``hybrid`` concealment. Frame ids count up from ``first_frame``
         (default: where the previous call stopped)."""
-        self._check_rates(rates)
+        rates = self._check_rates(rates)
         frame = self._next_frame if first_frame is None else first_frame
         result = []
         for streams in self._streams(images):
             result.append([packet for index, (split, coder, tensors) in enumerate(streams)
-                           for packet in coder.packets(tensors, (rates or {}).get(split), frame, index, mss, channel_means)])
+                           for packet in coder.packets(tensors, rates.get(split), frame, index, mss, channel_means)])
             frame += 1
         self._next_frame = frame
         return result
@@ -104,6 +127,11 @@ class EdgeRuntime:
         batch = len(next(iter(tensors.values())))
         return [[(split, coder, {f: tensors[f"{f}_{split}"][b] for f in coder.fields}) for split, coder in self.coders.items()]
                 for b in range(batch)]
+
+
+def check_drop_corrupt(drop_corrupt: object) -> None:
+    if not isinstance(drop_corrupt, bool):
+        raise ConfigError(f"drop_corrupt={drop_corrupt!r}: expected True or False")
 
 
 class CloudRuntime:
@@ -117,9 +145,12 @@ class CloudRuntime:
 
     def __init__(self, cloud_path: Path | str, dataset_mean: Path | str | None = None) -> None:
         self.session, self.meta = open_half(cloud_path, "cloud")
-        self.dataset_mean_path = Path(dataset_mean) if dataset_mean else Path(cloud_path).parent / DATASET_MEAN
+        self.path = Path(cloud_path)
+        if dataset_mean is not None and not isinstance(dataset_mean, (str, Path)):
+            raise ConfigError(f"dataset_mean={dataset_mean!r}: expected the path of a {DATASET_MEAN} or None")
+        self.dataset_mean_path = Path(dataset_mean) if dataset_mean else self.path.parent / DATASET_MEAN
         self._dataset_mean: dict[str, np.ndarray] | None = None
-        self.coders = stream_coders(self.meta, Path(cloud_path).parent)
+        self.coders = stream_coders(self.meta, self.path.parent)
 
     def decode(self, frame: bytes) -> dict[str, np.ndarray]:
         """The streams in ``frame`` as ``cloud.onnx`` inputs (batch of one)."""
@@ -147,11 +178,11 @@ class CloudRuntime:
         order. ``conceal=None`` is strict: any missing channel is a :class:`CodecError`. A frame of
         which no codes arrived at all is an error with any strategy: there is nothing to infer from.
         """
-        if conceal is not None and conceal not in CONCEALMENT_METHODS:
-            raise ConfigError(f"conceal={conceal!r}: expected None or one of {', '.join(CONCEALMENT_METHODS)}")
+        conceal = check_conceal(conceal)
+        check_drop_corrupt(drop_corrupt)
+        packets = check_data(packets)
         for coder in self.coders.values():
             _ = coder.dequantizer  # streams that cannot be concealed channel by channel refuse packets here
-        packets = list(packets)
         reception = reassemble(packets, self.meta, drop_corrupt)
         if not reception.frames:
             raise CodecError(f"no usable packet among {len(packets)}: nothing arrived to infer from")
@@ -193,7 +224,7 @@ class CloudRuntime:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``cloud.onnx`` on batched inputs: one output per task, named as in the metadata."""
         names = list(self.meta.outputs)
-        return dict(zip(names, self.session.run(names, inputs)))
+        return dict(zip(names, run_session(self.session, self.path, names, inputs)))
 
     def infer(self, data: list[bytes] | bytes, conceal: str | None = None, drop_corrupt: bool = False) -> dict[str, np.ndarray]:
         """Task outputs (one array per task, named as in the metadata), batched.
@@ -202,11 +233,12 @@ class CloudRuntime:
         writes them; strict: any damage is a :class:`CodecError`), or a list of packets of any
         frames (:meth:`EdgeRuntime.packets`, flattened; outputs in frame-id order), of which lost
         ones are filled in with ``conceal`` (``zero``, ``channel_mean``, ``dataset_mean``, ``hybrid``;
-        ``None``: strict). :meth:`receive` also says which frames and channels arrived.
+        ``None``: strict). :meth:`receive` also says which frames and channels arrived. ``conceal`` is
+        checked for whole frames too (where nothing can be lost, so it is not used).
         """
-        items = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
-        if not items:
-            raise CodecError("nothing to infer from: no frames or packets")
+        items = check_data(data)
+        check_conceal(conceal)
+        check_drop_corrupt(drop_corrupt)
         if any(is_packet(x) for x in items):
             return self.run(self.receive(items, conceal, drop_corrupt)[1])
         decoded = [self.decode(f) for f in items]

@@ -22,7 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cilight.codecs import CodecError, LearnedCodec, Quantized, codec_of, get_codec, get_quantizer, parse_operating_point
+from cilight.codecs import (
+    CODECS,
+    CodecError,
+    LearnedCodec,
+    Quantized,
+    codec_class,
+    codec_of,
+    get_codec,
+    get_quantizer,
+    parse_operating_point,
+)
 from cilight.codecs.quantizers import wire_quantizer
 from cilight.codecs.wire import (
     ENTROPY_TABLES,
@@ -38,6 +48,11 @@ from cilight.deploy.packets import channel_groups, packetize
 from cilight.errors import ConfigError
 
 
+def codes_quantized(cls: type) -> bool:
+    """Whether codec class ``cls`` writes bytes of quantized codes (png, jpeg, jpeg2000, …; not the proxy or learned)."""
+    return getattr(cls, "writes_bytes", True) and getattr(cls, "quantizes", True)
+
+
 class QuantizedStreamCoder:
     """A stream of n-bit codes and side information (``codes_s``, ``minimum_s``, ``maximum_s``), coded
     by any registered codec at the operating point chosen; it can be cut into channel groups."""
@@ -47,26 +62,45 @@ class QuantizedStreamCoder:
     def __init__(self, meta: HalfMetadata, split: str, codec: str | None, rate: dict) -> None:
         self.meta, self.split = meta, split
         self.quantizer = meta.quantizer
-        point = parse_operating_point(codec or meta.codec)
+        point = parse_operating_point(meta.codec if codec is None else codec)
+        if not codes_quantized(codec_class(point.codec)):
+            why = "writes no bytes" if not getattr(codec_class(point.codec), "writes_bytes", True) else \
+                "codes a learned bottleneck's symbols"
+            raise ConfigError(f"codec {point.codec!r} cannot code these halves' quantized codes (it {why}); expected "
+                              f"one of {', '.join(n for n, c in CODECS.items() if codes_quantized(c))}")
+        fixed = {"quantizer": self.quantizer, "bits": meta.bits}  # the edge half quantizes: the codec cannot change it
+        options = dict(point.codec_options)
+        for name, value in fixed.items():
+            if name in options and options.pop(name) != value:
+                raise ConfigError(f"codec {str(point)!r}: {name} is fixed by the exported halves ({name}={value!r}); "
+                                  f"drop the option or export again")
         # the tiling rule belongs to the quantizer (BaF's per-channel codes tile on a power-of-two grid, §3.2)
-        self.codec = get_codec(point.codec, quantizer=self.quantizer, bits=meta.bits,
-                               **{"tiling": wire_quantizer(self.quantizer).tiling, **point.codec_options})
+        self.codec = get_codec(point.codec, **fixed, **{"tiling": wire_quantizer(self.quantizer).tiling, **options})
         self.default_rate = {**point.rate_options, **rate}
         self.codec.check_rate(**self.default_rate)
         self.dequantizer = get_quantizer(self.quantizer, bits=meta.bits)
+
+    def rate_of(self, rate: dict | None) -> dict:
+        """The rate options of one call: a stream's own (they replace the runtime's, e.g. target_bits over the
+        point's bpe), or the runtime's."""
+        return dict(rate) if rate else self.default_rate
+
+    def check_rate(self, rate: dict | None) -> None:
+        """Raise :class:`ConfigError` unless ``rate`` (``None``: the runtime's) is a valid rate of this stream."""
+        self.codec.check_rate(**self.rate_of(rate))
 
     def quantized(self, tensors: dict[str, np.ndarray]) -> Quantized:
         return Quantized(torch.from_numpy(np.ascontiguousarray(tensors["codes"])),
                          stream_side(tensors["minimum"], tensors["maximum"], self.quantizer))
 
     def encode(self, tensors: dict[str, np.ndarray], rate: dict | None = None) -> bytes:
-        return self.codec.encode_quantized(self.quantized(tensors), **{**self.default_rate, **(rate or {})})
+        return self.codec.encode_quantized(self.quantized(tensors), **self.rate_of(rate))
 
     def packets(self, tensors: dict[str, np.ndarray], rate: dict | None, frame: int, index: int, mss: int,
                 channel_means: bool) -> list[bytes]:
         """The stream's channel groups, each its own container that fits one ``mss``-byte packet."""
         q = self.quantized(tensors)
-        rate, channels = {**self.default_rate, **(rate or {})}, q.codes.shape[0]
+        rate, channels = self.rate_of(rate), q.codes.shape[0]
 
         def encode(group: Quantized) -> bytes:
             share = group.codes.shape[0] / channels  # an absolute target is shared by channel count
@@ -80,8 +114,9 @@ class QuantizedStreamCoder:
         header, quantized = codec_of(data).decode_quantized(data)
         expected = (self.quantizer, self.meta.bits, self.meta.stream_shapes[self.split])
         if (header.quantizer, header.bits, header.shape) != expected:
-            raise CodecError(f"stream {self.split}: {header.quantizer} {header.bits}-bit {list(header.shape)}, expected "
-                             f"{expected[0]} {expected[1]}-bit {list(expected[2])}")
+            raise CodecError(f"stream {self.split}: the frame holds {header.quantizer} {header.bits}-bit "
+                             f"{list(header.shape)}, these halves expect {expected[0]} {expected[1]}-bit "
+                             f"{list(expected[2])} (a frame from other halves?)")
         minimum, maximum = stream_range(quantized.side, self.quantizer)
         return {f"codes_{self.split}": quantized.codes.numpy().astype(np.uint8)[None],
                 f"minimum_{self.split}": minimum, f"maximum_{self.split}": maximum}
@@ -92,16 +127,19 @@ class SymbolStreamCoder:
     beside the halves (``entropy_tables.npz``); a hyperprior's ``y`` rows come from ``hyper.onnx``."""
 
     def __init__(self, meta: HalfMetadata, split: str, codec: LearnedCodec, asked: str | None, rate: dict) -> None:
-        if (asked and parse_operating_point(asked).codec != meta.codec) or rate:
+        if (asked is not None and parse_operating_point(asked).codec != meta.codec) or rate:
             raise ConfigError(f"these halves code with their transmission's own codec ({meta.codec}, its rate set by "
                               f"training); got codec={asked!r} and rate options {sorted(rate)}")
         self.meta, self.split, self.codec = meta, split, codec
         self.fields = tuple(f"symbols_{latent}" for latent in meta.latents[split])
 
-    def encode(self, tensors: dict[str, np.ndarray], rate: dict | None = None) -> bytes:
+    def check_rate(self, rate: dict | None) -> None:
         if rate:
             raise ConfigError(f"stream {self.split} codes with its transmission's own codec, whose rate is set by training: "
-                              "no per-stream rates")
+                              f"no per-stream rates (got {sorted(rate)})")
+
+    def encode(self, tensors: dict[str, np.ndarray], rate: dict | None = None) -> bytes:
+        self.check_rate(rate)
         symbols = {name.removeprefix("symbols_"): torch.from_numpy(np.ascontiguousarray(v)) for name, v in tensors.items()}
         return self.codec.encode_symbols(symbols, self.meta.stream_shapes[self.split])
 
@@ -168,7 +206,16 @@ WIRES: dict[bool, Callable[..., dict[str, StreamCoder]]] = {True: _symbol_coders
 def stream_coders(meta: HalfMetadata, folder: str | Path, codec: str | None = None, rate: dict | None = None
                   ) -> dict[str, StreamCoder]:
     """The coder of every stream of the halves in ``folder`` (tables and coding graphs beside them), by
-    split point: ``codec`` the operating point (default: the metadata's), ``rate`` options over its."""
+    split point: ``codec`` the operating point (default: the metadata's), ``rate`` options over its.
+
+    The codec and rate options are checked here, once, so a runtime with a wrong one is never built:
+    an empty or unknown codec, an unknown option (with the nearest name), a rate out of range.
+    """
+    if codec is not None:
+        if not isinstance(codec, str):
+            raise ConfigError(f"codec={codec!r}: expected an operating point such as 'png' or 'jpeg:quality=90', "
+                              f"or None for the exported one ({meta.codec})")
+        parse_operating_point(codec)  # an empty or unknown codec, bad options: one error naming the known codecs
     return WIRES[meta.quantizer == NO_QUANTIZER](meta, Path(folder), codec, dict(rate or {}))
 
 
