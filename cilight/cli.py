@@ -32,7 +32,10 @@ import json
 import logging
 import os
 import re
+import shutil
+import sys
 import time
+import traceback
 import warnings
 from argparse import ArgumentError
 from collections.abc import Iterable
@@ -40,19 +43,25 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch
+import yaml
 from jsonargparse import DefaultHelpFormatter
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
 from cilight.ci_models import trivial_baselines
+from cilight.ci_models.checkpoints import check_resume
 from cilight.ci_models.tasks import Task
 from cilight.datamodules import StreetSceneDataModule
 from cilight.entrypoint import run_main
 from cilight.errors import CilightError, ConfigError
+from cilight.files import check_checkpoint_file, check_input_file
 
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
+LIGHTNING_SOURCE = Path(lightning.pytorch.__file__).parents[1]
 DEFAULT_ROOT = "runs"
 # configs/ is the package data cilight.configs: the checkout's folder under an editable install, the
 # installed copy otherwise (a path relative to this file would point into site-packages, beside no configs/)
@@ -112,9 +121,7 @@ def resolve_run_dir(root: str | os.PathLike, run_name: str | None, ckpt_path: st
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
     if ckpt_path:
-        ckpt = Path(ckpt_path)
-        if not ckpt.is_file():
-            raise ConfigError(f"ckpt_path {str(ckpt)!r} does not exist; expected a checkpoint file to resume from")
+        ckpt = check_checkpoint_file(ckpt_path, "--ckpt_path")
         if ckpt.parent.name == "checkpoints" and run_name is None:
             return ckpt.parent.parent
     name = run_name or time.strftime("run-%Y%m%d-%H%M%S")
@@ -221,6 +228,7 @@ class CilightCLI(LightningCLI):
         parser.link_arguments("data.ignore_index", "model.init_args.ignore_index", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        check_config_files(sys.argv[1:] if args is None else args)
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
@@ -241,8 +249,13 @@ class CilightCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config
         run_dir = resolve_run_dir(config.trainer.default_root_dir or DEFAULT_ROOT, config.run_name, config.ckpt_path)
+        if config.ckpt_path:
+            # the configured model must be the one saved, or Lightning answers with a page of state-dict keys
+            check_resume(config.ckpt_path, self.model)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
+        # the topmost folder this run creates (the run's, or --trainer.default_root_dir's too), if any
+        self.created_dir = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
         logger = config.trainer.logger
         if logger is None or logger is True:
             kwargs["logger"] = self._wandb_logger(run_dir)
@@ -251,7 +264,21 @@ class CilightCLI(LightningCLI):
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(run_dir / "checkpoints")
         kwargs["default_root_dir"] = str(run_dir)
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except BaseException:
+            self.discard_unstarted_run()
+            raise
+
+    def discard_unstarted_run(self) -> None:
+        """Remove the run folder this command made if no training step was taken: a run that fails
+        before it starts leaves nothing behind (a resumed run's folder is never removed)."""
+        trainer = getattr(self, "trainer", None)
+        if getattr(self, "created_dir", None) and (trainer is None or trainer.global_step == 0):
+            wandb_run = getattr(trainer, "logger", None)
+            if isinstance(wandb_run, WandbLogger) and wandb_run._experiment is not None:
+                wandb_run.experiment.finish()  # W&B keeps files of the run open until it is finished
+            shutil.rmtree(self.created_dir, ignore_errors=True)
 
     @staticmethod
     def _wandb_logger(run_dir: Path) -> WandbLogger:
@@ -273,7 +300,11 @@ class CilightCLI(LightningCLI):
 
     def fit_and_test(self) -> dict[str, float]:
         """Fit (resuming from ``--ckpt_path``), then test the best checkpoint and report."""
-        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.ckpt_path)
+        try:
+            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.ckpt_path)
+        except BaseException:
+            self.discard_unstarted_run()
+            raise
         if not self.config.test_after_fit:
             return {}
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
@@ -310,8 +341,62 @@ def format_comparison(tasks: tuple[Task, ...], metrics: dict[str, float], baseli
 def train(args: Any = None) -> int:
     """Parse ``args`` (default: the command line), fit, test, report."""
     _quiet_known_noise()
-    CilightCLI(args=args).fit_and_test()
+    inherited = os.environ.get(RUN_DIR_ENV)
+    try:
+        CilightCLI(args=args).fit_and_test()
+    except Exception as err:
+        if is_lightning_user_error(err):
+            raise ConfigError(f"Trainer: {lightning_message(err)}") from None
+        raise
+    finally:
+        if inherited is None:  # a second run in this process chooses its own folder
+            os.environ.pop(RUN_DIR_ENV, None)
     return 0
+
+
+def is_lightning_user_error(err: BaseException) -> bool:
+    """Whether Lightning refused the trainer's settings: its ``MisconfigurationException``, or a
+    ``ValueError``/``TypeError``/``ImportError`` raised by Lightning's own code while checking them
+    (an error inside cilight keeps its traceback)."""
+    if isinstance(err, MisconfigurationException):
+        return True
+    if not isinstance(err, ValueError | TypeError | ImportError) or err.__traceback__ is None:
+        return False
+    innermost = traceback.extract_tb(err.__traceback__)[-1].filename
+    return Path(innermost).is_relative_to(LIGHTNING_SOURCE)
+
+
+def lightning_message(err: BaseException) -> str:
+    """Lightning's message on one line, with the option a user sets when Lightning names none."""
+    text = " ".join(str(err).split()).replace("`", "")
+    if text.startswith("No supported gpu backend found"):
+        return ("--trainer.accelerator gpu: no GPU backend found on this machine (no CUDA or MPS device); "
+                "expected --trainer.accelerator cpu or auto")
+    if isinstance(err, ImportError) and (accelerator := re.search(r"Requirement '([^']+)' not met", text)):
+        return f"{accelerator.group(1)} is not installed, and these trainer settings need it"
+    return text
+
+
+def check_config_files(argv: Iterable[Any]) -> None:
+    """Every ``--config FILE`` exists, is a file and is valid YAML; a syntax error names the file and its
+    line (jsonargparse would name ``"<unicode string>"``). A value that is not a path (jsonargparse also
+    takes inline YAML) is left to jsonargparse."""
+    argv = [str(a) for a in argv]
+    given = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    given += [a.partition("=")[2] for a in argv if a.startswith("--config=")]
+    for value in given:
+        if value.lstrip().startswith(("{", "[")) or "\n" in value or ": " in value:
+            continue
+        path = check_input_file(value, "--config", "a YAML file (e.g. configs/default.yaml)")
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"--config {path}:{where}: not valid YAML ({problem})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--config {path}: not a text file; expected a YAML file") from None
 
 
 def main(args: Any = None) -> int:

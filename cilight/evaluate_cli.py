@@ -45,35 +45,16 @@ the checkpoint).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import cilight
-from cilight.ci_models import BaFPredictor
-from cilight.ci_models.checkpoints import load_model
-from cilight.codecs import stream_coder
-from cilight.datamodules.from_checkpoint import test_batches
-from cilight.entrypoint import run_main
+from cilight.entrypoint import ArgumentParser, run_main
 from cilight.errors import ConfigError
-from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
-from cilight.evaluation.bdrate import DOMINATED, MIN_OVERLAP
-from cilight.evaluation.bdrate import METHODS as BD_METHODS
-from cilight.evaluation.checkpoint_curves import checkpoint_curves, git_revision
-from cilight.evaluation.curves import DEFAULT_FAMILIES, RateAccuracyCurves, bd_rate_rows, parse_families
-from cilight.evaluation.experiment import REFINE_TUPLES, TUPLES, run_allocation, split_batches
-from cilight.evaluation.report import (
-    allocation_table,
-    bd_rate_table,
-    bd_rate_wandb_table,
-    curves_table,
-    log_to_active_run,
-    write_allocation,
-    write_bd_rates,
-)
+from cilight.evaluation.defaults import BD_METHODS, DEFAULT_FAMILIES, DOMINATED, MIN_OVERLAP, REFINE_TUPLES, TUPLES
+from cilight.files import check_checkpoint_file, check_output_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def data_options(p):
@@ -170,51 +151,6 @@ def parse_weights(values, tasks: int):
     return weights
 
 
-def allocate(args) -> int:
-    if any(not b > 0 for b in args.budgets):
-        raise ConfigError(f"--budgets {args.budgets}: expected positive kbit per image")
-    protocol = resolve_protocol(args)
-    coder, evaluation_coder = stream_coder(protocol["codec"]), stream_coder(protocol["eval_codec"])
-    model, data = load_model(args.ckpt)
-    if len(model.split_points) < 2:
-        raise ConfigError(f"{args.ckpt} has one stream ({model.split_points[0]}); allocation needs ≥ 2 split points")
-    weights = parse_weights(args.weights, len(model.tasks))
-    fit, held_out = split_batches(test_batches(data, args.images, args.num_test, args.data_root),
-                                  protocol["fit_fraction"], seed=args.seed)
-    budgets = [b * 1e3 for b in args.budgets]
-    print(f"protocol {args.protocol}: fitting on a random {sum(len(b['image']) for b in fit)} test images with "
-          f"{coder.name}, evaluating on the other {sum(len(b['image']) for b in held_out)} with "
-          f"{evaluation_coder.name}; budgets {args.budgets} kbit per image")
-    sweep, rows, extras = run_allocation(model, fit, held_out, coder, budgets, tuples=protocol["tuples"],
-                                         refine_tuples=protocol["refine_tuples"], weights=weights, seed=args.seed,
-                                         evaluation_coder=evaluation_coder, stratified=protocol["stratified"])
-    print(allocation_table(rows, extras))
-    out = args.out or args.ckpt.resolve().parent.parent / "allocation"
-    settings = {"budgets_kbit": args.budgets, "weight_scheme": weights, "protocol": args.protocol,
-                "fit_codec": protocol["codec"], "eval_codec": protocol["eval_codec"], "tuples": protocol["tuples"],
-                "refine_tuples": protocol["refine_tuples"], "fit_fraction": protocol["fit_fraction"],
-                "stratified_tuples": protocol["stratified"], "split_seed": args.seed}
-    written = write_allocation(out, sweep, rows, extras, settings)
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0
-
-
-def _curves_of(ckpt: Path, args, families):
-    curves, written, reused = checkpoint_curves(ckpt, families, args.images, args.num_test, args.data_root,
-                                                getattr(args, "out", None) if args.command == "curves" else None,
-                                                reuse=not args.remeasure)
-    where = "reused " + str(ckpt.resolve().parent.parent / "curves" / "curves.json") if reused else \
-        "wrote " + ", ".join(map(str, written))
-    print(f"{ckpt}: {curves.images} test images, {where}")
-    return curves
-
-
-def curves(args) -> int:
-    families = parse_families(args.codecs)
-    print(curves_table(_curves_of(args.ckpt, args, families)))
-    return 0
-
-
 def model_names(paths: list[Path | list[Path]]) -> list[str]:
     """Short unique names: the run folder of each checkpoint (the first, ``+N`` more, for a curve over
     several checkpoints), else its path."""
@@ -233,63 +169,48 @@ def checkpoint_group(text: str) -> list[Path]:
     return paths
 
 
-def _model_curves(paths: list[Path], args, families):
-    parts = [_curves_of(path, args, families) for path in paths]
-    return parts[0] if len(parts) == 1 else RateAccuracyCurves.merge(parts)
-
-
-def bdrate(args) -> int:
-    families = parse_families(args.codecs)
-    if not 0 <= args.min_overlap <= 1:
+def check_arguments(args) -> None:
+    """What the command line alone decides, checked before a model is loaded or anything measured:
+    counts and shares, every checkpoint file, the output folder, the protocol. (Operating points are
+    checked first thing by each command: parsing them needs the codec registry.)"""
+    for option in ("images", "num_test", "tuples"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{option.replace('_', '-')} {value}: expected at least 1")
+    if getattr(args, "refine_tuples", None) is not None and args.refine_tuples < 0:
+        raise ConfigError(f"--refine-tuples {args.refine_tuples}: expected 0 (no refinement) or more")
+    if getattr(args, "min_overlap", None) is not None and not 0 <= args.min_overlap <= 1:
         raise ConfigError(f"--min-overlap {args.min_overlap}: expected a share in [0, 1]")
-    paths = [checkpoint_group(t) for t in (args.anchor, *args.test)]
-    names = model_names(paths)
-    models = {name: _model_curves(group, args, families) for name, group in zip(names, paths)}
-    anchor, tests = names[0], {n: models[n] for n in names[1:]}
-    rows = bd_rate_rows(models[anchor], tests, method=args.method, min_overlap=args.min_overlap,
-                        dominated=args.dominated)
-    print(f"BD-rate against {anchor} ({args.method}; negative = fewer bits at equal accuracy)")
-    print(bd_rate_table(rows))
-    out = args.out or paths[0][0].resolve().parent.parent / "bdrate"
-    settings = {"anchor": str(args.anchor), "tests": [str(t) for t in args.test], "names": names,
-                "families": [str(f) for f in families], "method": args.method, "min_overlap": args.min_overlap,
-                "dominated": args.dominated}
-    written = write_bd_rates(out, rows, models, settings)
-    print("wrote " + ", ".join(str(p) for p in written))
-    plots = {f"bdrate/{p.stem}": p for p in written if p.suffix == ".png"}
-    if log_to_active_run(plots, {"bdrate/table": bd_rate_wandb_table(rows)}):
-        print("logged the table and plots to the active W&B run")
-    return 0
+    if getattr(args, "fit_fraction", None) is not None and not 0 < args.fit_fraction < 1:
+        raise ConfigError(f"--fit-fraction {args.fit_fraction}: expected a share strictly between 0 and 1")
+    if getattr(args, "budgets", None) and any(not b > 0 for b in args.budgets):
+        raise ConfigError(f"--budgets {' '.join(f'{b:g}' for b in args.budgets)}: expected positive kbit per image")
+    if args.command == "allocate":
+        resolve_protocol(args)
+    if args.command == "bdrate":
+        for label, text in (("--anchor", args.anchor), *(("--test", t) for t in args.test)):
+            for path in checkpoint_group(text):
+                check_checkpoint_file(path, label)
+    else:
+        for path in args.ckpt if isinstance(args.ckpt, list) else [args.ckpt]:
+            check_checkpoint_file(path, "--ckpt")
+    if args.out is not None:
+        check_output_folder(args.out)
 
 
-def baf(args) -> int:
-    rows, batches_of = [], {}
-    for path in args.ckpt:
-        model, data = load_model(path, accept=(BaFPredictor,))
-        key = json.dumps(data, sort_keys=True, default=str)
-        if key not in batches_of:
-            batches_of[key] = test_batches(data, args.images, args.num_test, args.data_root)
-        print(f"{path}: BaF C={model.hparams.num_channels} n={model.hparams.bits} {model.hparams.selection} "
-              f"at {model.hparams.split} ({model.network.layer_info.out_channels} channels)")
-        rows += measure_baf(model, batches_of[key], args.codecs, checkpoint=str(path),
-                            arm=arm_of(path.resolve().parent.parent.name))
-    print(baf_table(rows))
-    out = args.out or args.ckpt[0].resolve().parent.parent / "baf"
-    settings = {"checkpoints": [str(p) for p in args.ckpt], "codecs": list(args.codecs), "images": args.images,
-                "num_test": args.num_test, "cilight": cilight.__version__, "git": git_revision()}
-    written = write_baf(out, rows, settings)
-    print("wrote " + ", ".join(str(p) for p in written))
-    plots = {f"baf/{p.stem}": p for p in written if p.suffix == ".png"}
-    if log_to_active_run(plots, {"baf/table": baf_wandb_table(rows)}):
-        print("logged the table and plots to the active W&B run")
-    return 0
-
-
-COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate, "baf": baf}
+def anchor_among_tests(anchor: str, tests: list[str]) -> list[str]:
+    """The ``--test`` models that are the anchor itself (the same checkpoint files)."""
+    def files(text: str) -> list[Path]:
+        return [p.resolve() for p in checkpoint_group(text)]
+    return [t for t in tests if files(t) == files(anchor)]
 
 
 def evaluate(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    check_arguments(args)
+    # imported only now: --help and the checks above answer without torch, the codecs and matplotlib
+    from cilight.evaluate_commands import COMMANDS
+
     return COMMANDS[args.command](args)
 
 

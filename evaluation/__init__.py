@@ -17,30 +17,37 @@
 * a checkpoint's curves, measured once and cached beside it — :mod:`~cilight.evaluation.checkpoint_curves`.
 """
 
-from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, metric_overlap
-from cilight.evaluation.callbacks import PredictionGrid, RateDistortionCallback
-from cilight.evaluation.comparison import ArmComparison, Spread, compare_arms, noise_floor, paired_bd_rates, seed_noise
-from cilight.evaluation.curves import (
-    BdRateRow,
-    CurvePoint,
-    Family,
-    RateAccuracyCurves,
-    bd_rate_rows,
-    measure_curves,
-    parse_families,
-)
-from cilight.evaluation.experiment import (
-    METHODS,
-    REFINE_TUPLES,
-    TUPLES,
-    UNREFINED,
-    AllocationRow,
-    run_allocation,
-    scan_budget_line,
-    task_distortions,
-)
-from cilight.evaluation.sweep import RateSweep, distortion_metrics, local_rate_tuples, rate_sweep, sample_rate_tuples
-from cilight.evaluation.tables import markdown_table
+import importlib
+
+# name → the submodule that defines it. The package imports a submodule when one of its names is first
+# used, so a command line importing only :mod:`~cilight.evaluation.defaults` for its --help and its
+# argument checks does not load torch, the codecs and matplotlib first.
+_EXPORTS = {
+    "bdrate": ("MIN_OVERLAP", "bd_metric", "bd_rate", "metric_overlap"),
+    "callbacks": ("PredictionGrid", "RateDistortionCallback"),
+    "comparison": ("ArmComparison", "Spread", "compare_arms", "noise_floor", "paired_bd_rates", "seed_noise"),
+    "curves": ("BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves", "bd_rate_rows", "measure_curves",
+               "parse_families"),
+    "experiment": ("METHODS", "REFINE_TUPLES", "TUPLES", "UNREFINED", "AllocationRow", "run_allocation",
+                   "scan_budget_line", "task_distortions"),
+    "sweep": ("RateSweep", "distortion_metrics", "local_rate_tuples", "rate_sweep", "sample_rate_tuples"),
+    "tables": ("markdown_table",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
 
 __all__ = [
     "METHODS",

@@ -34,10 +34,10 @@ import warnings
 import bjontegaard
 import numpy as np
 
-METHODS = ("cubic", "pchip", "akima")
-DOMINATED = ("refuse", "drop")  # what bd_rate does with a curve whose metric does not rise strictly
+from cilight.evaluation.defaults import BD_METHODS as METHODS
+from cilight.evaluation.defaults import DOMINATED, MIN_OVERLAP
+
 MIN_POINTS = 4  # VCEG-M33 fits a cubic: four points determine it
-MIN_OVERLAP = 0.5  # least share of the union of the two ranges that both curves cover
 
 
 def _curve(rates, metric, which: str) -> tuple[np.ndarray, np.ndarray]:

@@ -40,11 +40,10 @@ from cilight.codecs.learned import LearnedCodec
 from cilight.codecs.registry import CODECS, codec_class
 from cilight.errors import ConfigError
 from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
+from cilight.evaluation.defaults import DEFAULT_FAMILIES, PAPER_FAMILY
 from cilight.evaluation.sweep import cloud_outputs
 
 LEARNED = LearnedCodec.name  # the learned bottleneck's own codec (its one operating point)
-PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"  # ICIP 2019 §3, Table 1
-DEFAULT_FAMILIES = (PAPER_FAMILY,)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from cilight.allocation.pareto import pareto_segment
 from cilight.allocation.solve import allocate, baseline_allocations
 from cilight.codecs import StreamCoder
 from cilight.errors import ConfigError
+from cilight.evaluation.defaults import REFINE_TUPLES, TUPLES
 from cilight.evaluation.sweep import (
     RateSweep,
     cloud_outputs,
@@ -44,8 +45,6 @@ from cilight.evaluation.sweep import (
 
 METHODS = ("proposed", "equal", "numel", "variance")
 UNREFINED = "unrefined"  # the closed form on the §VI-A fit alone, when the proposed one is refined
-TUPLES = 100  # rate tuples of the §VI-A sweep, as in the paper
-REFINE_TUPLES = 10  # tuples per budget of the local sweep (0: the paper's single sweep)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,11 @@ def test_bad_files_are_one_error_naming_the_option(tmp_path):
     missing, garbage, other = tmp_path / "missing.ckpt", tmp_path / "garbage.ckpt", tmp_path / "other.ckpt"
     garbage.write_bytes(b"not a checkpoint")
     torch.save({"weights": torch.zeros(1)}, other)
-    with pytest.raises(ConfigError, match=rf"^--ckpt {missing}: no such checkpoint file$"):
+    with pytest.raises(ConfigError, match=rf"^--ckpt {missing}: no such file; expected a checkpoint \(.ckpt\) written"):
         read_checkpoint(missing, "--ckpt")
-    with pytest.raises(ConfigError, match=rf"^task_ckpt {garbage}: not a checkpoint written by train.py \(torch.load"):
+    with pytest.raises(ConfigError, match=rf"^task_ckpt {garbage}: not a PyTorch archive; expected a checkpoint"):
         load_task_model(garbage)
-    with pytest.raises(ConfigError, match=r"no state_dict and hyper_parameters"):
+    with pytest.raises(ConfigError, match=r"a PyTorch file but not a checkpoint written by train.py \(no state_dict"):
         read_checkpoint(other)
 
 

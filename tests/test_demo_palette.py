@@ -18,7 +18,7 @@ from cilight.datamodules.cityscapes import CLASS_COLORS as CITYSCAPES_COLORS
 from cilight.datamodules.synthetic import CLASS_COLORS as SYNTHETIC_COLORS
 from cilight.demo import run_demo
 from cilight.errors import ConfigError
-from cilight.export_cli import training_palette
+from cilight.export_command import training_palette
 
 HEIGHT, WIDTH = 64, 96
 # 4 classes: neither SyntheticStreets (10) nor Cityscapes (19), colours in neither palette

@@ -1,0 +1,126 @@
+"""The four ``evaluate.py`` commands (:mod:`cilight.evaluate_cli` parses and checks their arguments first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cilight
+from cilight.ci_models import BaFPredictor
+from cilight.ci_models.checkpoints import load_model
+from cilight.codecs import parse_operating_points, stream_coder
+from cilight.datamodules.from_checkpoint import test_batches
+from cilight.errors import ConfigError
+from cilight.evaluate_cli import anchor_among_tests, checkpoint_group, model_names, parse_weights, resolve_protocol
+from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
+from cilight.evaluation.checkpoint_curves import checkpoint_curves, git_revision
+from cilight.evaluation.curves import RateAccuracyCurves, bd_rate_rows, parse_families
+from cilight.evaluation.experiment import run_allocation, split_batches
+from cilight.evaluation.report import (
+    allocation_table,
+    bd_rate_table,
+    bd_rate_wandb_table,
+    curves_table,
+    log_to_active_run,
+    write_allocation,
+    write_bd_rates,
+)
+
+
+def allocate(args) -> int:
+    protocol = resolve_protocol(args)
+    coder, evaluation_coder = stream_coder(protocol["codec"]), stream_coder(protocol["eval_codec"])
+    model, data = load_model(args.ckpt)
+    if len(model.split_points) < 2:
+        raise ConfigError(f"{args.ckpt} has one stream ({model.split_points[0]}); allocation needs ≥ 2 split points")
+    weights = parse_weights(args.weights, len(model.tasks))
+    fit, held_out = split_batches(test_batches(data, args.images, args.num_test, args.data_root),
+                                  protocol["fit_fraction"], seed=args.seed)
+    budgets = [b * 1e3 for b in args.budgets]
+    print(f"protocol {args.protocol}: fitting on a random {sum(len(b['image']) for b in fit)} test images with "
+          f"{coder.name}, evaluating on the other {sum(len(b['image']) for b in held_out)} with "
+          f"{evaluation_coder.name}; budgets {args.budgets} kbit per image")
+    sweep, rows, extras = run_allocation(model, fit, held_out, coder, budgets, tuples=protocol["tuples"],
+                                         refine_tuples=protocol["refine_tuples"], weights=weights, seed=args.seed,
+                                         evaluation_coder=evaluation_coder, stratified=protocol["stratified"])
+    print(allocation_table(rows, extras))
+    out = args.out or args.ckpt.resolve().parent.parent / "allocation"
+    settings = {"budgets_kbit": args.budgets, "weight_scheme": weights, "protocol": args.protocol,
+                "fit_codec": protocol["codec"], "eval_codec": protocol["eval_codec"], "tuples": protocol["tuples"],
+                "refine_tuples": protocol["refine_tuples"], "fit_fraction": protocol["fit_fraction"],
+                "stratified_tuples": protocol["stratified"], "split_seed": args.seed}
+    written = write_allocation(out, sweep, rows, extras, settings)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _curves_of(ckpt: Path, args, families):
+    curves, written, reused = checkpoint_curves(ckpt, families, args.images, args.num_test, args.data_root,
+                                                getattr(args, "out", None) if args.command == "curves" else None,
+                                                reuse=not args.remeasure)
+    where = "reused " + str(ckpt.resolve().parent.parent / "curves" / "curves.json") if reused else \
+        "wrote " + ", ".join(map(str, written))
+    print(f"{ckpt}: {curves.images} test images, {where}")
+    return curves
+
+
+def curves(args) -> int:
+    families = parse_families(args.codecs)
+    print(curves_table(_curves_of(args.ckpt, args, families)))
+    return 0
+
+
+def _model_curves(paths: list[Path], args, families):
+    parts = [_curves_of(path, args, families) for path in paths]
+    return parts[0] if len(parts) == 1 else RateAccuracyCurves.merge(parts)
+
+
+def bdrate(args) -> int:
+    families = parse_families(args.codecs)
+    for test in anchor_among_tests(args.anchor, args.test):
+        print(f"note: --test {test} is the anchor itself; its BD-rate is 0 by definition")
+    paths = [checkpoint_group(t) for t in (args.anchor, *args.test)]
+    names = model_names(paths)
+    models = {name: _model_curves(group, args, families) for name, group in zip(names, paths)}
+    anchor, tests = names[0], {n: models[n] for n in names[1:]}
+    rows = bd_rate_rows(models[anchor], tests, method=args.method, min_overlap=args.min_overlap,
+                        dominated=args.dominated)
+    print(f"BD-rate against {anchor} ({args.method}; negative = fewer bits at equal accuracy)")
+    print(bd_rate_table(rows))
+    out = args.out or paths[0][0].resolve().parent.parent / "bdrate"
+    settings = {"anchor": str(args.anchor), "tests": [str(t) for t in args.test], "names": names,
+                "families": [str(f) for f in families], "method": args.method, "min_overlap": args.min_overlap,
+                "dominated": args.dominated}
+    written = write_bd_rates(out, rows, models, settings)
+    print("wrote " + ", ".join(str(p) for p in written))
+    plots = {f"bdrate/{p.stem}": p for p in written if p.suffix == ".png"}
+    if log_to_active_run(plots, {"bdrate/table": bd_rate_wandb_table(rows)}):
+        print("logged the table and plots to the active W&B run")
+    return 0
+
+
+def baf(args) -> int:
+    parse_operating_points(args.codecs)  # before any model is loaded
+    rows, batches_of = [], {}
+    for path in args.ckpt:
+        model, data = load_model(path, accept=(BaFPredictor,))
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key not in batches_of:
+            batches_of[key] = test_batches(data, args.images, args.num_test, args.data_root)
+        print(f"{path}: BaF C={model.hparams.num_channels} n={model.hparams.bits} {model.hparams.selection} "
+              f"at {model.hparams.split} ({model.network.layer_info.out_channels} channels)")
+        rows += measure_baf(model, batches_of[key], args.codecs, checkpoint=str(path),
+                            arm=arm_of(path.resolve().parent.parent.name))
+    print(baf_table(rows))
+    out = args.out or args.ckpt[0].resolve().parent.parent / "baf"
+    settings = {"checkpoints": [str(p) for p in args.ckpt], "codecs": list(args.codecs), "images": args.images,
+                "num_test": args.num_test, "cilight": cilight.__version__, "git": git_revision()}
+    written = write_baf(out, rows, settings)
+    print("wrote " + ", ".join(str(p) for p in written))
+    plots = {f"baf/{p.stem}": p for p in written if p.suffix == ".png"}
+    if log_to_active_run(plots, {"baf/table": baf_wandb_table(rows)}):
+        print("logged the table and plots to the active W&B run")
+    return 0
+
+
+COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate, "baf": baf}

@@ -1,0 +1,20 @@
+"""What every measurement uses unless told otherwise, in a module that imports nothing.
+
+The command lines show these in ``--help`` and check their arguments before they import numpy,
+torch or the codecs, so a mistake is answered at once; the measuring modules import them from here.
+"""
+
+# curves (Alvar & Bajić, ICIP 2019, §3, Table 1): PNG, then JPEG at quality 95, 90, 85, 80
+PAPER_FAMILY = "paper=png+jpeg:quality=95,90,85,80"
+DEFAULT_FAMILIES = (PAPER_FAMILY,)
+
+# BD-rate (Bjøntegaard, VCEG-M33)
+BD_METHODS = ("cubic", "pchip", "akima")
+DOMINATED = ("refuse", "drop")  # what bd_rate does with a curve whose metric does not rise strictly
+MIN_OVERLAP = 0.5  # least share of the union of the two ranges that both curves cover
+
+# the allocation experiment (Alvar & Bajić, IEEE TIP 2021, §VI-A)
+TUPLES = 100  # rate tuples of the §VI-A sweep, as in the paper
+REFINE_TUPLES = 10  # tuples per budget of the local sweep (0: the paper's single sweep)
+
+__all__ = ["BD_METHODS", "DEFAULT_FAMILIES", "DOMINATED", "MIN_OVERLAP", "PAPER_FAMILY", "REFINE_TUPLES", "TUPLES"]
