@@ -29,11 +29,17 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from cilight.codecs.entropy import EntropyTables
+from cilight.codecs.entropy import EntropyTables, compressai_module
 from cilight.errors import ConfigError
+
+
+def entropy_models_module():
+    """``compressai.entropy_models`` (imported when a learned bottleneck is first built: see
+    :func:`~cilight.codecs.entropy.compressai_module`)."""
+    return compressai_module("compressai.entropy_models")
+
 
 SCALE_BOUND = 0.11  # CompressAI's lower bound on a Gaussian scale
 SCALE_TABLE = tuple(math.exp(v) for v in torch.linspace(math.log(SCALE_BOUND), math.log(256), 64).tolist())
@@ -101,16 +107,16 @@ class LearnedBottleneck(nn.Module, ABC):
 
     def aux_loss(self) -> Tensor:
         """CompressAI's auxiliary loss of the factorized priors (their quantiles), for its own optimizer."""
-        return sum(m.loss() for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck))
+        return sum(m.loss() for m in self.entropy_models().values() if isinstance(m, entropy_models_module().EntropyBottleneck))
 
     def aux_parameters(self) -> list[nn.Parameter]:
         """The quantile parameters the auxiliary loss trains (and nothing else trains)."""
-        return [m.quantiles for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck)]
+        return [m.quantiles for m in self.entropy_models().values() if isinstance(m, entropy_models_module().EntropyBottleneck)]
 
     def density_parameters(self) -> list[nn.Parameter]:
         """The factorized priors' density parameters (trained by the rate term at their own learning rate)."""
         aux = {id(p) for p in self.aux_parameters()}
-        return [p for m in self.entropy_models().values() if isinstance(m, EntropyBottleneck)
+        return [p for m in self.entropy_models().values() if isinstance(m, entropy_models_module().EntropyBottleneck)
                 for p in m.parameters() if id(p) not in aux]
 
     def main_parameters(self) -> list[nn.Parameter]:
@@ -124,7 +130,7 @@ class LearnedBottleneck(nn.Module, ABC):
         tables = {}
         for name, model in self.entropy_models().items():
             model = copy.deepcopy(model)
-            if isinstance(model, GaussianConditional):
+            if isinstance(model, entropy_models_module().GaussianConditional):
                 model.update_scale_table(SCALE_TABLE, force=True)
             else:
                 # the table's range from quantiles found by bisection, not by however far the aux loss got
@@ -162,7 +168,7 @@ class FactorizedBottleneck(LearnedBottleneck):
 
     def __init__(self, channels: int, latent: int) -> None:
         super().__init__(channels, latent)
-        self.entropy_y = EntropyBottleneck(latent)
+        self.entropy_y = entropy_models_module().EntropyBottleneck(latent)
 
     def entropy_models(self) -> dict[str, nn.Module]:
         return {"y": self.entropy_y}
@@ -202,8 +208,9 @@ class HyperpriorBottleneck(LearnedBottleneck):
                                  nn.Conv2d(latent, latent, 3, stride=2, padding=1))
         self.h_s = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(latent, latent, 3, padding=1),
                                  nn.ReLU(inplace=True), nn.Conv2d(latent, latent, 3, padding=1))
-        self.entropy_z = EntropyBottleneck(latent)
-        self.gaussian_y = GaussianConditional(None, scale_bound=SCALE_BOUND)
+        models = entropy_models_module()
+        self.entropy_z = models.EntropyBottleneck(latent)
+        self.gaussian_y = models.GaussianConditional(None, scale_bound=SCALE_BOUND)
 
     def entropy_models(self) -> dict[str, nn.Module]:
         return {"z": self.entropy_z, "y": self.gaussian_y}

@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from cilight.ci_models.backbone import StreamLayout
@@ -433,12 +432,8 @@ class BottleneckTransmission(Transmission):
         return Transmitted(coded.features, self.rate_lambda * bits.mean() if rate else None, bits)
 
     def parameter_groups(self) -> list[dict]:
-        models = self.bottleneck.entropy_models().values()
-        quantiles = [m.quantiles for m in models if isinstance(m, EntropyBottleneck)]
-        densities = [p for m in models if isinstance(m, EntropyBottleneck) for p in m.parameters()
-                     if all(p is not q for q in quantiles)]
-        return [{"params": densities, "lr": self.entropy_lr},
-                {"params": quantiles, "lr": AUX_LR, "weight_decay": 0.0}]
+        return [{"params": self.bottleneck.density_parameters(), "lr": self.entropy_lr},
+                {"params": self.bottleneck.aux_parameters(), "lr": AUX_LR, "weight_decay": 0.0}]
 
     def aux_loss(self) -> Tensor:
         return self.bottleneck.aux_loss()

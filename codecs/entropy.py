@@ -23,7 +23,10 @@ for symbols outside a table). Nothing here recomputes a table.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import warnings
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -142,9 +145,18 @@ def _coder_arguments(indexes: np.ndarray, tables: EntropyTables) -> tuple[list[i
             tables.offset.tolist())
 
 
+def compressai_module(name: str) -> ModuleType:
+    """CompressAI's module ``name``, imported on first use and quietly: importing CompressAI takes about
+    half a second (it loads its point-cloud datasets, and with them torch_geometric and pandas), which
+    only a learned codec needs, and warns about two deprecated torch APIs it calls, which no user can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return importlib.import_module(name)
+
+
 def range_encode(symbols: np.ndarray, indexes: np.ndarray, tables: EntropyTables) -> bytes:
     """rANS-code integer ``symbols``, each with the table row its ``indexes`` entry names."""
-    from compressai import ans
+    ans = compressai_module("compressai.ans")
 
     symbols = np.asarray(symbols)
     if not np.issubdtype(symbols.dtype, np.integer):
@@ -162,7 +174,7 @@ def range_decode(data: bytes, indexes: np.ndarray, tables: EntropyTables) -> np.
     The rANS decoder cannot detect damage: ``data`` must come from a container whose CRC was
     checked (every cilight codec's does).
     """
-    from compressai import ans
+    ans = compressai_module("compressai.ans")
 
     if not isinstance(data, (bytes, bytearray)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
@@ -170,4 +182,4 @@ def range_decode(data: bytes, indexes: np.ndarray, tables: EntropyTables) -> np.
     return np.asarray(values, dtype=np.int32).reshape(np.shape(indexes))
 
 
-__all__ = ["PRECISION", "EntropyTables", "range_decode", "range_encode"]
+__all__ = ["PRECISION", "EntropyTables", "compressai_module", "range_decode", "range_encode"]
