@@ -135,7 +135,7 @@ def check_data(data: object) -> list:
     if any(packets):
         frames = [i for i, item in enumerate(items) if bytes(item[: len(FRAME_MAGIC)]) == FRAME_MAGIC]
         if frames:
-            raise CodecError(f"data mixes {sum(packets)} packets and {len(frames)} whole frames (first at index "
+            raise CodecError(f"data mixes {sum(packets)} packet(s) and {len(frames)} whole frame(s) (first at index "
                              f"{frames[0]}); pass frames or packets, not both")
     return items
 
