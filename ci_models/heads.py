@@ -76,7 +76,7 @@ class CloudDecoder(nn.Module):
         if context.num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {context.num_classes}")
         if width < 8:
-            raise ConfigError(f"decoder width must be at least 8, got {width}")
+            raise ConfigError(f"decoder_width={width}: expected at least 8")
         self.stride = layouts[0].stride
         self.tasks = tuple(tasks)
         fused = sum(layout.channels for layout in layouts)

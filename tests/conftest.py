@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from helpers import (
     DATA,
+    ROOT,
     TINY,
     UPDATE_GOLDEN,
     EndToEndRun,
     Golden,
     smooth_images,
     tiny_model,
+    train,
     train_checkpoint,
     train_subprocess,
 )
@@ -100,3 +102,16 @@ def learned_checkpoint(tmp_path_factory, quick_callbacks) -> Path:
                             "--trainer.max_epochs", "2", "--model.transmission", "BottleneckTransmission",
                             "--model.transmission.prior", "hyperprior", "--model.transmission.channels", "16",
                             "--model.transmission.rate_lambda", "1e-3")
+
+
+@pytest.fixture(scope="session")
+def baf_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """``last.ckpt`` of ``python train.py --config configs/baf.yaml`` on the tiny task checkpoint."""
+    root = tmp_path_factory.mktemp("baf_run")
+    data_and_trainer = [a for i, a in enumerate(TINY) if not (a.startswith("--model.") or TINY[i - 1].startswith("--model."))]
+    proc = train(["--config", ROOT / "configs" / "baf.yaml", *data_and_trainer, "--model.task_ckpt", tiny_checkpoint,
+                  "--model.num_channels", "16", "--model.bits", "6", "--model.calibration_images", "8",
+                  "--trainer.default_root_dir", root / "runs", "--run_name", "b"], root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BaF: transmitting channels" in proc.stdout
+    return root / "runs" / "b" / "checkpoints" / "last.ckpt"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from helpers import ROOT, TINY, smooth_images, tiny_model, train
+from helpers import smooth_images, tiny_model
 
 from cilight.ci_models import BaFPredictor, consolidate, resnet_split, select_channels
 from cilight.ci_models.baf import charbonnier, dequantize_channels, find_layer, quantize_channels
@@ -227,19 +227,6 @@ def test_all_channels_at_8_bits_reproduce_the_unmodified_model_closely():
         error = (baf(test)["layer3"] - features).abs().mean() / features.abs().mean()
         far = (untrained(test)["layer3"] - features).abs().mean() / features.abs().mean()
     assert error < 0.5 * far, (error, far)
-
-
-@pytest.fixture(scope="module")
-def baf_checkpoint(tiny_checkpoint, tmp_path_factory):
-    """``last.ckpt`` of ``python train.py --config configs/baf.yaml`` on the tiny task checkpoint."""
-    root = tmp_path_factory.mktemp("baf_run")
-    data_and_trainer = [a for i, a in enumerate(TINY) if not (a.startswith("--model.") or TINY[i - 1].startswith("--model."))]
-    proc = train(["--config", ROOT / "configs" / "baf.yaml", *data_and_trainer, "--model.task_ckpt", tiny_checkpoint,
-                  "--model.num_channels", "16", "--model.bits", "6", "--model.calibration_images", "8",
-                  "--trainer.default_root_dir", root / "runs", "--run_name", "b"], root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "BaF: transmitting channels" in proc.stdout
-    return root / "runs" / "b" / "checkpoints" / "last.ckpt"
 
 
 def test_train_cli_writes_a_checkpoint_that_needs_nothing_else(baf_checkpoint, tiny_checkpoint, tmp_path):

@@ -86,6 +86,12 @@ def train(args: list, cwd: Path) -> subprocess.CompletedProcess:
     """
     from cilight.cli import main
 
+    return run_entry_point(main, "train.py", args, cwd)
+
+
+def run_entry_point(main: Callable[[list[str]], int], name: str, args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """``main(args)`` of an entry point (``name``: how the process would be called) in this process, from
+    ``cwd``, isolated as :func:`train` describes: its exit status and what it printed."""
     stdout, stderr = io.StringIO(), io.StringIO()
     argv = [str(a) for a in args]
     with _isolated(cwd), redirect_stdout(stdout), redirect_stderr(stderr):
@@ -95,7 +101,7 @@ def train(args: list, cwd: Path) -> subprocess.CompletedProcess:
             code = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
             if isinstance(end.code, str):
                 print(end.code, file=sys.stderr)
-    return subprocess.CompletedProcess(["train.py", *argv], code, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess([name, *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 @contextmanager
