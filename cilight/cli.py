@@ -99,12 +99,15 @@ class _DropAdverts(logging.Filter):
         return not str(record.msg).startswith("💡")
 
 
+_DROP_ADVERTS = _DropAdverts()
+
+
 def _quiet_known_noise() -> None:
     # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # BaFPredictor keeps its task network in eval mode on purpose (frozen batch-norm statistics).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTS)  # added once, however often called
 
 
 class ConfigToRun(SaveConfigCallback):
