@@ -58,7 +58,7 @@ from cilight.ci_models.tasks import Task
 from cilight.datamodules import StreetSceneDataModule
 from cilight.entrypoint import run_main
 from cilight.errors import CilightError, ConfigError
-from cilight.files import check_checkpoint_file, check_input_file
+from cilight.files import check_checkpoint_file, check_input_file, check_output_folder
 
 RUN_DIR_ENV = "CILIGHT_RUN_DIR"
 LIGHTNING_SOURCE = Path(lightning.pytorch.__file__).parents[1]
@@ -127,6 +127,7 @@ def resolve_run_dir(root: str | os.PathLike, run_name: str | None, ckpt_path: st
         ckpt = check_checkpoint_file(ckpt_path, "--ckpt_path")
         if ckpt.parent.name == "checkpoints" and run_name is None:
             return ckpt.parent.parent
+    check_output_folder(root, "--trainer.default_root_dir")
     name = run_name or time.strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(root) / name
     # two runs started in the same second get distinct folders
