@@ -10,7 +10,8 @@ and what was expected:
 * :func:`check_rates` — per-stream rate options (``{split point: {option: value}}``);
 * :func:`check_data` — what :meth:`~cilight.deploy.CloudRuntime.infer` decodes: bytes, or a
   non-empty list of frames or of packets;
-* :func:`check_conceal` — a concealment strategy's name (or ``None``, strict).
+* :func:`check_conceal`, :func:`check_drop_corrupt` — a concealment strategy's name (or ``None``,
+  strict) and whether corrupt packets are dropped.
 """
 
 from __future__ import annotations
@@ -140,6 +141,13 @@ def check_data(data: object) -> list:
     return items
 
 
+def check_drop_corrupt(drop_corrupt: object) -> bool:
+    """``drop_corrupt`` of the cloud runtime: a bool (a truthy string is not ``True``), or one :class:`ConfigError`."""
+    if not isinstance(drop_corrupt, bool):
+        raise ConfigError(f"drop_corrupt={drop_corrupt!r}: expected True or False")
+    return drop_corrupt
+
+
 def check_conceal(conceal: object) -> str | None:
     """A concealment strategy (``None``: strict, any loss is an error), or one :class:`ConfigError`."""
     if conceal is not None and (not isinstance(conceal, str) or conceal not in CONCEALMENT_METHODS):
@@ -147,4 +155,5 @@ def check_conceal(conceal: object) -> str | None:
     return conceal
 
 
-__all__ = ["IMAGE_TOLERANCE", "check_conceal", "check_data", "check_images", "check_rates", "describe"]
+__all__ = ["IMAGE_TOLERANCE", "check_conceal", "check_data", "check_drop_corrupt", "check_images", "check_rates",
+           "describe"]

@@ -41,7 +41,7 @@ from cilight.codecs.wire import (
     read_dataset_mean,
     stream_range,
 )
-from cilight.deploy.inputs import check_conceal, check_data, check_images, check_rates
+from cilight.deploy.inputs import check_conceal, check_data, check_drop_corrupt, check_images, check_rates
 from cilight.deploy.packets import DEFAULT_MSS, ReceivedStream, Reception, is_packet, reassemble, stream_side_of
 from cilight.deploy.streams import stream_coders
 from cilight.errors import ConfigError
@@ -98,7 +98,8 @@ class EdgeRuntime:
         """One byte string per image: the stream containers in split-point order.
 
         ``rates`` maps a split point to rate options of that stream (e.g.
-        ``{"layer3": {"target_bits": 20000}}``); streams not named use the runtime's rate.
+        ``{"layer3": {"target_bits": 20000}}``), which replace the runtime's for that stream; streams not
+        named use the runtime's rate. Rates and images are checked before anything is encoded.
         """
         rates = self._check_rates(rates)
         return [b"".join(coder.encode(tensors, rates.get(split)) for split, coder, tensors in streams)
@@ -127,11 +128,6 @@ class EdgeRuntime:
         batch = len(next(iter(tensors.values())))
         return [[(split, coder, {f: tensors[f"{f}_{split}"][b] for f in coder.fields}) for split, coder in self.coders.items()]
                 for b in range(batch)]
-
-
-def check_drop_corrupt(drop_corrupt: object) -> None:
-    if not isinstance(drop_corrupt, bool):
-        raise ConfigError(f"drop_corrupt={drop_corrupt!r}: expected True or False")
 
 
 class CloudRuntime:

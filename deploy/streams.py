@@ -63,9 +63,9 @@ class QuantizedStreamCoder:
         self.meta, self.split = meta, split
         self.quantizer = meta.quantizer
         point = parse_operating_point(meta.codec if codec is None else codec)
-        if not codes_quantized(codec_class(point.codec)):
-            why = "writes no bytes" if not getattr(codec_class(point.codec), "writes_bytes", True) else \
-                "codes a learned bottleneck's symbols"
+        cls = codec_class(point.codec)
+        if not codes_quantized(cls):
+            why = "codes a learned bottleneck's symbols" if getattr(cls, "writes_bytes", True) else "writes no bytes"
             raise ConfigError(f"codec {point.codec!r} cannot code these halves' quantized codes (it {why}); expected "
                               f"one of {', '.join(n for n, c in CODECS.items() if codes_quantized(c))}")
         fixed = {"quantizer": self.quantizer, "bits": meta.bits}  # the edge half quantizes: the codec cannot change it
