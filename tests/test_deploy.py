@@ -185,8 +185,8 @@ def test_export_cli_on_a_trained_checkpoint(tiny_checkpoint, tmp_path, capsys):
     assert cloud.infer(packets[1:], conceal="dataset_mean")["segmentation"].shape[0] == 1
     missing, not_a_checkpoint = tmp_path / "nope.ckpt", tmp_path / "street.ckpt"
     not_a_checkpoint.write_bytes(demo.read_bytes())
-    for ckpt, expected in ((missing, f"error: --ckpt {missing}: no such checkpoint file"),
-                           (not_a_checkpoint, f"error: --ckpt {not_a_checkpoint}: not a checkpoint written by train.py")):
+    for ckpt, expected in ((missing, f"error: --ckpt {missing}: no such file; expected a checkpoint"),
+                           (not_a_checkpoint, f"error: --ckpt {not_a_checkpoint}: not a PyTorch archive")):
         assert main(["--ckpt", str(ckpt), "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith(expected) and "weights_only" not in err, err
