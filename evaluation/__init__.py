@@ -8,8 +8,10 @@
   (Alvar & Bajić, ICIP 2019, §3) — :mod:`~cilight.evaluation.curves`;
 * Back-and-Forth prediction measured against image codecs (Choi et al., ICASSP 2020, §4) —
   :mod:`~cilight.evaluation.baf`;
-* two training recipes compared over seeds: paired BD-rates against the seed-to-seed noise floor
-  — :mod:`~cilight.evaluation.comparison`;
+* two training recipes compared over pairs of models (same seed, or one base): BD-rate as a log rate
+  ratio over a metric band fixed in advance, paired t-intervals, Holm across tasks and a verdict in
+  words — :mod:`~cilight.evaluation.paired`; the older rule against the seed-to-seed noise floor —
+  :mod:`~cilight.evaluation.comparison`;
 * tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.evaluation.report`; the
   markdown table renderer of the README tables — :mod:`~cilight.evaluation.tables`;
 * the training callbacks (the per-epoch rate–distortion experiment, the sample grid) —
@@ -30,6 +32,8 @@ _EXPORTS = {
                "parse_families"),
     "experiment": ("METHODS", "REFINE_TUPLES", "TUPLES", "UNREFINED", "AllocationRow", "run_allocation",
                    "scan_budget_line", "task_distortions"),
+    "paired": ("LevelComparison", "PairedComparison", "PairedInterval", "RateAtLevel", "bd_log_rate", "compare_pairs",
+               "holm", "log_rate_at_levels", "metric_band", "paired_interval", "percent", "verdict"),
     "sweep": ("RateSweep", "distortion_metrics", "local_rate_tuples", "rate_sweep", "sample_rate_tuples"),
     "tables": ("markdown_table",),
 }
@@ -60,27 +64,39 @@ __all__ = [
     "BdRateRow",
     "CurvePoint",
     "Family",
+    "LevelComparison",
+    "PairedComparison",
+    "PairedInterval",
     "PredictionGrid",
     "RateAccuracyCurves",
+    "RateAtLevel",
     "RateDistortionCallback",
     "RateSweep",
     "Spread",
+    "bd_log_rate",
     "bd_metric",
     "bd_rate",
     "bd_rate_rows",
     "compare_arms",
+    "compare_pairs",
     "distortion_metrics",
+    "holm",
     "local_rate_tuples",
+    "log_rate_at_levels",
     "markdown_table",
     "measure_curves",
+    "metric_band",
     "metric_overlap",
     "noise_floor",
     "paired_bd_rates",
+    "paired_interval",
     "parse_families",
+    "percent",
     "rate_sweep",
     "run_allocation",
     "sample_rate_tuples",
     "scan_budget_line",
     "seed_noise",
     "task_distortions",
+    "verdict",
 ]
