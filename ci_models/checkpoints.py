@@ -76,6 +76,10 @@ def check_class(state: dict, cls: type, path: str | Path, label: str) -> None:
         raise ConfigError(f"{label} {path} is a {saved} checkpoint; expected a {cls.__name__} checkpoint")
 
 
+# saved arguments that do not shape the weights: left out when explaining why weights do not fit
+NOT_ARCHITECTURE = ("init_from", "backbone_weights", "lr", "weight_decay")
+
+
 def architecture_mismatch(state: dict, model: pl.LightningModule, path: str | Path, label: str) -> str | None:
     """Why the weights in ``state`` cannot be loaded into ``model`` (one line naming the saved and the
     configured values of the hyperparameters that differ), or ``None`` if every tensor has its place.
@@ -90,16 +94,28 @@ def architecture_mismatch(state: dict, model: pl.LightningModule, path: str | Pa
     configured = {k: v.shape for k, v in model.state_dict().items()}
     if saved == configured:
         return None
-    saved_hp = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
-    configured_hp = {k: v for k, v in dict(model.hparams).items() if not k.startswith("_")}
+    saved_hp = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_") and k not in NOT_ARCHITECTURE}
+    configured_hp = {k: v for k, v in dict(model.hparams).items() if not k.startswith("_") and k not in NOT_ARCHITECTURE}
     differ = [f"{k}={_plain(saved_hp.get(k))} (configured: {_plain(configured_hp.get(k))})"
               for k in sorted(set(saved_hp) | set(configured_hp)) if _plain(saved_hp.get(k)) != _plain(configured_hp.get(k))]
     if not differ:
         missing = sorted(set(configured) - set(saved)) or sorted(k for k in saved if saved[k] != configured.get(k))
         differ = [f"its weights differ from the configured model's, e.g. at {missing[0]}"] if missing else []
-    config = Path(path).resolve().parent.parent / "config.yaml"
-    hint = f"--config {config}" if config.is_file() else "the options it was trained with"
-    return f"{label} {path} holds another {saved_cls}: saved with {'; '.join(differ)}; resume it with {hint}"
+    return f"{label} {path} holds another {saved_cls}: saved with {'; '.join(differ)}"
+
+
+def initialise_from(model: pl.LightningModule, path: str | Path, label: str = "init_from") -> None:
+    """Load the weights (and transmission state) of the checkpoint ``path`` into ``model``, which must
+    have its class and architecture; its optimizer, schedule, epoch and step are not taken."""
+    state = read_checkpoint(path, label)
+    upgrade = getattr(type(model), "upgrade_checkpoint", None)
+    if upgrade is not None:
+        state = upgrade(state)
+    mismatch = architecture_mismatch(state, model, path, label)
+    if mismatch:
+        raise ConfigError(f"{mismatch}; expected a checkpoint of the configured architecture to start from")
+    model.load_state_dict(state["state_dict"])
+    model.on_load_checkpoint(state)
 
 
 def _plain(value: object) -> object:
@@ -122,7 +138,9 @@ def check_resume(path: str | Path, model: pl.LightningModule, label: str = "--ck
                           "a run resumes from the checkpoints train.py writes (runs/<run>/checkpoints/last.ckpt)")
     mismatch = architecture_mismatch(state, model, path, label)
     if mismatch:
-        raise ConfigError(mismatch)
+        config = Path(path).resolve().parent.parent / "config.yaml"
+        raise ConfigError(f"{mismatch}; resume it with "
+                          f"{f'--config {config}' if config.is_file() else 'the options it was trained with'}")
 
 
 def datamodule_hparams(state: dict) -> dict:
@@ -181,5 +199,5 @@ def load_model(path: str | Path, accept: tuple[type, ...] = (MultiTaskCI,), labe
 
 
 __all__ = ["architecture_mismatch", "build_from_checkpoint", "check_class", "check_resume", "checkpoint_class",
-           "datamodule_hparams", "load_lightning_module", "load_model", "load_task_model", "read_checkpoint",
+           "datamodule_hparams", "initialise_from", "load_lightning_module", "load_model", "load_task_model", "read_checkpoint",
            "saved_class_name"]

@@ -77,6 +77,10 @@ class MultiTaskCI(pl.LightningModule):
         lr: initial Adam learning rate (polynomial decay to 0 over training, power 0.9).
         weight_decay: Adam weight decay.
         ignore_index: segmentation label to ignore.
+        init_from: a checkpoint of the same architecture whose weights training starts from, with a fresh
+            optimizer, schedule, epoch and step (a fine-tune from a shared base: both arms of a comparison
+            start from the same weights). Read when fitting starts (:meth:`setup`), so a model loaded
+            from its own checkpoint never needs the base file again.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class MultiTaskCI(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ignore_index: int = 255,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
@@ -110,6 +115,14 @@ class MultiTaskCI(pl.LightningModule):
         self.loss_weighting = UncertaintyWeighting(loss_types)
         self.val_metrics = self.task_metrics()
         self.test_metrics = self.task_metrics()
+
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a --ckpt_path, which thus wins over the base when a fine-tune is resumed
+        if stage == "fit" and self.hparams.get("init_from"):
+            # imported here: cilight.ci_models.checkpoints imports this module
+            from cilight.ci_models.checkpoints import initialise_from
+
+            initialise_from(self, self.hparams.init_from, "--model.init_from")
 
     @property
     def split_points(self) -> tuple[str, ...]:
