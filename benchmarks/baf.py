@@ -28,8 +28,8 @@ cilight's default model and data, under a protocol fixed before any result was s
 
     python -m benchmarks.baf [--task-ckpt CKPT] [--work DIR] [--epochs 8]
 
-Runs resume: a run folder with ``last.ckpt`` is not trained again. Writes
-``benchmarks/results/baf.json`` (every row), ``benchmarks/results/baf/`` (CSV and the plots).
+Runs resume: a finished run (``test_metrics.json``) is not trained again, an interrupted one resumes from its
+``last.ckpt``. Writes ``benchmarks/results/baf.json`` (every row), ``benchmarks/results/baf/`` (CSV and the plots).
 """
 
 from __future__ import annotations
@@ -66,26 +66,30 @@ def run(command: list[str], cwd: Path) -> None:
     subprocess.run(command, cwd=cwd, env={**os.environ, "WANDB_MODE": "disabled"}, check=True, stdout=subprocess.DEVNULL)
 
 
-def train_task_model(work: Path, epochs: int) -> Path:
-    ckpt = work / "task" / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        run([sys.executable, str(ROOT / "train.py"), "--trainer.default_root_dir", str(work), "--run_name", "task",
-             "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false", "--baselines", "false"], work)
-    return ckpt
-
-
-def train_baf(work: Path, name: str, options: list[str], task_ckpt: Path, epochs: int) -> Path:
+def trained(work: Path, name: str, command: list[str]) -> Path:
+    """``last.ckpt`` of ``command`` (a ``train.py`` run named ``name`` under ``work``): reused when the run finished
+    (``test_metrics.json`` is written last), resumed from it when the run was interrupted."""
     ckpt = work / name / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
+    if (work / name / "test_metrics.json").is_file() and ckpt.is_file():
         print(f"{name}: reusing {ckpt}", flush=True)
         return ckpt
     start = time.perf_counter()
-    run([sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "baf.yaml"),
-         "--model.task_ckpt", str(task_ckpt), "--model.split", SPLIT, "--trainer.max_epochs", str(epochs),
-         "--trainer.default_root_dir", str(work), "--run_name", name, "--trainer.enable_progress_bar", "false",
-         "--baselines", "false", *options], work)
+    run([*command, *(["--ckpt_path", str(ckpt)] if ckpt.is_file() else [])], work)
     print(f"{name}: trained in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     return ckpt
+
+
+def train_task_model(work: Path, epochs: int) -> Path:
+    return trained(work, "task", [sys.executable, str(ROOT / "train.py"), "--trainer.default_root_dir", str(work),
+                                  "--run_name", "task", "--trainer.max_epochs", str(epochs),
+                                  "--trainer.enable_progress_bar", "false", "--baselines", "false"])
+
+
+def train_baf(work: Path, name: str, options: list[str], task_ckpt: Path, epochs: int) -> Path:
+    return trained(work, name, [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "baf.yaml"),
+                                "--model.task_ckpt", str(task_ckpt), "--model.split", SPLIT, "--trainer.max_epochs",
+                                str(epochs), "--trainer.default_root_dir", str(work), "--run_name", name,
+                                "--trainer.enable_progress_bar", "false", "--baselines", "false", *options])
 
 
 def arms(rows: list[dict]) -> dict:

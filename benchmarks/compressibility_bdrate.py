@@ -43,7 +43,8 @@ before any result was seen:
 
     python -m benchmarks.compressibility_bdrate [--variants default fixed_lambda …] [--work DIR] [--seeds 0 1 2]
 
-Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused; the
+Runs resume: a finished run is not trained again (an interrupted one resumes from its ``last.ckpt``) and
+saved curves are reused; the
 JSON is written after every run, and a run whose curves are in it (measured on the same families)
 is taken from there even when its folder is gone (another machine, a cleaned ``/tmp``).
 Writes ``benchmarks/results/compressibility_bdrate.json`` (every curve, every BD-rate) and the RD

@@ -53,7 +53,8 @@ of ``rate_aware_training.py``, under a protocol fixed before any 8-epoch result 
     python -m benchmarks.learned_codec [--bottlenecks factorized hyperprior] [--lambdas …] [--seeds 0 1 2]
         [--work DIR] [--table] [--pilot]
 
-Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused.
+Runs resume: a finished run is not trained again (an interrupted one resumes from its ``last.ckpt``) and
+saved curves are reused.
 Writes ``benchmarks/results/learned_codec.json`` (every curve, every BD-rate, the timings) and RD
 plots (seed 0 of every arm) in the folder of the same name beside it, naming the machine.
 """

@@ -34,7 +34,8 @@ recipe measures whether that saves bits, under a protocol fixed before any resul
     python -m benchmarks.rate_aware_training [--models layer3 layer2+layer3] [--arms none dpcm_dct …]
         [--seeds 0 1 2] [--work DIR] [--reuse-from DIR] [--table]
 
-Runs resume: a run folder with ``last.ckpt`` is not trained again and saved curves are reused; a run
+Runs resume: a finished run is not trained again (an interrupted one resumes from its ``last.ckpt``) and
+saved curves are reused; a run
 whose folder is gone (another machine, a cleaned ``/tmp``) but whose curves and allocation are in
 ``--out`` from an earlier invocation is taken from there, not retrained (``--retrain`` refuses that).
 Writes ``benchmarks/results/rate_aware_training.json`` (every curve, every BD-rate) and RD plots
@@ -77,7 +78,7 @@ def run_checkpoint(args, model: str, arm: str, seed: int) -> Path:
     shared = SHARED.get((model, arm))
     if shared and args.reuse_from is not None:
         ckpt = args.reuse_from / f"{shared}_s{seed}" / "checkpoints" / "last.ckpt"
-        if ckpt.is_file():
+        if ckpt.is_file() and (ckpt.parents[1] / "test_metrics.json").is_file():  # finished, not interrupted
             print(f"{model} {arm} s{seed}: reusing {ckpt}", flush=True)
             return ckpt
     name = f"{model.replace('+', '_')}_{arm.replace('+', '_')}_s{seed}"

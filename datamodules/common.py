@@ -28,9 +28,10 @@ from collections.abc import Mapping
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from cilight.errors import ConfigError
+from cilight.resume import ResumableBatchSampler, TrainOrder
 
 IGNORE_INDEX = 255
 """Segmentation label of pixels that no loss or metric may count."""
@@ -102,6 +103,8 @@ class StreetSceneDataModule(pl.LightningDataModule):
         self.num_classes: int = 0
         self.class_names: tuple[str, ...] = ()
         self._datasets: dict[str, Dataset] = {}
+        # where the shuffled training order stands; checkpoints save it (cilight.resume.ExactResume)
+        self.train_order = TrainOrder()
 
     def _build_split(self, split: str) -> Dataset:
         raise NotImplementedError
@@ -124,20 +127,22 @@ class StreetSceneDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.dataset(split)
-        train = split == "train"
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            # A generator owned by the loader makes the epoch orders a function of `seed`
-            # alone, independent of how much global RNG the model consumed before.
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
-            # Dropping the ragged last batch keeps batch statistics stable, but on a split no
-            # larger than one batch it would leave an epoch with no step at all.
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        persistent = self.num_workers > 0
+        if split != "train":
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                              persistent_workers=persistent)
+        # A generator owned by the loader makes the epoch orders a function of `seed` alone, independent of how
+        # much global RNG the model consumed before. The samplers are what DataLoader(shuffle=True, generator=…,
+        # batch_size=…, drop_last=…) builds, the batch sampler one that a resumed run can start mid-order
+        # (cilight.resume): the same draws, so the same orders as before it existed.
+        generator = torch.Generator().manual_seed(self.seed)
+        self.train_order.attach(generator, fresh_iterator_per_epoch=not persistent)
+        # Dropping the ragged last batch keeps batch statistics stable, but on a split no larger than one batch
+        # it would leave an epoch with no step at all.
+        batches = ResumableBatchSampler(RandomSampler(dataset, generator=generator), self.batch_size,
+                                        drop_last=len(dataset) > self.batch_size, order=self.train_order)
+        return DataLoader(dataset, batch_sampler=batches, generator=generator, num_workers=self.num_workers,
+                          persistent_workers=persistent)
 
     def sequential_loader(self, split: str, batch_size: int = 32) -> DataLoader:
         """Every sample of ``split`` exactly once, in order (unlike the shuffled, drop_last train loader)."""

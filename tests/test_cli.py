@@ -98,13 +98,13 @@ def test_defaults_and_callbacks_come_from_the_config_file(tmp_path):
 
     default = resolved()
     callbacks = [c["class_path"] for c in default["trainer"]["callbacks"]]
-    assert callbacks == ["lightning.pytorch.callbacks.ModelCheckpoint", "cilight.evaluation.PredictionGrid",
-                         "cilight.evaluation.RateDistortionCallback"]
+    assert callbacks == ["lightning.pytorch.callbacks.ModelCheckpoint", "cilight.resume.ExactResume",
+                         "cilight.evaluation.PredictionGrid", "cilight.evaluation.RateDistortionCallback"]
     assert default["trainer"]["max_epochs"] == 8 and default["seed_everything"] == 0
     # a user's file replaces the list: here without the rate–distortion callback
     mine = tmp_path / "mine.yaml"
-    mine.write_text(yaml.safe_dump({"trainer": {"callbacks": default["trainer"]["callbacks"][:2]}}))
-    assert [c["class_path"] for c in resolved("--config", mine)["trainer"]["callbacks"]] == callbacks[:2]
+    mine.write_text(yaml.safe_dump({"trainer": {"callbacks": default["trainer"]["callbacks"][:-1]}}))
+    assert [c["class_path"] for c in resolved("--config", mine)["trainer"]["callbacks"]] == callbacks[:-1]
 
 
 @pytest.mark.slow
