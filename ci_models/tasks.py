@@ -69,6 +69,9 @@ class TaskMetric:
         higher_is_better: the direction (eq 1 of the Pareto paper).
         make: ``make(context, **metric_options)`` → a fresh torchmetrics ``Metric``.
         update: ``update(metric, prediction, batch)`` adds one batch.
+        zero_is_trivial: the metric has no natural zero (PSNR): shares of it, such as the metric band of
+            a paired comparison (:func:`cilight.evaluation.paired.metric_band`), count from the trivial
+            predictor's score instead of from 0.
     """
 
     name: str
@@ -76,6 +79,7 @@ class TaskMetric:
     higher_is_better: bool
     make: Callable[..., Metric]
     update: Callable[[Metric, Tensor, Batch], None]
+    zero_is_trivial: bool = False
 
 
 class Baseline(ABC):
@@ -465,7 +469,7 @@ def _render_image(prediction: Tensor, sample: Batch | None, context: TaskContext
 
 RECONSTRUCTION = register_task(Task(
     name="reconstruction", kind="regression", channels=3, output=torch.sigmoid, loss=_reconstruction_loss,
-    metrics=(TaskMetric("psnr", "PSNR dB", True, _psnr, _update_psnr),),
+    metrics=(TaskMetric("psnr", "PSNR dB", True, _psnr, _update_psnr, zero_is_trivial=True),),
     baseline=MeanImage, render=_render_image,
 ))
 

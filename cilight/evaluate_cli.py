@@ -1,4 +1,5 @@
-"""``python evaluate.py curves|bdrate|allocate|baf``: rate–accuracy curves, BD-rate tables, bit allocation, BaF.
+"""``python evaluate.py curves|bdrate|compare|allocate|baf``: rate–accuracy curves, BD-rate tables, paired
+comparisons of training recipes, bit allocation, BaF.
 
     python evaluate.py curves --ckpt CKPT [--codecs FAMILY …] [--images N] [--out DIR]
     python evaluate.py bdrate --anchor CKPT_A --test CKPT_B [CKPT_C …] [--codecs FAMILY …]
@@ -15,6 +16,20 @@ task and family, with the overlap of the metric ranges (a BD-rate over less than
 ``--min-overlap`` of them is refused). Disparity enters as IRMSE = 1/RMSE. It writes
 ``bdrate.json``, ``bdrate.csv`` and ``rd_<task>.png`` to ``--out`` and logs them to an active
 W&B run.
+
+    python evaluate.py compare --anchor A_SEED0 A_SEED1 … --test B_SEED0 B_SEED1 … [--pair-by position|seed]
+                               [--codecs FAMILY …] [--remote FAMILY …] [--band 0.5 0.95] [--levels 0.8 0.9 0.95]
+                               [--alpha 0.05] [--out DIR]
+
+``compare`` compares two training recipes ("arms") over paired checkpoints (the same seed, or fine-tuned
+from one base with the same fine-tune seed): per pair and task, the BD-rate as a mean log rate ratio
+(PCHIP) over a metric band fixed in advance (``--band``: shares of the anchor's uncompressed metric;
+PSNR counted from the trivial predictor's) and the rate at equal accuracy at ``--levels``; over pairs,
+the mean with a paired 95% t-interval, Holm-adjusted p-values across tasks and a verdict in words
+(:mod:`cilight.evaluation.paired`). ``--remote`` adds remote-inference families (the anchor models on
+their coded input images): every test family is also compared against them. Writes ``compare.json``,
+``compare.csv`` and one plot per family and task (each pair faint, each arm's mean bold) to ``--out``;
+logs them to an active W&B run.
 
     python evaluate.py baf --ckpt BAF_CKPT [BAF_CKPT …] [--codecs png jpeg:quality=90 …] [--images N] [--out DIR]
 
@@ -49,7 +64,17 @@ from pathlib import Path
 
 from cilight.entrypoint import ArgumentParser, run_main
 from cilight.errors import ConfigError
-from cilight.evaluation.defaults import BD_METHODS, DEFAULT_FAMILIES, DOMINATED, MIN_OVERLAP, REFINE_TUPLES, TUPLES
+from cilight.evaluation.defaults import (
+    ALPHA,
+    BAND_FRACTIONS,
+    BD_METHODS,
+    DEFAULT_FAMILIES,
+    DOMINATED,
+    LEVELS,
+    MIN_OVERLAP,
+    REFINE_TUPLES,
+    TUPLES,
+)
 from cilight.files import check_checkpoint_file, check_output_folder
 
 
@@ -81,6 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a curve whose metric does not rise strictly with rate: refuse it (default), or drop its "
                         "dominated points (more bits, no better metric) first")
     b.add_argument("--out", type=Path, help="folder for the table and plots (default: <anchor run>/bdrate/)")
+    m = commands.add_parser("compare", help="two training recipes over paired checkpoints: paired BD-rate intervals "
+                                            "and a verdict per task and family")
+    m.add_argument("--anchor", required=True, type=Path, nargs="+", help="the anchor arm's checkpoints, one per pair")
+    m.add_argument("--test", required=True, type=Path, nargs="+", help="the test arm's checkpoints, one per pair")
+    m.add_argument("--pair-by", default="position", choices=("position", "seed"),
+                   help="pair the i-th anchor with the i-th test checkpoint (default), or the runs of the same "
+                        "seed_everything (read from each run's config.yaml)")
+    data_options(m)
+    m.add_argument("--remote", nargs="+", metavar="FAMILY",
+                   help="remote-inference families (the input image coded, e.g. remote=image:jpeg:quality=95,75,50,25,10): "
+                        "every test family is also compared against the anchor models on their coded images")
+    m.add_argument("--band", type=float, nargs=2, default=list(BAND_FRACTIONS), metavar=("LO", "HI"),
+                   help="the metric band of the BD-rate, shares of the anchor's uncompressed metric (PSNR: from the "
+                        "trivial predictor's) (default: %(default)s)")
+    m.add_argument("--levels", type=float, nargs="+", default=list(LEVELS),
+                   help="accuracy levels of the rate at equal accuracy, the same shares (default: %(default)s)")
+    m.add_argument("--alpha", type=float, default=ALPHA, help="family-wise level of the verdicts (default %(default)s)")
+    m.add_argument("--out", type=Path, help="folder for compare.json/csv and the plots (default: <first anchor run>/compare/)")
     f = commands.add_parser("baf", help="Back-and-Forth prediction: coded size against task accuracy (Fig. 3-4)")
     f.add_argument("--ckpt", required=True, type=Path, nargs="+", help="BaFPredictor checkpoints, one per (C, n)")
     f.add_argument("--codecs", nargs="+", default=["png"],
@@ -191,11 +234,33 @@ def check_arguments(args) -> None:
         for label, text in (("--anchor", args.anchor), *(("--test", t) for t in args.test)):
             for path in checkpoint_group(text):
                 check_checkpoint_file(path, label)
+    elif args.command == "compare":
+        check_compare(args)
     else:
         for path in args.ckpt if isinstance(args.ckpt, list) else [args.ckpt]:
             check_checkpoint_file(path, "--ckpt")
     if args.out is not None:
         check_output_folder(args.out)
+
+
+def check_compare(args) -> None:
+    """The arms of ``evaluate.py compare``: one checkpoint per pair in each, every file a checkpoint, a band
+    and levels that are shares, a level that is a probability."""
+    if len(args.anchor) != len(args.test):
+        raise ConfigError(f"--anchor has {len(args.anchor)} checkpoints and --test {len(args.test)}; expected one of "
+                          "each per pair")
+    for label, paths in (("--anchor", args.anchor), ("--test", args.test)):
+        for path in paths:
+            check_checkpoint_file(path, label)
+        if len({p.resolve() for p in paths}) != len(paths):
+            raise ConfigError(f"{label} lists a checkpoint twice; expected one per pair")
+    lo, hi = args.band
+    if not 0 <= lo < hi <= 1:
+        raise ConfigError(f"--band {lo:g} {hi:g}: expected two shares 0 ≤ LO < HI ≤ 1 of the uncompressed metric")
+    if any(not 0 < level <= 1 for level in args.levels):
+        raise ConfigError(f"--levels {' '.join(f'{v:g}' for v in args.levels)}: expected shares in (0, 1]")
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha {args.alpha:g}: expected a level in (0, 1)")
 
 
 def anchor_among_tests(anchor: str, tests: list[str]) -> list[str]:

@@ -1,29 +1,36 @@
-"""The four ``evaluate.py`` commands (:mod:`cilight.evaluate_cli` parses and checks their arguments first)."""
+"""The ``evaluate.py`` commands (:mod:`cilight.evaluate_cli` parses and checks their arguments first)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import yaml
+
 import cilight
 from cilight.ci_models import BaFPredictor
 from cilight.ci_models.checkpoints import load_model
+from cilight.ci_models.tasks import trivial_baselines
 from cilight.codecs import parse_operating_points, stream_coder
-from cilight.datamodules.from_checkpoint import test_batches
+from cilight.datamodules.from_checkpoint import datamodule_from, test_batches
 from cilight.errors import ConfigError
 from cilight.evaluate_cli import anchor_among_tests, checkpoint_group, model_names, parse_weights, resolve_protocol
 from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
 from cilight.evaluation.checkpoint_curves import checkpoint_curves, git_revision
 from cilight.evaluation.curves import RateAccuracyCurves, bd_rate_rows, parse_families
 from cilight.evaluation.experiment import run_allocation, split_batches
+from cilight.evaluation.paired import compare_pairs
 from cilight.evaluation.report import (
     allocation_table,
     bd_rate_table,
     bd_rate_wandb_table,
+    comparison_table,
+    comparison_wandb_table,
     curves_table,
     log_to_active_run,
     write_allocation,
     write_bd_rates,
+    write_comparison,
 )
 
 
@@ -123,4 +130,104 @@ def baf(args) -> int:
     return 0
 
 
-COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate, "baf": baf}
+# datamodule arguments that do not change the test split: the arms of a comparison may differ in them
+TRAINING_ONLY = ("num_train", "num_val", "batch_size", "num_workers")
+
+
+def run_seed(ckpt: Path) -> int:
+    """``seed_everything`` of the run a checkpoint belongs to (its ``config.yaml``, beside ``checkpoints/``)."""
+    config = ckpt.resolve().parent.parent / "config.yaml"
+    try:
+        seed = yaml.safe_load(config.read_text()).get("seed_everything")
+    except (OSError, yaml.YAMLError, AttributeError):
+        seed = None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"--pair-by seed: {ckpt} has no seed_everything in {config}; pair by position instead")
+    return seed
+
+
+def pair_arms(anchors: list[Path], tests: list[Path], by: str) -> list[tuple[str, Path, Path]]:
+    """``(label, anchor, test)`` per pair: by position, or by the runs' seeds (each seed once in each arm)."""
+    if by == "position":
+        return [(f"pair {i + 1}", a, t) for i, (a, t) in enumerate(zip(anchors, tests))]
+    seeds = {}
+    for label, arm in (("--anchor", anchors), ("--test", tests)):
+        seeds[label] = {}
+        for path in arm:
+            seed = run_seed(path)
+            if seed in seeds[label]:
+                raise ConfigError(f"--pair-by seed: {label} has two runs of seed {seed} ({seeds[label][seed]}, {path})")
+            seeds[label][seed] = path
+    if set(seeds["--anchor"]) != set(seeds["--test"]):
+        raise ConfigError(f"--pair-by seed: the anchor arm has seeds {sorted(seeds['--anchor'])}, the test arm "
+                          f"{sorted(seeds['--test'])}; expected the same seeds")
+    return [(f"seed {s}", seeds["--anchor"][s], seeds["--test"][s]) for s in sorted(seeds["--anchor"])]
+
+
+def evaluated_split(curves: RateAccuracyCurves) -> dict:
+    data = curves.provenance.get("data") or {}
+    return {k: v for k, v in data.items() if k not in TRAINING_ONLY and not k.startswith("_instantiator")}
+
+
+def band_floors(ckpt: Path, args) -> dict[str, float]:
+    """Metric key → the floor of its band, for metrics without a natural zero (PSNR): the trivial predictor's
+    score, from the anchor run's ``test_metrics.json``, or measured on the checkpoint's data."""
+    model, data = load_model(ckpt)
+    keys = [t.rate_accuracy_key for t in model.tasks if t.rate_accuracy.zero_is_trivial]
+    if not keys:
+        return {}
+    saved = ckpt.resolve().parent.parent / "test_metrics.json"
+    try:
+        baselines = json.loads(saved.read_text()).get("trivial_baselines") or {}
+    except (OSError, json.JSONDecodeError):
+        baselines = {}
+    if not all(k in baselines for k in keys):
+        datamodule = datamodule_from(data, **({"root": args.data_root} if args.data_root else {}))
+        datamodule.setup("fit")
+        datamodule.setup("test")
+        baselines = trivial_baselines(model.tasks, model.task_context, datamodule.sequential_loader("train"),
+                                      datamodule.sequential_loader("test"))
+    return {k: float(baselines[k]) for k in keys}
+
+
+def compare(args) -> int:
+    families = parse_families(args.codecs)
+    remote = parse_families(args.remote) if args.remote else ()
+    pairs = pair_arms(list(args.anchor), list(args.test), args.pair_by)
+    labels = [label for label, _, _ in pairs]
+    anchors = [_curves_of(a, args, (*families, *remote)) for _, a, _ in pairs]
+    tests = [_curves_of(t, args, families) for _, _, t in pairs]
+    reference = evaluated_split(anchors[0])
+    for label, a, t in zip(labels, anchors, tests):
+        for arm, curves in (("anchor", a), ("test", t)):
+            if evaluated_split(curves) != reference:
+                raise ConfigError(f"{label}: the {arm} checkpoint's test data {evaluated_split(curves)} differs from "
+                                  f"{labels[0]}'s anchor {reference}; expected the same test split in every pair")
+    floors = band_floors(pairs[0][1], args)
+    options = {"fractions": tuple(args.band), "floors": floors, "levels": tuple(args.levels), "alpha": args.alpha,
+               "labels": labels}
+    rows = []
+    for family in families:
+        name = family.name
+        rows += compare_pairs(anchors, tests, name, **options)
+        for anchor_family in remote:
+            rows += compare_pairs(anchors, tests, name, anchor_family=anchor_family.name, **options)
+    print(f"{len(pairs)} pairs ({args.pair_by}); BD-rate as the mean log rate ratio over "
+          f"{args.band[0]:g}–{args.band[1]:g} of the anchor's uncompressed metric"
+          + (f" (from the trivial predictor for {', '.join(floors)})" if floors else "")
+          + "; negative = fewer bits at equal accuracy")
+    print(comparison_table(rows))
+    out = args.out or pairs[0][1].resolve().parent.parent / "compare"
+    settings = {"pairs": [{"label": label, "anchor": str(a), "test": str(t)} for label, a, t in pairs],
+                "pair_by": args.pair_by, "families": [str(f) for f in families], "remote": [str(f) for f in remote],
+                "band": list(args.band), "floors": floors, "levels": list(args.levels), "alpha": args.alpha,
+                "cilight": cilight.__version__, "git": git_revision()}
+    written = write_comparison(out, rows, anchors, tests, settings)
+    print("wrote " + ", ".join(str(p) for p in written))
+    plots = {f"compare/{p.stem}": p for p in written if p.suffix == ".png"}
+    if log_to_active_run(plots, {"compare/table": comparison_wandb_table(rows)}):
+        print("logged the table and plots to the active W&B run")
+    return 0
+
+
+COMMANDS = {"curves": curves, "bdrate": bdrate, "allocate": allocate, "baf": baf, "compare": compare}

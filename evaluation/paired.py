@@ -54,13 +54,13 @@ from scipy.interpolate import PchipInterpolator
 
 from cilight.errors import ConfigError
 from cilight.evaluation.bdrate import efficient_points
+from cilight.evaluation.defaults import BAND_FRACTIONS, LEVELS
 
 if TYPE_CHECKING:  # only its methods are used: this module imports no torch
     from cilight.evaluation.curves import RateAccuracyCurves
 
 MIN_POINTS = 2  # efficient points a PCHIP needs; whether a curve covers the band is checked separately
-FRACTIONS = (0.5, 0.95)
-LEVELS = (0.8, 0.9, 0.95)
+FRACTIONS = BAND_FRACTIONS
 
 
 def percent(log_ratio: float) -> float:
@@ -439,6 +439,7 @@ class PairedComparison:
     levels: tuple[LevelComparison, ...] = ()
     alpha: float = 0.05
     precision: float = 5.0
+    anchor_family: str | None = None  # the anchor arm's family, where it is not ``family`` (remote inference)
 
     def __post_init__(self) -> None:
         for name in ("labels", "log_ratios", "levels"):
@@ -472,7 +473,8 @@ class PairedComparison:
 
     def as_dict(self) -> dict:
         """Everything, JSON-ready (log values and the same in percent; the verdict written out)."""
-        return {"task": self.task, "family": self.family, "metric": self.metric, "n": self.n, "labels": list(self.labels),
+        return {"task": self.task, "family": self.family, "anchor_family": self.anchor_family or self.family,
+                "metric": self.metric, "n": self.n, "labels": list(self.labels),
                 "bands": [list(b) for b in self.bands], "log_ratios": list(self.log_ratios),
                 "percent": [percent(v) for v in self.log_ratios], "interval": self.interval.as_dict(), "p": self.p,
                 "p_adjusted": self.p_adjusted, "alpha": self.alpha, "precision": self.precision,
@@ -480,7 +482,7 @@ class PairedComparison:
 
 
 def _check_arms(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str,
-                labels: Sequence[str] | None) -> tuple[str, ...]:
+                labels: Sequence[str] | None, anchor_family: str) -> tuple[str, ...]:
     if len(anchors) != len(tests) or not anchors:
         raise ConfigError(f"{len(anchors)} anchor and {len(tests)} test curves: expected one of each per pair, "
                           "at least one pair")
@@ -490,13 +492,13 @@ def _check_arms(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccur
         raise ConfigError(f"labels {list(labels)} for {len(anchors)} pairs: expected one distinct label per pair")
     first = anchors[0]
     for label, anchor, test in zip(labels, anchors, tests):
-        for arm, curves in (("anchor", anchor), ("test", test)):
+        for arm, curves, measured in (("anchor", anchor, anchor_family), ("test", test, family)):
             if curves.tasks != first.tasks or curves.images != first.images:
                 raise ConfigError(f"{label!r}: the {arm} curves have tasks {curves.tasks} on {curves.images} images, "
                                   f"{labels[0]!r}'s anchor {first.tasks} on {first.images}; expected the same tasks "
                                   "and test images throughout")
-            if family not in curves.families:
-                raise ConfigError(f"{label!r}: the {arm} curves were not measured on curve family {family!r} "
+            if measured not in curves.families:
+                raise ConfigError(f"{label!r}: the {arm} curves were not measured on curve family {measured!r} "
                                   f"(have {', '.join(curves.families)})")
     return labels
 
@@ -504,7 +506,8 @@ def _check_arms(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccur
 def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str, *,
                   fractions: Sequence[float] = FRACTIONS, floors: Mapping[str, float] = MappingProxyType({}),
                   levels: Sequence[float] = LEVELS, alpha: float = 0.05, labels: Sequence[str] | None = None,
-                  confidence: float = 0.95, precision: float = 5.0) -> tuple[PairedComparison, ...]:
+                  confidence: float = 0.95, precision: float = 5.0,
+                  anchor_family: str | None = None) -> tuple[PairedComparison, ...]:
     """The test arm against the anchor arm along one curve family: one :class:`PairedComparison` per task.
 
     Args:
@@ -519,13 +522,15 @@ def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
         alpha: the family-wise level of the verdicts; the p-values are Holm-adjusted across tasks.
         labels: a name per pair for the errors and the table (default ``pair 1``, ``pair 2`` …).
         confidence, precision: of the intervals, and of :func:`verdict`.
+        anchor_family: the anchor curves' family, if not ``family``: the test arm's feature curves against
+            the anchor model's remote-inference curves (its input image coded), for example.
 
     Raises:
         ConfigError: unequal numbers of anchors and tests, other tasks or image counts, a family
             not measured, an unknown floor key, or a band a curve of a pair does not cover (naming
             the pair, the task, the band and the curve's range).
     """
-    labels = _check_arms(anchors, tests, family, labels)
+    labels = _check_arms(anchors, tests, family, labels, anchor_family or family)
     unknown = sorted(set(floors) - set(anchors[0].reference))
     if unknown:
         raise ConfigError(f"floors for {unknown}: not metrics of these curves (have {', '.join(sorted(anchors[0].reference))})")
@@ -535,7 +540,7 @@ def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
         floor = float(floors.get(key, 0.0))
         bands, values, at_levels = [], [], []
         for label, anchor, test in zip(labels, anchors, tests):
-            (ra, ma), (rt, mt) = anchor.curve(task, family), test.curve(task, family)
+            (ra, ma), (rt, mt) = anchor.curve(task, anchor_family or family), test.curve(task, family)
             try:
                 band = metric_band(anchor.reference[key], fractions, floor)
                 values.append(bd_log_rate(ra, ma, rt, mt, band))
@@ -553,7 +558,7 @@ def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
     tested = [i for i, column in enumerate(columns) if column[4].p is not None]
     adjusted = dict(zip(tested, holm([columns[i][4].p for i in tested])))
     return tuple(PairedComparison(task, family, key, labels, bands, values, interval, adjusted.get(i), level_rows,
-                                  alpha, precision)
+                                  alpha, precision, anchor_family if anchor_family not in (None, family) else None)
                  for i, (task, key, bands, values, interval, level_rows) in enumerate(columns))
 
 

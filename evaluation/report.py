@@ -1,4 +1,5 @@
-"""Reporting the allocation experiment: tables, plots, CSV and JSON, and W&B logging.
+"""Reporting measurements: tables, plots, CSV and JSON, and W&B logging (the allocation experiment,
+BD-rate tables, paired comparisons of arms).
 
 What ``evaluate.py allocate`` prints and writes and what :class:`RateDistortionCallback` logs
 after an epoch, in one place beside the experiment (:mod:`~cilight.evaluation.experiment`).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +22,9 @@ from cilight.allocation.distortion import total_distortion
 from cilight.allocation.surface import DistortionSurface
 from cilight.evaluation.curves import BdRateRow, RateAccuracyCurves
 from cilight.evaluation.experiment import AllocationRow, rows_as_dicts
+from cilight.evaluation.paired import PairedComparison
 from cilight.evaluation.sweep import RateSweep
+from cilight.evaluation.tables import markdown_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
@@ -237,3 +241,74 @@ def log_allocation_table(trainer, rows: list[AllocationRow], caption: str = "") 
 __all__ = ["allocation_table", "bd_rate_table", "bd_rate_wandb_table", "curves_table", "log_allocation_table",
            "log_to_active_run", "log_to_wandb", "plot_allocations", "plot_curve", "plot_rate_accuracy", "plot_surface",
            "write_allocation", "write_bd_rates"]
+
+
+# ----------------------------------------------------------------------------------- paired comparisons
+def comparison_table(rows: Sequence[PairedComparison]) -> str:
+    """One line per family and task: n pairs, the mean BD-rate with its 95% interval (percent of rate, from
+    the mean log rate ratio), the Holm-adjusted p and the verdict in words."""
+    header = ["test family", "anchor family", "task", "metric", "n", "BD-rate %", "95% interval %", "p (Holm)", "verdict"]
+    lines = []
+    for r in rows:
+        interval = r.interval
+        span = f"[{interval.lo_percent:+.1f}, {interval.hi_percent:+.1f}]" if interval.has_interval else "—"
+        p = f"{r.p_adjusted:.3g}" if r.p_adjusted is not None else "—"
+        lines.append([r.family, r.anchor_family or r.family, r.task, r.metric, r.n, f"{interval.percent:+.1f}", span, p,
+                      r.verdict])
+    return markdown_table(header, lines)
+
+
+def plot_paired(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], task: str, family: str,
+                anchor_family: str, path: Path) -> Path:
+    """``task``'s metric against kbit per image: each pair's anchor and test curves faint, each arm's mean over
+    pairs (operating point by operating point) bold."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    key = anchors[0].tasks[task]
+    for (arm, arm_curves, arm_family), color in zip((("anchor", anchors, anchor_family), ("test", tests, family)), colors):
+        curves = [c.curve(task, arm_family) for c in arm_curves]
+        for rates, metric in curves:
+            ax.plot(rates / 1e3, metric, color=color, lw=0.8, alpha=0.3)
+        if len({len(r) for r, _ in curves}) == 1:  # the same operating points in every pair
+            ax.plot(np.mean([r for r, _ in curves], axis=0) / 1e3, np.mean([m for _, m in curves], axis=0),
+                    color=color, lw=2.2, marker="o", ms=3, label=f"{arm} ({arm_family}), mean of {len(curves)}")
+    ax.set_xscale("log")
+    ax.set_xlabel("rate (kbit per image)")
+    ax.set_ylabel(key)
+    ax.set_title(f"{task}: {family} against {anchor_family}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_comparison(out: Path, rows: Sequence[PairedComparison], anchors: Sequence[RateAccuracyCurves],
+                     tests: Sequence[RateAccuracyCurves], settings: dict) -> list[Path]:
+    """``compare.json`` (rows, settings, every pair's curves), ``compare.csv`` (one row per family and task) and
+    ``compare_<family>_<task>.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps({"rows": [r.as_dict() for r in rows], **settings,
+                                                  "anchor_curves": [c.as_dict() for c in anchors],
+                                                  "test_curves": [c.as_dict() for c in tests]}, indent=1))
+    with open(out / "compare.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["family", "anchor_family", "task", "metric", "n", "bd_rate_percent", "lo_percent",
+                         "hi_percent", "p", "p_holm", "verdict"])
+        for r in rows:
+            i = r.interval
+            writer.writerow([r.family, r.anchor_family or r.family, r.task, r.metric, r.n, i.percent,
+                             i.lo_percent if i.has_interval else "", i.hi_percent if i.has_interval else "",
+                             r.p if r.p is not None else "", r.p_adjusted if r.p_adjusted is not None else "", r.verdict])
+    plots = [plot_paired(anchors, tests, r.task, r.family, r.anchor_family or r.family,
+                         out / f"compare_{r.family}_vs_{r.anchor_family or r.family}_{r.task}.png") for r in rows]
+    return [out / "compare.json", out / "compare.csv", *plots]
+
+
+def comparison_wandb_table(rows: Sequence[PairedComparison]) -> tuple[list[str], list[list]]:
+    columns = ["family", "anchor_family", "task", "metric", "n", "bd_rate_percent", "lo_percent", "hi_percent",
+               "p_holm", "verdict"]
+    return columns, [[r.family, r.anchor_family or r.family, r.task, r.metric, r.n, r.interval.percent,
+                      r.interval.lo_percent if r.interval.has_interval else None,
+                      r.interval.hi_percent if r.interval.has_interval else None, r.p_adjusted, r.verdict]
+                     for r in rows]
