@@ -17,6 +17,11 @@ Every codec has the same contract: ``encode(features, **rate) -> bytes``,
 container id and its rate knob (:mod:`cilight.codecs.registry`); :meth:`FeatureCodec.encode_to_bits`
 turns any knob into "this many bits" (a search over the knob, or the codec's own rate control),
 which is what a rate sweep needs (:class:`CodecCoder`).
+
+The same image coding codes the input picture itself — 8-bit RGB, the codec's own file with no
+quantizer and no container (:meth:`FeatureCodec.encode_picture`) — for the remote-inference anchor,
+where the device sends the image and the whole model runs in the cloud
+(:mod:`cilight.evaluation.remote`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,17 @@ from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
 
 KNOB_SEARCH_STEPS = 16  # encodes a real-valued knob search may spend
+WEBP_MAX_SIDE = 16383  # libwebp's largest width or height
+
+
+def _pillow_image(image: np.ndarray) -> Image.Image:
+    """An 8-bit Pillow image of a grey code image ``[H, W]`` or an RGB picture ``[H, W, 3]``."""
+    return Image.fromarray(image.astype(np.uint8), mode="L" if image.ndim == 2 else "RGB")
+
+
+def _modes(shape: tuple[int, ...]) -> tuple[str, ...]:
+    """The Pillow mode an 8-bit image of ``shape`` decodes to: grey ``(H, W)`` or RGB ``(H, W, 3)``."""
+    return ("L",) if len(shape) == 2 else ("RGB",)
 
 
 def construct(cls: type, options: dict):
@@ -207,6 +223,26 @@ class FeatureCodec(ABC):
         size(hi)
         return min(tried.values(), key=lambda data: abs(8 * len(data) - target_bits))
 
+    # -- pictures: the input image itself (remote inference) -------------------------------
+    def encode_picture(self, pixels: np.ndarray, **rate) -> bytes:
+        """The image file of an 8-bit RGB picture ``pixels`` (``uint8 [H, W, 3]``), as a device sends its
+        camera's image when the whole model runs in the cloud (remote inference).
+
+        The bytes are the codec's own file (PNG, JFIF, WebP's RIFF, a raw JPEG2000 codestream) with its
+        headers — no quantizer, no cilight container — and every byte counts. ``rate`` is this codec's
+        knob; a rate per element (``bpe``) counts the picture's 3·H·W elements (bits per pixel per channel).
+        """
+        pixels = np.asarray(pixels)
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size:
+            raise CodecError(f"{self.name}: a picture is uint8 [H, W, 3] (8-bit RGB), got {pixels.dtype} "
+                             f"{list(pixels.shape)}")
+        return self._encode_image(pixels, overhead=0, **self._rate(pixels.size, **rate))
+
+    def decode_picture(self, data: bytes, height: int, width: int) -> np.ndarray:
+        """The ``uint8 [height, width, 3]`` picture in ``data`` (:meth:`encode_picture`); any failure, a size
+        other than announced included, is a :class:`CodecError`."""
+        return self._decode_image(data, (height, width, 3), 8)
+
     def check_rate(self, **rate) -> None:
         """Raise :class:`ConfigError` unless ``encode(features, **rate)`` has a valid rate (e.g. before an export)."""
         self._rate(1, **rate)
@@ -225,11 +261,13 @@ class FeatureCodec(ABC):
     # -- what a codec supplies ----------------------------------------------------------
     @abstractmethod
     def _encode_image(self, image: np.ndarray, *, overhead: int, **rate) -> bytes:
-        """Payload of the tiled code image; ``overhead`` = container bytes around it (for rate targets)."""
+        """Payload of the tiled code image ``[H, W]``, or of an 8-bit RGB picture ``[H, W, 3]``
+        (:meth:`encode_picture`); ``overhead`` = container bytes around it (for rate targets)."""
 
     @abstractmethod
-    def _decode_image(self, payload: bytes, shape: tuple[int, int], bits: int) -> np.ndarray:
-        """The tiled code image of ``shape`` in ``payload``; any failure is a :class:`CodecError`."""
+    def _decode_image(self, payload: bytes, shape: tuple[int, ...], bits: int) -> np.ndarray:
+        """The tiled code image of ``shape`` ``(H, W)`` — or the RGB picture of ``shape`` ``(H, W, 3)`` —
+        in ``payload``; any failure is a :class:`CodecError`."""
 
 
 @dataclass
@@ -309,14 +347,14 @@ class PngCodec(FeatureCodec):
 
     def _encode_image(self, image, *, overhead):
         out = io.BytesIO()
-        if self.bits <= 8:
-            Image.fromarray(image.astype(np.uint8), mode="L").save(out, format="PNG", optimize=False)
+        if self.bits <= 8 or image.ndim == 3:
+            _pillow_image(image).save(out, format="PNG", optimize=False)
         else:
             Image.fromarray(image.astype(np.uint16)).save(out, format="PNG")
         return out.getvalue()
 
     def _decode_image(self, payload, shape, bits):
-        return pillow_decode(payload, "PNG", shape, ("L",) if bits <= 8 else ("I;16", "I"))
+        return pillow_decode(payload, "PNG", shape, _modes(shape) if bits <= 8 else ("I;16", "I"))
 
 
 @register_codec
@@ -335,13 +373,13 @@ class JpegCodec(FeatureCodec):
         self.rate.check(self.quality, self.name)
 
     def _encode_image(self, image, *, overhead, quality):
-        out = io.BytesIO()
-        Image.fromarray(image.astype(np.uint8), mode="L").save(out, format="JPEG", quality=quality)
+        out = io.BytesIO()  # an RGB picture gets libjpeg's default 4:2:0 chroma, as a camera's JPEG
+        _pillow_image(image).save(out, format="JPEG", quality=quality)
         return out.getvalue()
 
     def _decode_image(self, payload, shape, bits):
         # a lossy decoder may overshoot the n-bit code range (n < 8); those codes are the range's top
-        return np.minimum(pillow_decode(payload, "JPEG", shape, ("L",)), 2**bits - 1)
+        return np.minimum(pillow_decode(payload, "JPEG", shape, _modes(shape)), 2**bits - 1)
 
 
 @register_codec
@@ -399,6 +437,8 @@ class Jpeg2000Codec(FeatureCodec):
 
     def _encode_image(self, image, *, overhead, target_bits):
         image = image.astype(np.uint8)
+        if image.ndim == 3:
+            return self._encode_picture_codestream(image, target_bits)
         target_bytes, tolerance = target_bits / 8, self.tolerance * target_bits / 8
         sized = jpeg2000.encode_to_size(image, target_bytes - overhead, tolerance)
         if len(sized.codestream) + overhead > target_bytes + tolerance:
@@ -410,6 +450,66 @@ class Jpeg2000Codec(FeatureCodec):
                 )
         return sized.codestream
 
+    def _encode_picture_codestream(self, pixels: np.ndarray, target_bits: float) -> bytes:
+        """One OpenJPEG fixed-rate encode of an RGB picture, with the irreversible colour transform and the
+        feature codestreams' settings (:mod:`cilight.codecs.jpeg2000`). Its rate control stops at a
+        coding-pass boundary, so the size may miss ``target_bits`` by a few percent: the bytes written are
+        what a curve counts. A target below the smallest codestream is a :class:`CodecError`."""
+
+        def codestream(ratio: float) -> bytes:
+            out = io.BytesIO()
+            Image.fromarray(pixels, mode="RGB").save(
+                out, format="JPEG2000", no_jp2=True, irreversible=True, mct=1, quality_mode="rates",
+                quality_layers=[float(ratio)], num_resolutions=jpeg2000.resolutions(*pixels.shape[:2]),
+                codeblock_size=(jpeg2000.CODEBLOCK, jpeg2000.CODEBLOCK))
+            return out.getvalue()
+
+        data = codestream(max(pixels.size / max(target_bits / 8, 1.0), 1.0))
+        if 8 * len(data) > target_bits * (1 + self.tolerance):
+            floor = 8 * len(codestream(float(pixels.size)))
+            if floor > target_bits * (1 + self.tolerance):
+                raise CodecError(f"target_bits={target_bits:.0f} is below the smallest jpeg2000 codestream of this "
+                                 f"picture: {floor} bits")
+        return data
+
     def _decode_image(self, payload, shape, bits):
+        if len(shape) == 3:
+            return pillow_decode(payload, "JPEG2000", shape, _modes(shape))
         # as for JPEG: lossy decoding may overshoot the n-bit code range (n < 8)
         return np.minimum(jpeg2000.decode_codestream(payload, shape), 2**bits - 1)
+
+
+@register_codec
+@dataclass(frozen=True)
+class WebpCodec(FeatureCodec):
+    """Lossy WebP (libwebp, VP8 intra coding); ``quality`` 0–100 sets the rate.
+
+    libwebp codes RGB only: the tiled codes go in as a grey RGB image (equal channels: flat 4:2:0
+    chroma costs almost nothing) and come back as the rounded mean of the decoded channels.
+    Images are at most 16383 pixels on a side.
+    """
+
+    quality: int = 80
+
+    name: ClassVar[str] = "webp"
+    container_id: ClassVar[int] = 5
+    rate: ClassVar[RateKnob] = RateKnob("quality", True, 0, 100, True, "libwebp quality, higher spends more bits")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.rate.check(self.quality, self.name)
+
+    def _encode_image(self, image, *, overhead, quality):
+        if max(image.shape[:2]) > WEBP_MAX_SIDE:
+            raise CodecError(f"webp codes images of at most {WEBP_MAX_SIDE} pixels on a side, got "
+                             f"{image.shape[0]}×{image.shape[1]}; use png, jpeg or jpeg2000")
+        out = io.BytesIO()
+        _pillow_image(image).convert("RGB").save(out, format="WEBP", quality=quality)
+        return out.getvalue()
+
+    def _decode_image(self, payload, shape, bits):
+        pixels = pillow_decode(payload, "WEBP", (*shape[:2], 3), ("RGB",))
+        if len(shape) == 3:
+            return pixels
+        grey = np.rint(pixels.mean(axis=2, dtype=np.float64)).astype(np.uint8)
+        return np.minimum(grey, 2**bits - 1)  # as for JPEG: lossy decoding may overshoot the n-bit range
