@@ -16,7 +16,9 @@
   markdown table renderer of the README tables — :mod:`~cilight.evaluation.tables`;
 * the training callbacks (the per-epoch rate–distortion experiment, the sample grid) —
   :mod:`~cilight.evaluation.callbacks`;
-* a checkpoint's curves, measured once and cached beside it — :mod:`~cilight.evaluation.checkpoint_curves`.
+* a checkpoint's curves, measured once and cached beside it — :mod:`~cilight.evaluation.checkpoint_curves`;
+* the remote-inference anchor (the input image coded, the whole model on the decoded image), a curve
+  family of ``image:`` points — :mod:`~cilight.evaluation.remote`.
 """
 
 import importlib
@@ -28,12 +30,13 @@ _EXPORTS = {
     "bdrate": ("MIN_OVERLAP", "bd_metric", "bd_rate", "metric_overlap"),
     "callbacks": ("PredictionGrid", "RateDistortionCallback"),
     "comparison": ("ArmComparison", "Spread", "compare_arms", "noise_floor", "paired_bd_rates", "seed_noise"),
-    "curves": ("BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves", "bd_rate_rows", "measure_curves",
-               "parse_families"),
+    "curves": ("BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves", "bd_rate_rows", "family_bd_rate_rows",
+               "measure_curves", "parse_families"),
     "experiment": ("METHODS", "REFINE_TUPLES", "TUPLES", "UNREFINED", "AllocationRow", "run_allocation",
                    "scan_budget_line", "task_distortions"),
     "paired": ("LevelComparison", "PairedComparison", "PairedInterval", "RateAtLevel", "bd_log_rate", "compare_pairs",
                "holm", "log_rate_at_levels", "metric_band", "paired_interval", "percent", "verdict"),
+    "remote": ("IMAGE_PREFIX", "ImagePoint", "camera_pixels", "code_pictures", "image_codecs"),
     "sweep": ("RateSweep", "distortion_metrics", "local_rate_tuples", "rate_sweep", "sample_rate_tuples"),
     "tables": ("markdown_table",),
 }
@@ -54,6 +57,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "IMAGE_PREFIX",
     "METHODS",
     "MIN_OVERLAP",
     "REFINE_TUPLES",
@@ -64,6 +68,7 @@ __all__ = [
     "BdRateRow",
     "CurvePoint",
     "Family",
+    "ImagePoint",
     "LevelComparison",
     "PairedComparison",
     "PairedInterval",
@@ -77,10 +82,14 @@ __all__ = [
     "bd_metric",
     "bd_rate",
     "bd_rate_rows",
+    "camera_pixels",
+    "code_pictures",
     "compare_arms",
     "compare_pairs",
     "distortion_metrics",
+    "family_bd_rate_rows",
     "holm",
+    "image_codecs",
     "local_rate_tuples",
     "log_rate_at_levels",
     "markdown_table",

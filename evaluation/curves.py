@@ -20,6 +20,11 @@ the bits it predicts for the same container.
 A *curve family* is a named list of operating points that form one curve, written
 ``[name=]point+point+…`` with each point in the operating-point syntax, e.g.
 ``paper=png+jpeg:quality=95,90,85,80`` (:func:`parse_families`). Each family gets its own BD-rate.
+
+A family whose points are prefixed ``image:`` (``remote=image:jpeg:quality=95,75,50``) is the
+remote-inference anchor (:mod:`cilight.evaluation.remote`): the input image is coded instead of the
+features and the whole model runs on the decoded image. Its rates are the bytes of the image file,
+its bits per element are over the image's 3·H·W elements; a family is one kind or the other.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +40,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cilight.codecs import CodecError, OperatingPoint, parse_operating_points, point_coder
+from cilight.codecs import CodecError, OperatingPoint, point_coder
 from cilight.codecs.learned import LearnedCodec
 from cilight.codecs.registry import CODECS, codec_class
 from cilight.errors import ConfigError
 from cilight.evaluation.bdrate import MIN_OVERLAP, bd_metric, bd_rate, efficient_points, metric_overlap
 from cilight.evaluation.defaults import DEFAULT_FAMILIES, PAPER_FAMILY
+from cilight.evaluation.remote import ImagePoint, code_pictures, is_image_point, parse_points
 from cilight.evaluation.sweep import cloud_outputs
 
 LEARNED = LearnedCodec.name  # the learned bottleneck's own codec (its one operating point)
@@ -48,10 +54,11 @@ LEARNED = LearnedCodec.name  # the learned bottleneck's own codec (its one opera
 
 @dataclass(frozen=True)
 class Family:
-    """One curve: a name and its operating points, in the order given."""
+    """One curve: a name and its operating points, in the order given — all of them coding the
+    features, or all coding the input image (:class:`~cilight.evaluation.remote.ImagePoint`)."""
 
     name: str
-    points: tuple[OperatingPoint, ...]
+    points: tuple[OperatingPoint | ImagePoint, ...]
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "+:/ "):
@@ -61,13 +68,26 @@ class Family:
         texts = [str(p) for p in self.points]
         if len(set(texts)) != len(texts):
             raise ConfigError(f"curve family {self.name!r} lists an operating point twice: {texts}")
+        images = [str(p) for p in self.points if isinstance(p, ImagePoint)]
+        if images and len(images) != len(texts):
+            features = [t for t in texts if t not in images]
+            raise ConfigError(f"curve family {self.name!r} mixes points that code the input image ({', '.join(images)}) "
+                              f"with points that code the features ({', '.join(features)}); give each kind a family "
+                              f"of its own")
+
+    @property
+    def codes_image(self) -> bool:
+        """Whether the points code the input image (remote inference) rather than the features."""
+        return isinstance(self.points[0], ImagePoint)
 
     def __str__(self) -> str:
         return f"{self.name}=" + "+".join(str(p) for p in self.points)
 
 
 def parse_families(texts: str | Iterable[str]) -> tuple[Family, ...]:
-    """Curve families from ``[name=]point+point+…`` strings; unnamed ones are named by their codecs."""
+    """Curve families from ``[name=]point+point+…`` strings; unnamed ones are named by their codecs
+    (``image-jpeg`` for ``image:jpeg:…``). Points prefixed ``image:`` code the input image
+    (:func:`~cilight.evaluation.remote.parse_points`)."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
         raise ConfigError("no curve families: expected e.g. 'paper=png+jpeg:quality=95,90,85,80'")
@@ -78,8 +98,9 @@ def parse_families(texts: str | Iterable[str]) -> tuple[Family, ...]:
         pieces = [p for p in points_text.split("+") if p.strip()]
         if not pieces:
             raise ConfigError(f"curve family {text!r}: expected operating points, e.g. 'png+jpeg:quality=95,90'")
-        points = parse_operating_points(pieces)
-        name = name.strip() or "-".join(dict.fromkeys(p.codec for p in points))
+        points = parse_points(pieces)
+        codecs = "-".join(dict.fromkeys(p.codec for p in points))
+        name = name.strip() or (f"image-{codecs}" if any(isinstance(p, ImagePoint) for p in points) else codecs)
         families.append(Family(name, points))
     names = [f.name for f in families]
     if len(set(names)) != len(names):
@@ -89,12 +110,17 @@ def parse_families(texts: str | Iterable[str]) -> tuple[Family, ...]:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One operating point measured on the test images: mean bits and every task metric."""
+    """One operating point measured on the test images: mean bits and every task metric.
+
+    For a point that codes the input image (``image:…``, remote inference) ``bits_per_image`` is the
+    image file's bytes × 8, ``bits_per_element`` is over the image's 3·H·W elements (bits per pixel
+    per channel), and ``stream_bits`` has the one image "stream".
+    """
 
     family: str
     point: str
     bits_per_image: float  # all streams of an image, containers included
-    bits_per_element: float  # the same over the elements of all streams
+    bits_per_element: float  # the same over the elements of all streams (image:… points: of the image)
     stream_bits: tuple[float, ...]  # mean bits per image of each stream
     metrics: dict[str, float]
 
@@ -104,7 +130,8 @@ class RateAccuracyCurves:
     """The curves of one model: measured points, the uncompressed reference, and how to redo them.
 
     ``tasks`` maps each task to the metric key its curve and BD-rate use
-    (:attr:`cilight.ci_models.Task.rate_accuracy`: IRMSE for disparity).
+    (:attr:`cilight.ci_models.Task.rate_accuracy`: IRMSE for disparity). ``elements`` counts the
+    streams' elements, also when image families are measured beside them (whose points count the image's).
     """
 
     points: tuple[CurvePoint, ...]
@@ -123,6 +150,10 @@ class RateAccuracyCurves:
     @property
     def families(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.family for p in self.points))
+
+    def codes_image(self, family: str) -> bool:
+        """Whether ``family``'s points coded the input image (remote inference) rather than the features."""
+        return all(is_image_point(p.point) for p in self.family(family))
 
     def family(self, name: str) -> list[CurvePoint]:
         points = [p for p in self.points if p.family == name]
@@ -201,13 +232,15 @@ class RateAccuracyCurves:
 
 
 def own_codec_family(curves: RateAccuracyCurves) -> str | None:
-    """The one family of curves measured with a transmission's own codec (a codec bound to its model,
-    such as ``learned``), or ``None`` for curves measured with codecs that code any tensor."""
-    if len(curves.families) != 1:
+    """The one feature family of curves measured with a transmission's own codec (a codec bound to its
+    model, such as ``learned``), or ``None`` for curves measured with codecs that code any tensor.
+    Image families (remote inference) measured beside it do not count."""
+    features = [f for f in curves.families if not curves.codes_image(f)]
+    if len(features) != 1:
         return None
-    codecs = {p.point.split(":", 1)[0] for p in curves.points}  # each point names its codec first
+    codecs = {p.point.split(":", 1)[0] for p in curves.family(features[0])}  # each point names its codec first
     bound = codecs <= set(CODECS) and all(getattr(codec_class(c), "model_bound", False) for c in codecs)
-    return curves.families[0] if bound else None
+    return features[0] if bound else None
 
 
 def curve_tasks(tasks) -> dict[str, str]:
@@ -224,53 +257,65 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
     ``model``: a :class:`~cilight.ci_models.MultiTaskCI`. Each stream's transmission says what a codec
     codes (``model.features``) and what the cloud makes of the decoded tensor (``model.receive``); a
     transmission with its own codec (a learned bottleneck) is measured at that codec's one operating
-    point, bytes and all. The reference is the model in evaluation mode, without a codec. The edge
-    runs once per batch; each codec's per-stream preparation once per batch and codec; the cloud half
-    once per batch and operating point.
+    point, bytes and all. A point that codes the input image (``image:…``, remote inference) runs the
+    whole model on the decoded image (:func:`~cilight.evaluation.remote.code_pictures`) as the reference
+    runs it on the original, whatever codec the streams have. The reference is the model in evaluation
+    mode on the original image, without a codec; every point's ground truth is the original batch (the
+    original image is the reconstruction target). The edge runs once per batch; each codec's
+    per-stream preparation once per batch and codec; the cloud half once per batch and operating point.
     """
     model = model.eval()
     points = [(family.name, point) for family in families for point in family.points]
-    own = [t.own_codec_name() for t in model.transmissions]
-    if any(own):
-        return _measure_own_codecs(model, batches, points, progress, provenance)
-    bound = sorted({str(p) for _, p in points if getattr(codec_class(p.codec), "model_bound", False)})
-    if bound:
-        raise ConfigError(f"operating points {bound} code with a transmission's own codec; this model's streams have none "
-                          f"({', '.join(sorted({type(t).__name__ for t in model.transmissions}))})")
-    coders = {str(point): point_coder(point) for _, point in points}
+    if not points:
+        raise ConfigError("no curve families to measure: expected e.g. 'paper=png+jpeg:quality=95,90,85,80'")
+    own = _own_codecs(model, [p for _, p in points if not isinstance(p, ImagePoint)])
+    coders = {str(p): point_coder(p) for _, p in points if own is None and not isinstance(p, ImagePoint)}
     reference = model.task_metrics(sync=False)
     measured = [model.task_metrics(sync=False) for _ in points]
-    bits = np.zeros((len(points), len(model.split_points)))
+    bits = [np.zeros(1 if isinstance(p, ImagePoint) else len(model.split_points)) for _, p in points]
     images = _count_images(batches)
     bar = tqdm(total=images * len(points), desc="rate–accuracy curves", unit="image", disable=not progress)
-    elements = 0
+    elements = image_elements = 0
     for batch in batches:
         reference.update(_reference_outputs(model, batch["image"]), batch)
         features = model.features(batch["image"])
         elements = sum(int(f[0].numel()) for f in features)
+        image_elements = int(batch["image"][0].numel())
         prepared: dict[str, list] = {}
         for i, (family_name, point) in enumerate(points):
-            coder, rate = coders[str(point)]
-            key = str(point.with_rate(None))
-            if key not in prepared:
-                prepared[key] = [coder.prepare(f) for f in features]
-            try:
-                coded = [coder.code_at(state, **rate) for state in prepared[key]]
-            except CodecError as err:  # e.g. a rate below the smallest stream the codec can write
-                raise ConfigError(f"operating point {point} of curve family {family_name!r}: {err}") from None
-            measured[i].update(cloud_outputs(model, [c[0].to(f.dtype) for c, f in zip(coded, features)]), batch)
-            bits[i] += [float(c[1].sum()) for c in coded]
+            if own is not None and not isinstance(point, ImagePoint):
+                outputs, coded_bits = _own_codec_outputs(model, own, features)
+            else:
+                try:
+                    if isinstance(point, ImagePoint):
+                        decoded, sizes = code_pictures(point, batch["image"])
+                        outputs, coded_bits = _reference_outputs(model, decoded), [float(sizes.sum())]
+                    else:
+                        coder, rate = coders[str(point)]
+                        key = str(point.with_rate(None))
+                        if key not in prepared:
+                            prepared[key] = [coder.prepare(f) for f in features]
+                        coded = [coder.code_at(state, **rate) for state in prepared[key]]
+                        outputs = cloud_outputs(model, [c[0].to(f.dtype) for c, f in zip(coded, features)])
+                        coded_bits = [float(c[1].sum()) for c in coded]
+                except CodecError as err:  # e.g. a rate below the smallest stream the codec can write
+                    raise ConfigError(f"operating point {point} of curve family {family_name!r}: {err}") from None
+            measured[i].update(outputs, batch)  # the original batch: a decoded image is never the target
+            bits[i] += coded_bits
             bar.update(len(batch["image"]))
     bar.close()
-    bits /= images
     result = []
     for (family, point), metrics, stream_bits in zip(points, measured, bits):
+        stream_bits = stream_bits / images
         total = float(stream_bits.sum())
-        result.append(CurvePoint(family, str(point), total, total / elements, tuple(stream_bits.tolist()),
+        per = image_elements if isinstance(point, ImagePoint) else elements
+        result.append(CurvePoint(family, str(point), total, total / per, tuple(stream_bits.tolist()),
                                  {k: float(v) for k, v in metrics.compute().items()}))
+    provenance = dict(provenance or {})
+    if any(isinstance(p, ImagePoint) for _, p in points):
+        provenance["image_elements"] = image_elements  # what the bits per element of image:… points are over
     return RateAccuracyCurves(tuple(result), {k: float(v) for k, v in reference.compute().items()},
-                              curve_tasks(model.tasks), elements, images,
-                              dict(provenance or {}))
+                              curve_tasks(model.tasks), elements, images, provenance)
 
 
 def _count_images(batches: Sequence[dict[str, Tensor]]) -> int:
@@ -286,42 +331,34 @@ def _reference_outputs(model, images: Tensor) -> dict[str, Tensor]:
     return cloud_outputs(model, delivered, received=True)
 
 
-def _measure_own_codecs(model, batches, points, progress: bool, provenance: dict | None) -> RateAccuracyCurves:
-    """The one operating point of streams whose transmissions write their own bytes (a learned
-    bottleneck, whose rate is set by training, so a curve over its trade-off is a curve over
-    checkpoints): every stream of every image through its transmission's codec, bytes and all."""
+def _own_codecs(model, points: Sequence[OperatingPoint]) -> list | None:
+    """Each stream's own codec when the transmissions write their own bytes (a learned bottleneck, whose
+    rate is set by training, so a curve over its trade-off is a curve over checkpoints), after checking
+    that the feature ``points`` asked for are that codec's one operating point; ``None`` for streams that
+    any codec codes (then no point may name a codec bound to a model)."""
+    if not any(t.own_codec_name() for t in model.transmissions):
+        bound = sorted({str(p) for p in points if getattr(codec_class(p.codec), "model_bound", False)})
+        if bound:
+            raise ConfigError(f"operating points {bound} code with a transmission's own codec; this model's streams "
+                              f"have none ({', '.join(sorted({type(t).__name__ for t in model.transmissions}))})")
+        return None
     names = sorted({str(t.own_codec_name()) for t in model.transmissions})
-    asked = sorted({str(p) for _, p in points})
-    if len(names) != 1 or asked != names:
+    asked = sorted({str(p) for p in points})
+    if len(names) != 1 or (asked and asked != names):
         raise ConfigError(f"this model's streams code with their transmission's own codec ({', '.join(names)}) and are "
                           f"measured at that one operating point (their features are not a stream for an image "
-                          f"codec), got {asked}")
-    codecs = [t.own_codec() for t in model.transmissions]
-    reference, measured = model.task_metrics(sync=False), model.task_metrics(sync=False)
-    bits = np.zeros(len(codecs))
-    images = _count_images(batches)
-    bar = tqdm(total=images, desc=f"rate–accuracy curves ({names[0]})", unit="image", disable=not progress)
-    elements = 0
-    for batch in batches:
-        reference.update(_reference_outputs(model, batch["image"]), batch)
-        features = model.features(batch["image"])
-        elements = sum(int(f[0].numel()) for f in features)
-        decoded = []
-        for s, (codec, f) in enumerate(zip(codecs, features)):
-            data = [codec.encode(sample) for sample in f]
-            bits[s] += 8 * sum(len(d) for d in data)
-            decoded.append(torch.stack([codec.decode(d) for d in data]))
-        measured.update(cloud_outputs(model, decoded), batch)
-        bar.update(len(batch["image"]))
-    bar.close()
-    bits /= images
-    total = float(bits.sum())
-    family, point = points[0]
-    return RateAccuracyCurves(
-        (CurvePoint(family, str(point), total, total / elements, tuple(bits.tolist()),
-                    {k: float(v) for k, v in measured.compute().items()}),),
-        {k: float(v) for k, v in reference.compute().items()}, curve_tasks(model.tasks), elements, images,
-        dict(provenance or {}))
+                          f"codec), got {asked}; image:… families (remote inference) may be measured beside it")
+    return [t.own_codec() for t in model.transmissions]
+
+
+def _own_codec_outputs(model, codecs: list, features: list[Tensor]) -> tuple[dict[str, Tensor], list[float]]:
+    """Task outputs and each stream's bits with every stream of every image through its own codec."""
+    decoded, bits = [], []
+    for codec, f in zip(codecs, features):
+        data = [codec.encode(sample) for sample in f]
+        bits.append(8.0 * sum(len(d) for d in data))
+        decoded.append(torch.stack([codec.decode(d) for d in data]))
+    return cloud_outputs(model, decoded), bits
 
 
 def curves_from_sweep(sweep, tasks, elements: int, images: int, provenance: dict | None = None) -> RateAccuracyCurves:
@@ -364,13 +401,15 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
 
     ``dominated``: ``refuse`` curves whose metric does not rise strictly with rate, or ``drop``
     their dominated points first (:func:`~cilight.evaluation.bdrate.efficient_points`); the
-    overlap reported is then that of the efficient points."""
+    overlap reported is then that of the efficient points. To compare the families of one model
+    (coded features against remote inference) see :func:`family_bd_rate_rows`."""
     rows = []
     for name, test in tests.items():
         for family in anchor.families:
-            # a model measured with its transmission's own codec has one family, that codec's, and is
-            # compared with every family of the anchor
-            test_family = own_codec_family(test) or family
+            # a model measured with its transmission's own codec has one feature family, that codec's, and
+            # is compared with every feature family of the anchor; an image family only with its namesake
+            own = None if anchor.codes_image(family) else own_codec_family(test)
+            test_family = own or family
             if test_family not in test.families:
                 raise ConfigError(f"test model {name!r} was not measured on curve family {family!r} "
                                   f"(has {', '.join(test.families)})")
@@ -394,5 +433,25 @@ def bd_rate_rows(anchor: RateAccuracyCurves, tests: dict[str, RateAccuracyCurves
     return rows
 
 
+def family_bd_rate_rows(curves: RateAccuracyCurves, anchor: str, tests: Sequence[str] | None = None,
+                        **options) -> list[BdRateRow]:
+    """BD-rate rows of families of one model against its family ``anchor`` — e.g. coded features
+    against remote inference (``anchor="remote"``: negative = split inference needs fewer bits than
+    sending the image at equal accuracy). ``tests``: the families compared (default: all others);
+    each row's ``test`` is the family, its ``family`` the anchor. ``options`` as for :func:`bd_rate_rows`."""
+    curves.family(anchor)  # measured, or one line naming those that were
+    tests = [f for f in curves.families if f != anchor] if tests is None else list(tests)
+    if not tests:
+        raise ConfigError(f"no curve family to compare with {anchor!r}: measured only {', '.join(curves.families)}")
+
+    def as_anchor(family: str) -> RateAccuracyCurves:
+        points = tuple(replace(p, family=anchor) for p in curves.family(family))
+        return RateAccuracyCurves(points, dict(curves.reference), dict(curves.tasks), curves.elements, curves.images,
+                                  dict(curves.provenance))
+
+    return bd_rate_rows(curves.restrict(anchor), {family: as_anchor(family) for family in tests}, **options)
+
+
 __all__ = ["DEFAULT_FAMILIES", "LEARNED", "PAPER_FAMILY", "BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves",
-           "bd_rate_rows", "curve_tasks", "curves_from_sweep", "measure_curves", "parse_families"]
+           "bd_rate_rows", "curve_tasks", "curves_from_sweep", "family_bd_rate_rows", "measure_curves",
+           "parse_families"]
