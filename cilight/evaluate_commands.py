@@ -193,6 +193,10 @@ def band_floors(ckpt: Path, args) -> dict[str, float]:
 def compare(args) -> int:
     families = parse_families(args.codecs)
     remote = parse_families(args.remote) if args.remote else ()
+    features = [str(f) for f in remote if not f.codes_image]
+    if features:
+        raise ConfigError(f"--remote {' '.join(features)}: expected families that code the input image "
+                          "(image:jpeg:quality=…, image:jpeg2000:bpe=…, image:webp:…, image:png)")
     pairs = pair_arms(list(args.anchor), list(args.test), args.pair_by)
     labels = [label for label, _, _ in pairs]
     anchors = [_curves_of(a, args, (*families, *remote)) for _, a, _ in pairs]

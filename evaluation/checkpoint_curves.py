@@ -64,8 +64,8 @@ def checkpoint_curves(ckpt: Path, families, images: int | None = None, num_test:
     ckpt = Path(ckpt)
     model, data = load_model(ckpt)
     own = sorted({name for t in model.transmissions if (name := t.own_codec_name())})
-    if own:  # its rate is set by training: one point per checkpoint, its transmission's own codec
-        families = parse_families(own)
+    if own:  # its rate is set by training: one point per checkpoint, its transmission's own codec (and images)
+        families = (*parse_families(own), *(f for f in families if f.codes_image))
     out = Path(out) if out else ckpt.resolve().parent.parent / "curves"
     request = {"checkpoint_sha256": file_sha256(ckpt), "families": [str(f) for f in families],
                "images": images, "num_test": num_test, "data": json.loads(json.dumps(data, default=str))}

@@ -111,7 +111,8 @@ def test_the_report_is_the_paired_statistics_of_the_curves(runs, tmp_path):
     (["--anchor", "A0", "--test", "MISSING.ckpt"], "--test MISSING.ckpt: no such file"),
     (["--anchor", "A0", "--test", "B0", "--codecs", "jpeg:qualty=90"], "did you mean 'quality'"),
     (["--anchor", "A0", "A1", "--test", "B0", "B0COPY", "--pair-by", "seed"], "--test has two runs of seed 0"),
-], ids=["unequal-arms", "duplicate", "band", "levels", "alpha", "missing", "codec-option", "seed-twice"])
+    (["--anchor", "A0", "--test", "B0", "--remote", "jpeg:quality=90"], "--remote jpeg=jpeg:quality=90: expected families"),
+], ids=["unequal-arms", "duplicate", "band", "levels", "alpha", "missing", "codec-option", "seed-twice", "remote-features"])
 def test_refusals_are_one_line(runs, tmp_path, argv, names):
     copy = tmp_path / "copy" / "checkpoints" / "last.ckpt"
     copy.parent.mkdir(parents=True)
