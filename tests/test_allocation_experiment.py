@@ -264,7 +264,7 @@ def test_evaluate_allocate_end_to_end_on_a_two_task_model(two_task_checkpoint, t
     assert set(result["surfaces"]) == {"10000.0", "20000.0"} and len(result["sweep"]["rates"]) == 20 + 2 * 10
     assert len((out / "allocation.csv").read_text().splitlines()) == 1 + 10
     assert (out / "allocation.png").stat().st_size > 1000
-    for bad, needle in ((["--budgets", "-5"], "--budgets [-5.0]: expected positive kbit per image"),
+    for bad, needle in ((["--budgets", "-5"], "--budgets -5: expected positive kbit per image"),
                         (["--budgets", "1"], "budget 1000 bits is too small"),
                         (["--weights", "1", "x"], "--weights 1 x: expected 2 numbers"),
                         (["--weights", "1", "1", "1"], "expected 2 numbers (one per task)"),
