@@ -39,6 +39,8 @@ COMMANDS = {
     "export missing checkpoint": ["export.py", "--ckpt", "MISSING.ckpt", "--out", "OUT"],
     "evaluate misspelled command": ["evaluate.py", "curvs", "--ckpt", "MISSING.ckpt"],
     "evaluate missing checkpoint": ["evaluate.py", "curves", "--ckpt", "MISSING.ckpt"],
+    # what any LightningCLI must import before it can read an option: the floor of train.py's times
+    "import lightning.pytorch (floor)": ["-c", "import lightning.pytorch"],
 }
 PACKAGE_FOLDERS = ("ci_models", "datamodules", "codecs", "allocation", "deploy", "evaluation", "configs")
 DROP_EDITABLE = (
