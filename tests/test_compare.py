@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from helpers import run_entry_point
 
@@ -123,3 +124,19 @@ def test_refusals_are_one_line(runs, tmp_path, argv, names):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
     assert names in lines[0], lines[0]
+
+
+def test_a_pair_measured_on_another_test_split_is_refused(runs, tmp_path):
+    other = tmp_path / "other" / "checkpoints" / "last.ckpt"
+    other.parent.mkdir(parents=True)
+    state = torch.load(runs["test0"], map_location="cpu", weights_only=True)
+    state["datamodule_hyper_parameters"] = {**state["datamodule_hyper_parameters"], "seed": 7}
+    torch.save(state, other)
+    known_curves(runs["anchor0"], 0.0, 0)
+    known_curves(other, np.log(0.8), 1)
+    proc = run_entry_point(main, "evaluate.py", ["compare", "--anchor", runs["anchor0"], "--test", other,
+                                                 "--codecs", FAMILY, "--out", tmp_path / "out"], tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert errors[0].startswith("error: pair 1: the test checkpoint's test data") and "'seed': 7" in errors[0]
+    assert not (tmp_path / "out").exists()
