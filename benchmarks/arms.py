@@ -3,7 +3,9 @@ arms (the statistics are :mod:`cilight.evaluation.comparison`: paired BD-rates a
 seed-to-seed noise floor) and print each comparison, summarise the arms' lossless points, plot.
 
 Used by ``benchmarks.compressibility_bdrate`` (L_r against the benchmark), ``benchmarks.rate_aware_training``
-(every rate option against ``none``) and ``benchmarks.learned_codec`` (learned bottlenecks against JPEG2000).
+(every rate option against ``none``) and ``benchmarks.learned_codec`` (learned bottlenecks against JPEG2000);
+``benchmarks.shared_base`` trains its bases and fine-tunes with :func:`train` (and :func:`finished`) and decides with
+:mod:`cilight.evaluation.paired` instead of the noise floor.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ PAPER = PAPER_FAMILY  # ICIP 2019 §3, Table 1: PNG, then JPEG at quality 95, 90
 J2K = "j2k=jpeg2000:bpe=0.25,0.4,0.6,1,1.4,2"  # rate_aware_training's JPEG2000 family: learned_codec's anchors
 
 
+def finished(run_root: Path, name: str) -> bool:
+    """Whether the run ``run_root/name`` finished: ``test_metrics.json`` (written last) beside its ``last.ckpt``."""
+    return (run_root / name / "test_metrics.json").is_file() and (run_root / name / "checkpoints" / "last.ckpt").is_file()
+
+
 def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -> Path:
     """``last.ckpt`` of ``python train.py … extra`` in ``run_root/name``: reused when the run finished
-    (``test_metrics.json`` is written last), resumed from it when the run was interrupted."""
+    (:func:`finished`), resumed from it when the run was interrupted."""
     ckpt = run_root / name / "checkpoints" / "last.ckpt"
-    if (run_root / name / "test_metrics.json").is_file() and ckpt.is_file():
+    if finished(run_root, name):
         print(f"{name}: reusing {ckpt}", flush=True)
         return ckpt
     resume = ["--ckpt_path", str(ckpt)] if ckpt.is_file() else []

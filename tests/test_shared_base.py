@@ -1,0 +1,180 @@
+"""``python -m benchmarks.shared_base``: the shared-base protocol as one resumable command.
+
+A tiny comparison runs end to end (base, convergence check, a chunk of further base training, fine-tunes of
+both arms from the base, curves, paired statistics, the report), a second invocation reuses everything, and
+untrained models' flat curves are refused per task in one line; the statistics of one row group are checked
+on made-up curves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import pytest
+from helpers import ROOT, TINY
+
+from cilight.evaluation.curves import CurvePoint, RateAccuracyCurves
+from cilight.evaluation.paired import holm
+
+
+@pytest.fixture(scope="module")
+def shared_base():
+    """The script's module (``benchmarks`` is a folder of the checkout, not of the installed package)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.shared_base")
+
+
+# -- one row group on made-up curves -----------------------------------------------------------------
+TASKS = {"segmentation": "segmentation_miou", "disparity": "disparity_irmse", "reconstruction": "reconstruction_psnr"}
+RATES = np.array([1000.0, 2000.0, 4000.0, 8000.0])
+METRICS = {"segmentation_miou": np.array([0.20, 0.32, 0.40, 0.44]), "disparity_irmse": np.array([0.2, 0.3, 0.36, 0.40]),
+           "reconstruction_psnr": np.array([18.0, 20.0, 21.5, 22.8])}
+REFERENCE = {"segmentation_miou": 0.45, "disparity_irmse": 0.41, "reconstruction_psnr": 23.0}
+
+
+def curves(scale: float, flat: str | None = None, families=("j2k",), png: float | None = None) -> RateAccuracyCurves:
+    """``families`` each the made-up curve at ``scale`` times its rates (the metric ``flat`` does not move), and a
+    lossless point ``png`` at ``png`` bits if given."""
+    metrics = {k: np.full(4, v[-1]) if k == flat else v for k, v in METRICS.items()}
+    points = tuple(CurvePoint(f, f"{f}@{i}", float(r), r / 8192, (float(r),), {k: float(v[i]) for k, v in metrics.items()})
+                   for f in families for i, r in enumerate(RATES * scale))
+    if png is not None:
+        points += (CurvePoint("png", "png", png, png / 8192, (png,), dict(REFERENCE)),)
+    return RateAccuracyCurves(points, dict(REFERENCE), dict(TASKS), 8192, 16)
+
+
+def test_a_task_the_curves_cannot_compare_is_refused_in_one_line_and_counts_in_holm(shared_base):
+    anchors = [curves(1.0), curves(1.1), curves(0.95)]
+    tests = [curves(0.80), curves(0.86), curves(0.78, flat="disparity_irmse")]
+    rows = shared_base.compare_group(anchors, tests, "j2k", "j2k", ["seed 0", "seed 1", "seed 2"],
+                                     {"reconstruction_psnr": 14.0})
+    by_task = {r["task"]: r for r in rows}
+    assert list(by_task) == list(TASKS)
+    refused = by_task["disparity"]
+    assert refused["refused"] and "\n" not in refused["refused"] and refused["refused"].startswith("'seed 2'")
+    assert refused["verdict"] == f"refused: {refused['refused']}"
+    assert [level["level"] for level in refused["levels"]] == [0.8, 0.9, 0.95]  # recorded beside, never a headline
+    for task in ("segmentation", "reconstruction"):
+        row = by_task[task]
+        assert row["refused"] is None and row["n"] == 3 and row["verdict"].startswith("saves")
+        expected = [math.log(t / a) for a, t in ((1.0, 0.80), (1.1, 0.86), (0.95, 0.78))]
+        assert row["log_ratios"] == pytest.approx(expected, abs=1e-9)  # equal metrics at scaled rates
+    # Holm across all three tasks, the refused one counting as p = 1
+    adjusted = holm([by_task["segmentation"]["p"], 1.0, by_task["reconstruction"]["p"]])
+    assert by_task["segmentation"]["p_adjusted"] == pytest.approx(adjusted[0])
+    assert by_task["reconstruction"]["p_adjusted"] == pytest.approx(adjusted[2])
+    rule = shared_base.pair_rule([{**r, "test": "lr", "anchor": "benchmark"} for r in rows], 3, 10)
+    assert rule["widest"] == pytest.approx(max(shared_base.half_width(by_task[t]) for t in ("segmentation", "reconstruction")))
+    assert rule["asks_for_more"] == (rule["widest"] > shared_base.HALF_WIDTH)
+
+
+def test_statistics_dose_and_the_report_of_a_comparison_that_concludes(shared_base, tmp_path):
+    from benchmarks.report import machine
+
+    args = shared_base.parse_args(["--comparison", "lr", "--pairs", "3", "--out", str(tmp_path / "shared_base_lr.json"),
+                                   "--docs", str(tmp_path / "docs")])
+    experiment = shared_base.Experiment(args)
+    result = experiment.result
+    for seed, (anchor, test) in enumerate(((1.0, 0.80), (1.1, 0.86), (0.95, 0.78))):
+        for arm, scale, png in (("benchmark", anchor, 60e3), ("lr", test, 45e3 + 1e3 * seed)):
+            result["curves"][f"{arm}_s{seed}"] = curves(scale, families=("j2k", "jpeg"), png=png).as_dict()
+            result["arms"].setdefault(arm, {})[str(seed)] = [f"{arm}_s{seed}"]
+    result["floors"] = {"reconstruction_psnr": 14.0}
+    experiment.statistics([0, 1, 2])
+    assert [r["verdict"][:5] for r in result["rows"]] == ["saves"] * 6
+    assert result["dose"]["lr"]["reached"] is True and result["dose"]["lr"]["percent"][0] == pytest.approx(-25.0)
+    assert result["pair_rule"]["asks_for_more"] == (result["pair_rule"]["widest"] > 5.0)
+    result.update(status="done", wall_seconds=3600.0, machine=machine())
+    page = shared_base.write_report(result, args.docs).read_text()
+    assert "| lr | j2k | benchmark | j2k | segmentation (miou) | 3 | -" in page and "## Every pair" in page
+    assert "the dose check (≤ -15%) is **reached**" in page and "| seed 0 | seed 1 | seed 2 |" in page
+    assert (args.docs / "lr" / "lr_vs_benchmark" / "compare_jpeg_vs_jpeg_disparity.png").is_file()
+    args.out.write_text(json.dumps(result))
+    index = shared_base.write_index(args.docs, tmp_path).read_text()
+    assert "done, 3 pairs: segmentation: saves" in index and "| [remote](remote.md) |" in index
+
+
+def test_the_learned_headline_is_the_anchor_least_favourable_to_it(shared_base):
+    rows = [{"task": "segmentation", "anchor": a, "refused": None if mean is not None else "no band",
+             "interval": {"mean": mean}, "verdict": f"verdict {a}"}
+            for a, mean in (("benchmark", -0.4), ("lr", -0.1), ("proxy_bits", None), ("codec_noise", -0.3))]
+    (headline,) = shared_base.learned_headlines(rows)
+    assert headline == {"task": "segmentation", "anchor": "lr", "verdict": "verdict lr", "refused_anchors": ["proxy_bits"]}
+
+
+def test_the_protocol_is_in_the_docstring_and_the_families_follow_it(shared_base):
+    assert shared_base.PROTOCOL.startswith("1. **Base.**") and "7. **Dose.**" in shared_base.PROTOCOL
+    families = shared_base.families(12)
+    assert families["j2k"] == "j2k=jpeg2000:bpe=0.25,0.313,0.393,0.492,0.617,0.774,0.97,1.22,1.52,1.91,2.39,3"
+    assert families["jpeg"] == "jpeg=jpeg:quality=95,87,79,70,62,54,46,38,30,21,13,5"
+    assert families["image-jpeg"] == "image-jpeg=image:jpeg:quality=95,87,79,70,62,54,46,38,30,21,13,5"
+    assert families["image-j2k"].startswith("image-j2k=image:jpeg2000:bpe=0.1,") and families["image-j2k"].endswith(",2")
+    assert shared_base.CHANGES.get("lr", ()) == ()
+
+
+# -- the command, tiny --------------------------------------------------------------------------------
+def tiny_train_args() -> str:
+    """TINY without the epochs (the script sets them), checkpoints only (no per-epoch sweeps)."""
+    options = [a for i, a in enumerate(TINY) if a != "--trainer.max_epochs" and TINY[i - 1] != "--trainer.max_epochs"]
+    return " ".join([*options, "--config", str(ROOT / "configs" / "callbacks" / "none.yaml")])
+
+
+@pytest.mark.slow
+def test_a_tiny_comparison_runs_resumes_and_writes_its_report(shared_base, tmp_path):
+    out, docs, work = tmp_path / "results" / "shared_base_lr.json", tmp_path / "docs", tmp_path / "work"
+    argv = ["--comparison", "lr", "--pairs", "2", "--base-epochs", "1", "--chunk-epochs", "1", "--base-cap", "2",
+            "--finetune-epochs", "1", "--num-test", "4", "--rates", "3", "--tolerance", "0", "--work", str(work),
+            "--out", str(out), "--docs", str(docs), "--train-args", tiny_train_args()]
+    assert shared_base.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["protocol"] == shared_base.PROTOCOL and result["changes_after_seeing_data"] == []
+    assert result["settings"]["pairs"] == 2 and result["machine"]["cores"] >= 1 and result["status"] == "done"
+    # tolerance 0: never converged, so one chunk of further training, then the cap
+    base = result["bases"]["base"]
+    assert base["runs"] == ["base", "base_more1"] and base["epochs"] == 2 and base["converged"] is False
+    assert [c["epochs"] for c in base["checks"]] == [[1, 2]] and base["checks"][0]["metric"] == "segmentation_miou"
+    assert result["pairs"] == [0, 1] and result["arms"] == {"benchmark": {"0": ["benchmark_s0"], "1": ["benchmark_s1"]},
+                                                              "lr": {"0": ["lr_s0"], "1": ["lr_s1"]}}
+    assert result["runs"]["lr_s0"]["base"].endswith("init-with-rate-term.ckpt")  # eq 6 has one more term
+    assert result["invocations"][0]["trained"] == ["base", "base_more1", "benchmark_s0", "lr_s0", "benchmark_s1", "lr_s1"]
+    # every family and task: a paired comparison over both pairs, or one line saying why not
+    rows = result["rows"]
+    assert sorted((r["family"], r["task"]) for r in rows) == sorted((f, t) for f in ("j2k", "jpeg")
+                                                                   for t in ("segmentation", "disparity", "reconstruction"))
+    for r in rows:
+        assert r["n"] == 2 and r["labels"] == ["seed 0", "seed 1"]
+        if r["refused"]:
+            assert "\n" not in r["refused"] and r["verdict"] == f"refused: {r['refused']}"
+        else:
+            assert len(r["log_ratios"]) == 2 and r["interval"]["n"] == 2
+    assert len(result["dose"]["lr"]["percent"]) == 2 and "reached" in result["dose"]["lr"]
+    assert result["pair_rule"]["pairs"] == 2
+    page = (docs / "lr.md").read_text()
+    assert "## Protocol (written before any result)" in page and "1. **Base.**" in page and "| test arm |" in page
+    assert "NOT converged" in page and (docs / "lr" / "lr_vs_benchmark" / "compare_j2k_vs_j2k_segmentation.png").is_file()
+    assert "[lr](lr.md)" in (docs / "README.md").read_text()
+
+    # a second invocation trains nothing, measures nothing and writes no checkpoint
+    checkpoints = {p: p.stat().st_mtime_ns for p in work.rglob("*.ckpt")}
+    folders = sorted(work.iterdir())
+    start = time.perf_counter()
+    assert shared_base.main(argv) == 0
+    seconds = time.perf_counter() - start
+    again = json.loads(out.read_text())
+    assert again["invocations"][-1]["trained"] == [] and again["invocations"][-1]["measured"] == []
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("*.ckpt")} == checkpoints and sorted(work.iterdir()) == folders
+    assert again["rows"] == rows and again["wall_seconds"] > result["wall_seconds"]
+    page = (docs / "lr.md").read_text()
+    assert "over 2 invocation(s)" in page
+    assert seconds < 30, seconds  # loading and plotting only; one tiny training takes ~7 s in a process of its own
+
+    # --table: the page again from the JSON alone
+    (docs / "lr.md").unlink()
+    assert shared_base.main([*argv, "--table"]) == 0
+    assert (docs / "lr.md").read_text() == page
