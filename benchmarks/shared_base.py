@@ -41,9 +41,8 @@ PROTOCOL
    choices, the bottleneck's noise; the training order is SyntheticStreets' ``--data.seed``, which also
    draws the images, so it stays 0 in every run. The last checkpoint of each run is measured. ``lr`` and
    ``proxy_bits`` have one more term in eq 6 than the base (the rate term, with its learned
-   log-variance): they start from the base's weights with that one log-variance at its fresh value, 0
-   (``<base>/checkpoints/init-with-rate-term.ckpt``, the base with that entry appended), as a model
-   trained from scratch starts it.
+   log-variance): ``--model.init_from`` starts that one log-variance at its fresh value, 0, as a model
+   trained from scratch starts it (``MultiTaskCI.adapt_base_state``).
 3. **Pairs**: 6. If the 95% interval of any task's JPEG2000 row is wider than ±5 BD-rate points (half
    its width in percent of rate), pairs are added one at a time (``--add-pairs``; the script says when
    the rule asks for more) up to 10. A refused row (rule 5) asks for none: more pairs do not make a
@@ -150,8 +149,6 @@ ARMS = {  # the Q-layer arms: train.py options besides the base and the seed
     "codec_noise": ["--model.transmission.rate_loss", "none", "--model.transmission.codec_noise", "proxy"],
 }
 Q_ARMS = tuple(ARMS)
-RATE_TERM_ARMS = ("lr", "proxy_bits")  # one more term in eq 6 than the base: the rate term's log-variance
-LOG_VARIANCES = "loss_weighting.log_variances"  # UncertaintyWeighting's s_i, the rate term's last
 LEARNED_ARM = "learned"
 ANCHOR = "benchmark"
 PRIMARY, SECONDARY, LOSSLESS, IMAGE_PRIMARY, IMAGE_SECONDARY = "j2k", "jpeg", "png", "image-j2k", "image-jpeg"
@@ -482,19 +479,6 @@ class Experiment:
         self.save()
         return chain[-1][1]
 
-    def with_rate_term(self, base: Path) -> Path:
-        """The base with a fresh (0) log-variance appended for eq 6's rate term, beside it; rewritten when the base changes."""
-        out, note = base.parent / "init-with-rate-term.ckpt", base.parent / "init-with-rate-term.json"
-        source = {"base": str(base), "sha256": file_sha256(base)}
-        if out.is_file() and note.is_file() and json.loads(note.read_text()) == source:
-            return out
-        state = torch.load(base, map_location="cpu", weights_only=True)
-        weights = state["state_dict"]
-        weights[LOG_VARIANCES] = torch.cat([weights[LOG_VARIANCES], weights[LOG_VARIANCES].new_zeros(1)])
-        torch.save(state, out)
-        note.write_text(json.dumps(source))
-        return out
-
     def measure(self, name: str, ckpt: Path, arm: str) -> bool:
         """Whether the curves of ``ckpt`` were measured now (not read from its cache)."""
         curves, _, reused = checkpoint_curves(ckpt, measured_families(arm, self.args.rates), None, self.args.num_test,
@@ -511,7 +495,7 @@ class Experiment:
             if arm == LEARNED_ARM:
                 runs = [(f"factorized_lambda{lam:g}_s{seed}", learned_options(lam), bases["learned_base"]) for lam in a.lambdas]
             else:
-                base = self.with_rate_term(bases["base"]) if arm in RATE_TERM_ARMS else bases["base"]
+                base = bases["base"]
                 runs = [(f"{arm}_s{seed}", ARMS[arm], base)]
             for name, options, base in runs:
                 fresh = not finished(a.work, name)

@@ -106,11 +106,15 @@ def architecture_mismatch(state: dict, model: pl.LightningModule, path: str | Pa
 
 def initialise_from(model: pl.LightningModule, path: str | Path, label: str = "init_from") -> None:
     """Load the weights (and transmission state) of the checkpoint ``path`` into ``model``, which must
-    have its class and architecture; its optimizer, schedule, epoch and step are not taken."""
+    have its class and architecture, after ``model.adapt_base_state(state)`` where the model defines it
+    (the weights a fine-tune may start afresh); its optimizer, schedule, epoch and step are not taken."""
     state = read_checkpoint(path, label)
     upgrade = getattr(type(model), "upgrade_checkpoint", None)
     if upgrade is not None:
         state = upgrade(state)
+    adapt = getattr(model, "adapt_base_state", None)  # weights a fine-tune may start afresh (eq 6's rate term)
+    if adapt is not None:
+        state = adapt(state)
     mismatch = architecture_mismatch(state, model, path, label)
     if mismatch:
         raise ConfigError(f"{mismatch}; expected a checkpoint of the configured architecture to start from")

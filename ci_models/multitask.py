@@ -124,6 +124,23 @@ class MultiTaskCI(pl.LightningModule):
 
             initialise_from(self, self.hparams.init_from, "--model.init_from")
 
+    def adapt_base_state(self, state: dict) -> dict:
+        """A base checkpoint (``init_from``) as this model's starting point: a fine-tune that adds eq 6's rate
+        term (a benchmark base, an arm with ``rate_loss dpcm_dct`` or ``proxy_bits``) starts that term's
+        log-variance at 0, as a model trained from scratch does, and one that drops it leaves the base's
+        out; every other weight must fit as it is (:func:`~cilight.ci_models.checkpoints.initialise_from`)."""
+        key = "loss_weighting.log_variances"
+        saved = state["state_dict"].get(key)
+        names, tasks = self.loss_weighting.names, [t.name for t in self.tasks]
+        if saved is None or saved.shape[0] == len(names) or saved.shape[0] not in (len(tasks), len(tasks) + 1):
+            return state
+        saved_names = tasks + [RATE_TERM] * (saved.shape[0] - len(tasks))
+        values = torch.zeros(len(names), dtype=saved.dtype)
+        for i, name in enumerate(names):
+            if name in saved_names:
+                values[i] = saved[saved_names.index(name)]
+        return {**state, "state_dict": {**state["state_dict"], key: values}}
+
     @property
     def split_points(self) -> tuple[str, ...]:
         return self.encoder.split_points

@@ -63,3 +63,28 @@ def test_train_py_refuses_a_base_of_another_backbone(tiny_checkpoint, tmp_path):
         f"error: --model.init_from {tiny_checkpoint} holds another MultiTaskCI: saved with backbone=resnet18 "
         "(configured: resnet34); expected a checkpoint of the configured architecture to start from"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_fine_tune_that_adds_or_drops_the_rate_term_starts_it_afresh(tiny_checkpoint, tmp_path):
+    """A benchmark base (no rate term in eq 6) fine-tuned with L_r, and the reverse: every weight from the base,
+    the rate term's log-variance at 0 as from scratch, or left out."""
+    base = load_task_model(tiny_checkpoint)  # TINY: L_r, so eq 6 weights the three tasks and the rate term
+    arguments = {k: v for k, v in base.hparams.items() if not k.startswith("_")}
+    assert base.loss_weighting.names[-1] == "rate"
+    with torch.no_grad():
+        base.loss_weighting.log_variances.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    with_rate = tmp_path / "with_rate.ckpt"
+    torch.save({"state_dict": base.state_dict(), "hyper_parameters": dict(base.hparams)}, with_rate)
+    benchmark = MultiTaskCI(**{**arguments, "transmission": {"class_path": "QLayerTransmission",
+                                                             "init_args": {"compressibility_weight": 0.0}}})
+    assert benchmark.loss_weighting.names == ("segmentation", "disparity", "reconstruction")
+    initialise_from(benchmark, with_rate)  # drops the base's rate term
+    torch.testing.assert_close(benchmark.loss_weighting.log_variances, torch.tensor([0.1, 0.2, 0.3]))
+    without_rate = tmp_path / "without_rate.ckpt"
+    torch.save({"state_dict": benchmark.state_dict(), "hyper_parameters": dict(benchmark.hparams)}, without_rate)
+    tuned = MultiTaskCI(**arguments)
+    initialise_from(tuned, without_rate)  # adds it, at 0
+    torch.testing.assert_close(tuned.loss_weighting.log_variances, torch.tensor([0.1, 0.2, 0.3, 0.0]))
+    for key, value in benchmark.state_dict().items():
+        if key != "loss_weighting.log_variances":
+            assert torch.equal(tuned.state_dict()[key], value), key
