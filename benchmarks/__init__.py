@@ -8,7 +8,11 @@ machine (:mod:`benchmarks.report`).
 Shared here: :mod:`benchmarks.report` (where results go, the machine record),
 :mod:`benchmarks.arms` (training the seeds of a recipe with ``train.py``) and
 :mod:`benchmarks.activations` (real feature tensors for the codec measurements). The statistics
-that decide a comparison — paired BD-rates against the seed-to-seed noise floor — are
-:mod:`cilight.evaluation.comparison`; every README table is rendered by
+that decide a recipe comparison are paired: :mod:`cilight.evaluation.paired` (BD-rate as a mean log
+rate ratio per pair, a paired t-interval over pairs, Holm across tasks, a verdict), used by
+:mod:`benchmarks.shared_base` (the shared-base protocol; reports in ``docs/experiments/``). The older
+scripts (``compressibility_bdrate``, ``rate_aware_training``, ``learned_codec``) decided by the
+seed-to-seed noise floor of :mod:`cilight.evaluation.comparison`, a rule the shared-base re-measurement
+retires; their JSON is kept for history. Every README table is rendered by
 :func:`cilight.evaluation.tables.markdown_table`.
 """
