@@ -688,7 +688,8 @@ def write_report(result: dict, docs: Path) -> Path:
 def write_index(docs: Path, results: Path) -> Path:
     """``docs/README.md``: one line per comparison, with its status from ``results/shared_base_<name>.json``."""
     lines = ["# Experiments", "",
-             "One page per recipe comparison under the shared-base protocol (issue 31), each generated from its JSON "
+             "One page per recipe comparison under the shared-base protocol (a base trained to convergence, both arms "
+             "fine-tuned from it with paired seeds), each generated from its JSON "
              "by `python -m benchmarks.shared_base --comparison NAME` (after a run, or from the saved JSON with "
              "`--table`); the protocol is in `benchmarks/shared_base.py` and on every page. A page exists once its "
              "comparison has run; `lr`, `proxy_bits` and `codec_noise` share the base and the `benchmark` runs, `learned` "

@@ -76,7 +76,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="a5d18d2", help="the earlier revision (default: before issue 30)")
+    parser.add_argument("--baseline", default="a5d18d2", help="the earlier revision (default: before the one-line errors)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "startup.json")
     args = parser.parse_args()
