@@ -211,10 +211,10 @@ def test_a_mistake_is_one_line_naming_the_value_and_nothing_is_written(files, tm
     main, name = ENTRY_POINTS[entry]
     shown = {**{k: str(v) for k, v in files.items()}, "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out")}
 
-    names = re.compile("|".join(sorted(map(re.escape, shown), key=len, reverse=True)))
+    keys = re.compile("|".join(sorted(map(re.escape, shown), key=len, reverse=True)))
 
     def substitute(text: str) -> str:  # in one pass: RUNS_FOLDER is not RUNS + _FOLDER
-        return names.sub(lambda m: shown[m.group(0)], text)
+        return keys.sub(lambda m: shown[m.group(0)], text)
 
     watched = (files["GOOD_RUN"], files["BAF_CKPT"].parents[1], files["TWO_STREAM_CKPT"].parents[1])
     before = _snapshot(*watched)
