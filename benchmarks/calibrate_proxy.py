@@ -6,7 +6,7 @@ tensor with the real pipeline (8-bit min–max → square tiling → OpenJPEG at
 size and the feature-domain MSE. The proxy has no rate knob, only a step: the step that
 corresponds to a codestream is the one at which the proxy's feature-domain MSE equals the
 real one (found on a log grid of steps, interpolated). At that step the proxy's rate features
-(:data:`cilight.codecs.proxy.RATE_FEATURES`) are computed, and the weights of the rate model
+(:data:`cilight.ci_models.proxy.RATE_FEATURES`) are computed, and the weights of the rate model
 are fitted by least squares on the *relative* error of ``bits = weights · features``.
 
 Data (see :func:`datasets`): synthetic smooth random fields (Gaussian spectra, several
@@ -18,7 +18,7 @@ seeds and images, and two kinds (AR fields, layer3 activations) are never calibr
 
     python -m benchmarks.calibrate_proxy [--cache DIR] [--threads N] [--refit FILE]
 
-Writes ``codecs/proxy_calibration.json`` (the constants the proxy loads by default) and
+Writes ``ci_models/proxy_calibration.json`` (the constants the proxy loads by default) and
 ``benchmarks/results/proxy_calibration_data.json`` (every point: tensor, rate, real bits and
 MSE, matched step, rate features), from which ``--refit`` redoes the fit without OpenJPEG.
 The features depend on the code-block size (:data:`cilight.codecs.jpeg2000.CODEBLOCK`): after
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from benchmarks.report import RESULTS, write_result
+from cilight.ci_models.proxy import CALIBRATION_FILE, RATE_FEATURES, Jpeg2000Proxy, ProxyCalibration
 from cilight.codecs.jpeg2000 import CODEBLOCK, decode_codestream, encode_codestream
-from cilight.codecs.proxy import CALIBRATION_FILE, RATE_FEATURES, Jpeg2000Proxy, ProxyCalibration
 from cilight.codecs.quantizers import MinMaxQuantizer
 from cilight.codecs.tiling import TileLayout, tile, untile
 

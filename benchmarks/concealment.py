@@ -47,9 +47,9 @@ from tqdm.auto import tqdm
 from benchmarks.report import RESULTS, ROOT, write_result
 from cilight.ci_models.checkpoints import load_model
 from cilight.codecs import CONCEALMENT_METHODS, CodecError, channel_means, conceal, loss_mask
-from cilight.codecs.wire import DATASET_MEAN, read_dataset_mean
 from cilight.datamodules.from_checkpoint import test_batches
 from cilight.deploy import CloudRuntime, EdgeRuntime, GilbertElliottLoss, IidLoss, retransmission_delay
+from cilight.deploy.wire import DATASET_MEAN, read_dataset_mean
 from cilight.evaluation.sweep import cloud_outputs
 from cilight.evaluation.tables import markdown_table
 

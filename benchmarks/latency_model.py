@@ -36,9 +36,9 @@ from PIL import Image
 from benchmarks.activations import trained_model
 from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI
-from cilight.ci_models.onnx_export import export_halves
 from cilight.datamodules import generate_sample
 from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
+from cilight.onnx_export import export_halves
 
 HEIGHT, WIDTH = 256, 512
 SPLITS = {"layer2": ["layer2"], "layer3": ["layer3"], "layer4": ["layer4"], "layer2+layer3": ["layer2", "layer3"]}

@@ -26,9 +26,9 @@ from benchmarks.activations import trained_model
 from benchmarks.report import RESULTS, write_result
 from cilight.ci_models import MultiTaskCI
 from cilight.ci_models.halves import CloudHalf, EdgeHalf, wire_tensor_names
-from cilight.ci_models.onnx_export import export_halves
-from cilight.codecs.wire import onnx_session
 from cilight.datamodules import generate_sample
+from cilight.deploy.wire import onnx_session
+from cilight.onnx_export import export_halves
 
 
 def images(n: int, height: int, width: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch
 
 from benchmarks.calibrate_proxy import HELD_OUT_RATES, SHAPES, accuracy, datasets, measure, real_codec, smooth_field
 from benchmarks.report import RESULTS, write_result
-from cilight.codecs.proxy import Jpeg2000Proxy
+from cilight.ci_models.proxy import Jpeg2000Proxy
 
 ACCEPTANCE = {
     "bits_r2_min": 0.995,

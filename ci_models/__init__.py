@@ -10,7 +10,8 @@
 * :mod:`~cilight.ci_models.heads` — the cloud half's branches;
 * :mod:`~cilight.ci_models.multitask` — :class:`MultiTaskCI`;
 * :mod:`~cilight.ci_models.baf` — :class:`BaFPredictor` (Back-and-Forth prediction) on a frozen task model;
-* :mod:`~cilight.ci_models.halves`, :mod:`~cilight.ci_models.onnx_export` — the ONNX halves;
+* :mod:`~cilight.ci_models.halves` — the ONNX halves (exported by :mod:`cilight.onnx_export`);
+* :mod:`~cilight.ci_models.proxy`, :mod:`~cilight.ci_models.dwt` — the differentiable JPEG2000 proxy (codec ``proxy``);
 * :mod:`~cilight.ci_models.checkpoints` — every checkpoint load (and the upgrade of older layouts).
 """
 

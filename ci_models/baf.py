@@ -62,7 +62,7 @@ from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
 from cilight.ci_models.transmission import Transmission, Transmitted
 from cilight.codecs.quantizers import FLOAT16_MAX, channel_bounds, code_dtype, uniform_codes, uniform_step, uniform_values
-from cilight.codecs.wire import StreamWire
+from cilight.deploy.wire import StreamWire
 from cilight.errors import ConfigError
 
 SELECTIONS = ("correlation", "first", "random")  # eq 2–3; the two ablations of the paper's choice

@@ -42,7 +42,7 @@ from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import UncertaintyWeighting
 from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
 from cilight.ci_models.transmission import Transmission, Transmitted, build_transmission
-from cilight.codecs.wire import StreamWire
+from cilight.deploy.wire import StreamWire
 from cilight.errors import ConfigError
 
 RATE_TERM = "rate"  # the name of the rate term among the losses of eq 6

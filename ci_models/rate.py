@@ -5,7 +5,7 @@ intelligence", IEEE ICIP 2019, §2.1–2.3) two stand-ins take the codec's place
 Q-layer's uniform noise for its distortion, and the DPCM + DCT compressibility loss L_r
 (eq 1–5) for its rate. The features then meet JPEG2000 (Alvar & Bajić, "Pareto-optimal bit
 allocation for collaborative intelligence", IEEE TIP 2021, §VI-A). cilight has a calibrated,
-differentiable model of that codec (:class:`~cilight.codecs.proxy.Jpeg2000Proxy`), so it can
+differentiable model of that codec (:class:`~cilight.ci_models.proxy.Jpeg2000Proxy`), so it can
 train against the codec itself:
 
 * rate terms by name (``--model.transmission.rate_loss``, :data:`RATE_LOSSES`):
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from cilight.ci_models.losses import compressibility_loss
-from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCoder, Transformed
+from cilight.ci_models.proxy import Jpeg2000Proxy, ProxyCoder, Transformed
 from cilight.errors import ConfigError
 
 RATE_LOSSES = ("dpcm_dct", "proxy_bits", "none")

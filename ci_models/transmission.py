@@ -67,7 +67,7 @@ from cilight.ci_models.rate import (
     check_rate_options,
 )
 from cilight.codecs import EntropyTables, LearnedCodec
-from cilight.codecs.wire import StreamWire
+from cilight.deploy.wire import StreamWire
 from cilight.errors import ConfigError
 
 RATE_WEIGHTINGS = ("learned", "fixed")  # the rate term with its own eq 6 weight, or λ · rate term beside eq 6

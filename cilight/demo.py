@@ -2,7 +2,7 @@
 
 Each task colours its own output (:attr:`~cilight.ci_models.tasks.Task.render`), so the demo
 writes one PNG per task of the model, plus the input, the frame of bytes and its size. Class
-colours come from the halves' metadata (:attr:`~cilight.codecs.wire.HalfMetadata.palette`, the
+colours come from the halves' metadata (:attr:`~cilight.deploy.wire.HalfMetadata.palette`, the
 training data's ``class_colors`` written by ``export.py``); halves without one are coloured with
 :meth:`~cilight.ci_models.tasks.TaskContext.colors`' fixed default palette, and the result says so.
 """

@@ -12,14 +12,14 @@ import torch
 
 from cilight.ci_models import BaFPredictor, MultiTaskCI
 from cilight.ci_models.checkpoints import load_model
-from cilight.ci_models.onnx_export import ParityError, export_halves, stream_means
 from cilight.codecs import get_codec, parse_operating_point
-from cilight.codecs.wire import DATASET_MEAN, write_dataset_mean
 from cilight.datamodules import generate_sample
 from cilight.datamodules.from_checkpoint import datamodule_from
 from cilight.demo import run_demo
+from cilight.deploy.wire import DATASET_MEAN, write_dataset_mean
 from cilight.errors import ConfigError
 from cilight.export_cli import build_parser
+from cilight.onnx_export import ParityError, export_halves, stream_means
 
 
 def export_checkpoint(args: argparse.Namespace) -> int:

@@ -6,12 +6,9 @@ This package imports nothing from ``cilight.ci_models``, ``cilight.allocation`` 
 * :mod:`~cilight.codecs.registry` — every codec declared once: name, container id, rate knob;
 * :mod:`~cilight.codecs.operating_point` — ``png``, ``jpeg:quality=90``, ``jpeg2000:bpe=0.5``;
 * :mod:`~cilight.codecs.image` — PNG, JPEG and JPEG2000 feature codecs (``encode``/``decode``);
-* :mod:`~cilight.codecs.proxy` — the differentiable JPEG2000 proxy (codec ``proxy``);
 * :mod:`~cilight.codecs.coders` — the stream coder of any codec, for rate sweeps;
 * :mod:`~cilight.codecs.entropy` — rANS coding with fixed integer CDF tables (learned codecs);
 * :mod:`~cilight.codecs.learned` — the learned codec (codec ``learned``), bound to a trained model;
-* :mod:`~cilight.codecs.wire` — the edge–cloud wire format (tensor names, side information,
-  ONNX metadata, sessions);
 * quantizers, tiling, the container, concealment.
 """
 
@@ -33,7 +30,6 @@ from cilight.codecs.image import (
 )
 from cilight.codecs.learned import LatentModel, LearnedCodec
 from cilight.codecs.operating_point import OperatingPoint, parse_operating_point, parse_operating_points
-from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCalibration, ProxyCoder
 from cilight.codecs.quantizers import (
     QUANTIZERS,
     WIRE_QUANTIZERS,
@@ -71,7 +67,6 @@ __all__ = [
     "EntropyTables",
     "FeatureCodec",
     "Jpeg2000Codec",
-    "Jpeg2000Proxy",
     "JpegCodec",
     "LatentModel",
     "LearnedCodec",
@@ -80,8 +75,6 @@ __all__ = [
     "NeuronStatistics",
     "OperatingPoint",
     "PngCodec",
-    "ProxyCalibration",
-    "ProxyCoder",
     "Quantized",
     "Quantizer",
     "RateKnob",

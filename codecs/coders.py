@@ -14,7 +14,7 @@ view of a codec:
 Every registered codec provides one through its ``stream_coder`` class method: byte codecs
 through :class:`~cilight.codecs.image.CodecCoder` (their rate knob searched for the target, or
 their own rate control), the JPEG2000 proxy through
-:class:`~cilight.codecs.proxy.ProxyCoder`. :func:`stream_coder` is the one way to get them.
+:class:`~cilight.ci_models.proxy.ProxyCoder`. :func:`stream_coder` is the one way to get them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Ulhaq, B.A.Sc. thesis, SFU 2020, §2.2.3 and Alvar & Bajić, IEEE TIP 2021,
 §VI-A code tiled, 8-bit min–max quantized tensors with JPEG2000 because its rate control can
 hit a requested size. Pillow bundles OpenJPEG and exposes its fixed-rate mode in memory; this
 module fixes the encoder settings in one place so the real codec and the differentiable proxy
-(:mod:`cilight.codecs.proxy`) model the same thing:
+(:mod:`cilight.ci_models.proxy`) model the same thing:
 
 * raw codestream (``no_jp2``), irreversible CDF 9/7 wavelet, one quality layer,
 * ``num_resolutions`` = :func:`resolutions` (at most 6, fewer for small images),

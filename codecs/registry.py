@@ -13,19 +13,28 @@ Registration checks all three, so a codec with a missing or clashing id fails wh
 registered, not at its first encode. Everything that names codecs — :func:`get_codec`,
 :func:`decode`, the container, operating points, the sweeps' stream coders and the runtimes —
 reads this one table.
+
+The codecs that write bytes register here, in the edge's own install (``cilight-edge``, no torch). A
+codec that needs more — the differentiable JPEG2000 proxy of the training install — is a plugin: its
+distribution names the module that registers it under the entry-point group :data:`PLUGIN_GROUP`
+(``[project.entry-points."cilight.codecs"]``), imported the first time a name is not found, so ``proxy``
+is a codec wherever ``cilight`` is installed and unknown on an edge.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
 
 from cilight.errors import ConfigError
 
 MAX_CONTAINER_ID = 255  # one header byte
+PLUGIN_GROUP = "cilight.codecs"  # entry points naming modules that register codecs (cilight's proxy, users' own)
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,24 @@ def nearest(name: object, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
+@functools.cache
+def load_plugins() -> tuple[str, ...]:
+    """Import every module registered under the entry-point group :data:`PLUGIN_GROUP` (once); returns their
+    names. A plugin that fails to import is skipped: an edge install without its dependencies lacks the codec."""
+    loaded = []
+    for entry in metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except ImportError:
+            continue
+        loaded.append(entry.name)
+    return tuple(loaded)
+
+
 def codec_class(name: str) -> type:
-    """The registered class called ``name``; a typo gets the closest names."""
+    """The registered class called ``name`` (a plugin's included); a typo gets the closest names."""
+    if isinstance(name, str) and name not in CODECS:
+        load_plugins()
     if not isinstance(name, str) or name not in CODECS:
         close = nearest(name, CODECS) if isinstance(name, str) and name.strip() else None
         hint = f" (did you mean {close!r}?)" if close else ""
@@ -180,4 +205,4 @@ def container_id_of(name: str) -> int | None:
 
 
 __all__ = ["CODECS", "RateKnob", "check_codec_options", "check_options", "codec_class", "codec_name_for_id", "codec_options",
-           "container_id_of", "nearest", "rate_options", "register_codec"]
+           "container_id_of", "load_plugins", "nearest", "rate_options", "register_codec"]

@@ -52,7 +52,7 @@ import torch
 
 from cilight.codecs import CodecError, Quantized, codec_of, get_quantizer
 from cilight.codecs.quantizers import wire_quantizer
-from cilight.codecs.wire import HalfMetadata, group_side
+from cilight.deploy.wire import HalfMetadata, group_side
 from cilight.errors import ConfigError
 
 PACKET_MAGIC = b"CK"

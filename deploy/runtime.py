@@ -20,7 +20,7 @@ or range-coded symbols with the tables (and a hyperprior's ``hyper.onnx``) shipp
 halves — is read once from the metadata (:func:`cilight.deploy.streams.stream_coders`); the
 runtimes loop over the coders. The edge and cloud share nothing but the bytes and the files
 beside the halves; tensor names, side-information layout and metadata come from
-:mod:`cilight.codecs.wire`.
+:mod:`cilight.deploy.wire`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ import numpy as np
 import torch
 
 from cilight.codecs import CodecError, conceal, split_streams
-from cilight.codecs.wire import (
+from cilight.deploy.inputs import check_conceal, check_data, check_drop_corrupt, check_images, check_rates
+from cilight.deploy.packets import DEFAULT_MSS, ReceivedStream, Reception, is_packet, reassemble, stream_side_of
+from cilight.deploy.streams import stream_coders
+from cilight.deploy.wire import (
     DATASET_MEAN,
     IMAGE,
     HalfMetadata,
@@ -41,9 +44,6 @@ from cilight.codecs.wire import (
     read_dataset_mean,
     stream_range,
 )
-from cilight.deploy.inputs import check_conceal, check_data, check_drop_corrupt, check_images, check_rates
-from cilight.deploy.packets import DEFAULT_MSS, ReceivedStream, Reception, is_packet, reassemble, stream_side_of
-from cilight.deploy.streams import stream_coders
 from cilight.errors import ConfigError
 
 __all__ = ["CloudRuntime", "EdgeRuntime", "HalfMetadata"]

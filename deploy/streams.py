@@ -1,7 +1,7 @@
 """How each stream of exported halves becomes bytes and back: one stream coder per stream.
 
 The halves' metadata says what each stream puts on the wire (the transmission's
-:class:`~cilight.codecs.wire.StreamWire`, recorded by the exporter): quantized codes with their
+:class:`~cilight.deploy.wire.StreamWire`, recorded by the exporter): quantized codes with their
 side information, which any registered codec codes at an operating point (Alvar & Bajić, ICIP
 2019; Choi et al., ICASSP 2020; Ulhaq, B.A.Sc. thesis, SFU 2020, §4.1.2), or a learned
 bottleneck's symbols, which its own range coder codes with the fixed tables shipped beside the
@@ -34,7 +34,8 @@ from cilight.codecs import (
     parse_operating_point,
 )
 from cilight.codecs.quantizers import wire_quantizer
-from cilight.codecs.wire import (
+from cilight.deploy.packets import channel_groups, packetize
+from cilight.deploy.wire import (
     ENTROPY_TABLES,
     NO_QUANTIZER,
     HalfMetadata,
@@ -44,7 +45,6 @@ from cilight.codecs.wire import (
     stream_range,
     stream_side,
 )
-from cilight.deploy.packets import channel_groups, packetize
 from cilight.errors import ConfigError
 
 

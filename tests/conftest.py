@@ -26,8 +26,8 @@ from helpers import (
 )
 
 from cilight.ci_models import MultiTaskCI
-from cilight.ci_models.onnx_export import ParityReport, export_halves
 from cilight.cli import DEFAULT_CONFIG
+from cilight.onnx_export import ParityReport, export_halves
 
 # Intra-op threads: torch's default (one per core). Measured back to back on an idle 2-core machine the
 # whole suite took 219 s with it and 260 s with one thread; on a machine shared with other processes two

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from cilight.ci_models import MultiTaskCI
-from cilight.codecs import CodecCoder, ProxyCoder, get_codec, stream_coder
+from cilight.ci_models.proxy import ProxyCoder
+from cilight.codecs import CodecCoder, get_codec, stream_coder
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError
 from cilight.evaluation import RateAccuracyCurves

@@ -24,11 +24,11 @@ import torch
 from helpers import smooth_images, tiny_model
 
 from cilight.ci_models import BaFPredictor
-from cilight.ci_models.onnx_export import export_halves
 from cilight.codecs import CodecError, decode, get_codec
 from cilight.codecs import container as containers
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import CilightError, ConfigError
+from cilight.onnx_export import export_halves
 
 HEIGHT, WIDTH = 64, 96
 ACCEPTED = "accepted"

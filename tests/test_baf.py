@@ -13,15 +13,15 @@ from helpers import smooth_images, tiny_model
 
 from cilight.ci_models import BaFPredictor, consolidate, resnet_split, select_channels
 from cilight.ci_models.baf import charbonnier, dequantize_channels, find_layer, quantize_channels
-from cilight.ci_models.onnx_export import export_halves
 from cilight.codecs import get_codec
 from cilight.codecs.quantizers import float16_bounds
-from cilight.codecs.wire import stream_range, stream_side
 from cilight.deploy import CloudRuntime, EdgeRuntime
+from cilight.deploy.wire import stream_range, stream_side
 from cilight.errors import ConfigError
 from cilight.evaluate_cli import main as evaluate_main
 from cilight.evaluation.baf import image_bits, measure_baf
 from cilight.export_cli import main as export_main
+from cilight.onnx_export import export_halves
 
 
 def baf_on(model, **options) -> BaFPredictor:

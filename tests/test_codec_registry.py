@@ -16,7 +16,6 @@ import pytest
 import torch
 from helpers import smooth_images, tiny_model
 
-from cilight.ci_models.onnx_export import export_halves
 from cilight.codecs import (
     CODECS,
     CodecError,
@@ -33,6 +32,7 @@ from cilight.codecs import (
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
 from cilight.evaluation import rate_sweep
+from cilight.onnx_export import export_halves
 
 
 @register_codec

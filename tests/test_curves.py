@@ -10,7 +10,8 @@ import pytest
 import torch
 from helpers import tiny_model
 
-from cilight.codecs import ProxyCoder, get_codec
+from cilight.ci_models.proxy import ProxyCoder
+from cilight.codecs import get_codec
 from cilight.datamodules import SyntheticStreets
 from cilight.errors import ConfigError
 from cilight.evaluation import CurvePoint, RateAccuracyCurves, bd_rate_rows, measure_curves, parse_families

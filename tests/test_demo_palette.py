@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 
 from cilight.ci_models import MultiTaskCI
-from cilight.ci_models.onnx_export import export_halves, metadata
 from cilight.ci_models.tasks import TaskContext
-from cilight.codecs.wire import HalfMetadata
 from cilight.datamodules import Cityscapes, SyntheticStreets
 from cilight.datamodules.cityscapes import CLASS_COLORS as CITYSCAPES_COLORS
 from cilight.datamodules.synthetic import CLASS_COLORS as SYNTHETIC_COLORS
 from cilight.demo import run_demo
+from cilight.deploy.wire import HalfMetadata
 from cilight.errors import ConfigError
 from cilight.export_command import training_palette
+from cilight.onnx_export import export_halves, metadata
 
 HEIGHT, WIDTH = 64, 96
 # 4 classes: neither SyntheticStreets (10) nor Cityscapes (19), colours in neither palette

@@ -11,11 +11,11 @@ import torch
 from helpers import smooth_images, tiny_model
 
 from cilight.ci_models.halves import CloudHalf, EdgeHalf
-from cilight.ci_models.onnx_export import export_halves, model_version
 from cilight.codecs import CodecError
-from cilight.codecs.wire import HalfMetadata, stream_tensor_names
 from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
+from cilight.deploy.wire import HalfMetadata, stream_tensor_names
 from cilight.errors import ConfigError
+from cilight.onnx_export import export_halves, model_version
 
 HEIGHT, WIDTH = 64, 96
 

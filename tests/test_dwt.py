@@ -1,10 +1,10 @@
-"""The CDF 9/7 DWT of JPEG2000 (codecs/dwt.py) against an independent numpy reference."""
+"""The CDF 9/7 DWT of JPEG2000 (ci_models/dwt.py) against an independent numpy reference."""
 
 import numpy as np
 import pytest
 import torch
 
-from cilight.codecs.dwt import Pyramid, analyze, dwt2, idwt2, synthesis_norm, synthesize
+from cilight.ci_models.dwt import Pyramid, analyze, dwt2, idwt2, synthesis_norm, synthesize
 from cilight.codecs.errors import CodecError
 
 # Analysis filter taps of the 9-7 irreversible transform (ISO/IEC 15444-1 Annex F),

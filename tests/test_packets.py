@@ -10,12 +10,12 @@ import torch
 from helpers import smooth_images
 
 from cilight.ci_models.halves import EdgeHalf
-from cilight.ci_models.onnx_export import stream_means
 from cilight.codecs import CodecError, MinMaxQuantizer, get_quantizer
-from cilight.codecs.wire import DATASET_MEAN, read_dataset_mean, stream_side, write_dataset_mean
 from cilight.deploy import CloudRuntime, EdgeRuntime, GilbertElliottLoss, IidLoss, Packet, reassemble
 from cilight.deploy.packets import PACKET_HEADER_BYTES, is_packet
+from cilight.deploy.wire import DATASET_MEAN, read_dataset_mean, stream_side, write_dataset_mean
 from cilight.errors import ConfigError
+from cilight.onnx_export import stream_means
 
 HEIGHT, WIDTH = 64, 96
 STRATEGIES = ("zero", "channel_mean", "dataset_mean", "hybrid")

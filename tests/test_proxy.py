@@ -1,4 +1,4 @@
-"""The differentiable JPEG2000 proxy (codecs/proxy.py): pipeline, sweep, gradients, rate, errors."""
+"""The differentiable JPEG2000 proxy (ci_models/proxy.py): pipeline, sweep, gradients, rate, errors."""
 
 import dataclasses
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from cilight.ci_models.proxy import RATE_FEATURES, Jpeg2000Proxy, ProxyCalibration
 from cilight.codecs.errors import CodecError
 from cilight.codecs.jpeg2000 import decode_codestream, encode_codestream, resolutions
-from cilight.codecs.proxy import RATE_FEATURES, Jpeg2000Proxy, ProxyCalibration
 from cilight.codecs.quantizers import MinMaxQuantizer
 from cilight.codecs.tiling import TileLayout, tile, untile
 from cilight.errors import ConfigError
@@ -191,7 +191,7 @@ def test_bad_inputs_raise_clear_errors(proxy, tmp_path):
 
 
 def test_forward_in_chunks_equals_one_batch(proxy, monkeypatch):
-    import cilight.codecs.proxy as module
+    import cilight.ci_models.proxy as module
 
     x = activations(3, 8, 8, 8, seed=11)
     step = torch.tensor([1.0, 3.0, 9.0])

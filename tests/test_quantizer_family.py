@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from cilight.ci_models.baf import dequantize_channels, quantize_channels
+from cilight.ci_models.proxy import Jpeg2000Proxy
 from cilight.ci_models.quantization import QuantizationLayer
-from cilight.codecs import Jpeg2000Proxy, TileLayout, get_codec
+from cilight.codecs import TileLayout, get_codec
 from cilight.codecs.errors import CodecError
 from cilight.codecs.quantizers import (
     MIN_STEP,
@@ -24,7 +25,7 @@ from cilight.codecs.quantizers import (
     wire_quantizer,
 )
 from cilight.codecs.tiling import DEFAULT_TILING
-from cilight.codecs.wire import group_side, stream_range, stream_side
+from cilight.deploy.wire import group_side, stream_range, stream_side
 from cilight.errors import ConfigError
 
 
@@ -212,7 +213,7 @@ def test_each_quantizer_declares_its_tiling():
 
 @pytest.mark.parametrize("kind", WIRE_QUANTIZERS)
 def test_wire_format_helpers_are_the_quantizers_layouts(kind):
-    """What ``cilight.codecs.wire`` computes is the quantizer's declared layout (the wire can call it)."""
+    """What ``cilight.deploy.wire`` computes is the quantizer's declared layout (the wire can call it)."""
     g = np.random.default_rng(0)
     channels = 5 if kind == "channel" else 1
     low = g.normal(size=channels).astype(np.float32)

@@ -12,8 +12,8 @@ from helpers import smooth_images, train_checkpoint
 
 from cilight.ci_models import MultiTaskCI, QLayerTransmission
 from cilight.ci_models.multitask import RATE_TERM
+from cilight.ci_models.proxy import Jpeg2000Proxy, ProxyCoder
 from cilight.ci_models.rate import ProxyOperatingRange, StreamProxy
-from cilight.codecs.proxy import Jpeg2000Proxy, ProxyCoder
 from cilight.errors import ConfigError
 
 H, W = 32, 64
@@ -201,7 +201,7 @@ def test_rate_options_are_saved_and_restored(tmp_path):
 def test_every_option_exports_with_parity(name, tmp_path):
     """The options change training only: a few steps with each, then both halves export and
     pass the parity check (the proxy is part of neither half)."""
-    from cilight.ci_models.onnx_export import export_halves
+    from cilight.onnx_export import export_halves
 
     model = model_with(**OPTIONS[name]).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -10,13 +10,13 @@ from helpers import smooth_images
 from torchmetrics import MeanAbsoluteError
 
 from cilight.ci_models import Baseline, MultiTaskCI, Task, TaskContext, TaskMetric, register_task, trivial_baselines
-from cilight.ci_models.onnx_export import export_halves
-from cilight.codecs import ProxyCoder
+from cilight.ci_models.proxy import ProxyCoder
 from cilight.datamodules import SyntheticStreets
 from cilight.deploy import CloudRuntime, EdgeRuntime
 from cilight.errors import ConfigError
 from cilight.evaluation import measure_curves, parse_families, rate_sweep
 from cilight.evaluation.callbacks import grid_columns, sample_grid
+from cilight.onnx_export import export_halves
 
 
 class MeanBrightness(Baseline):

@@ -7,7 +7,7 @@ quantizer (``edge.onnx``), the server the dequantizer and the rest (``cloud.onnx
 * Static image size (``height × width``, the size the model is deployed at: phones and
   accelerators want static shapes), dynamic batch axis ``batch``.
 * Single self-contained files (no external-data sidecar), ``onnx.checker`` full check.
-* ``metadata_props`` (:func:`metadata`, a :class:`~cilight.codecs.wire.HalfMetadata`):
+* ``metadata_props`` (:func:`metadata`, a :class:`~cilight.deploy.wire.HalfMetadata`):
   everything a runtime needs — split points, stream shapes, tensor names, output names (one
   per task), quantizer, the default operating point, model and cilight versions.
 * :func:`verify_halves` runs both files on real samples and compares with the PyTorch model in
@@ -36,7 +36,7 @@ from cilight.codecs.concealment import DatasetMean
 from cilight.codecs.learned import tables_digest
 from cilight.codecs.operating_point import parse_operating_point
 from cilight.codecs.quantizers import get_quantizer
-from cilight.codecs.wire import IMAGE, NO_QUANTIZER, HalfMetadata, onnx_session, stream_side, write_entropy_tables
+from cilight.deploy.wire import IMAGE, NO_QUANTIZER, HalfMetadata, onnx_session, stream_side, write_entropy_tables
 from cilight.errors import CilightError, ConfigError
 
 DEFAULT_OPSET = 18

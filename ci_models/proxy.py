@@ -11,7 +11,7 @@ training use this model of it instead. :class:`Jpeg2000Proxy` follows the same p
    the rounded mean, as for ``uint8``);
 3. the DC level shift of JPEG2000 (``−128``, ISO/IEC 15444-1 Annex G.1);
 4. :func:`resolutions` − 1 levels of the CDF 9/7 DWT with whole-sample symmetric extension
-   (:mod:`cilight.codecs.dwt`, Annex F);
+   (:mod:`cilight.ci_models.dwt`, Annex F);
 5. a dead-zone scalar quantizer (Annex E) with one ``step`` for every subband *in the
    orthonormal-weighted domain*: each subband ``b`` is multiplied by the L2 norm ``w_b`` of its
    synthesis basis functions, so ``step`` is an effective step ``step / w_b`` on the subband.
@@ -79,8 +79,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cilight.ci_models.dwt import Pyramid, dwt2, idwt2, synthesis_norm
 from cilight.codecs.container import HEADER_BYTES
-from cilight.codecs.dwt import Pyramid, dwt2, idwt2, synthesis_norm
 from cilight.codecs.errors import CodecError
 from cilight.codecs.image import CodecCoder, construct, get_codec
 from cilight.codecs.jpeg2000 import CODEBLOCK, resolutions
@@ -159,7 +159,7 @@ class ProxyCalibration:
 
     @classmethod
     def default(cls) -> ProxyCalibration:
-        """The calibration shipped with cilight (``codecs/proxy_calibration.json``)."""
+        """The calibration shipped with cilight (``ci_models/proxy_calibration.json``)."""
         return cls.load(CALIBRATION_FILE)
 
     def save(self, path: str | Path) -> None:
