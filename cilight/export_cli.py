@@ -2,6 +2,7 @@
 
     python export.py --ckpt CKPT --out DIR [--opset 18] [--height H --width W] [--samples 4]
                      [--codec png | jpeg:quality=90 | jpeg2000:bpe=1] [--mean-images 256] [--demo IMAGE]
+                     [--edge-int8 [--int8-calibration-images 64]]
 
 The image size defaults to the one the checkpoint's datamodule trained at. Verification runs
 both files with ONNX Runtime on SyntheticStreets scenes rendered at that size and prints the
@@ -12,7 +13,10 @@ images of the checkpoint's datamodule, what the cloud runtime fills lost packets
 is the operating point written into the metadata as the runtimes' default. A checkpoint with a
 learned bottleneck exports ``edge.onnx`` (image → symbols), ``cloud.onnx`` (symbols → outputs),
 ``hyper.onnx`` (a hyperprior's rows) and ``entropy_tables.npz``; its codec is ``learned`` and it
-has no dataset mean (its streams are sent whole, not in packets). With ``--demo
+has no dataset mean (its streams are sent whole, not in packets). ``--edge-int8`` also writes
+``edge_int8.onnx``: the edge half with int8 convolutions calibrated on the first
+``--int8-calibration-images`` training images (:mod:`cilight.edge_int8`), its Q-layer float, checked
+against the float chain on the parity scenes (a failed check removes it and exits with status 1). With ``--demo
 IMAGE`` the image goes edge → bytes → cloud through :mod:`cilight.deploy` and the predictions
 are written as PNGs next to the ONNX files, with the byte count printed.
 """
@@ -41,16 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training images for dataset_mean.npz, the concealment fill (default 256; 0: none)")
     parser.add_argument("--data-root", help="the dataset's folder, if it moved since training")
     parser.add_argument("--demo", type=Path, help="run this image edge → bytes → cloud and write the predictions")
+    parser.add_argument("--edge-int8", action="store_true",
+                        help="also write edge_int8.onnx: the edge half quantized to int8 (ONNX Runtime static "
+                             "quantization), checked against the float chain")
+    parser.add_argument("--int8-calibration-images", type=int, default=64,
+                        help="training images that calibrate --edge-int8 (default 64)")
     return parser
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """What the command line alone decides, checked before the checkpoint is loaded: counts and sizes,
-    the checkpoint file, the output folder, the demo image."""
-    for option, least in (("samples", 1), ("mean_images", 0), ("height", 1), ("width", 1)):
+    an int8 option without ``--edge-int8``, the checkpoint file, the output folder, the demo image."""
+    for option, least in (("samples", 1), ("mean_images", 0), ("height", 1), ("width", 1), ("int8_calibration_images", 1)):
         value = getattr(args, option)
         if value is not None and value < least:
             raise ConfigError(f"--{option.replace('_', '-')} {value}: expected at least {least}")
+    if not args.edge_int8 and args.int8_calibration_images != build_parser().get_default("int8_calibration_images"):
+        raise ConfigError(f"--int8-calibration-images {args.int8_calibration_images}: calibrates the int8 edge half; "
+                          "add --edge-int8")
     check_checkpoint_file(args.ckpt, "--ckpt")
     check_output_folder(args.out)
     if args.demo is not None:

@@ -17,6 +17,7 @@ from cilight.datamodules import generate_sample
 from cilight.datamodules.from_checkpoint import datamodule_from
 from cilight.demo import run_demo
 from cilight.deploy.wire import DATASET_MEAN, write_dataset_mean
+from cilight.edge_int8 import EDGE_INT8, Int8ParityError, export_edge_int8
 from cilight.errors import ConfigError
 from cilight.export_cli import build_parser
 from cilight.onnx_export import ParityError, export_halves, stream_means
@@ -35,6 +36,9 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     if own_codecs and args.codec != build_parser().get_default("codec"):
         raise ConfigError(f"--codec {args.codec}: this checkpoint's streams are coded by their transmission's own codec "
                           f"({', '.join(own_codecs)}; its rate is set by training); leave --codec out")
+    if own_codecs and args.edge_int8:
+        raise ConfigError(f"--edge-int8: this checkpoint's streams send a learned bottleneck's symbols "
+                          f"({', '.join(own_codecs)}); an int8 edge half is made for streams of quantized codes (Q-layer, BaF)")
     images = torch.stack([torch.from_numpy(generate_sample(0, "test", i, height, width)["image"]).float() / 255
                           for i in range(args.samples)])
     print(f"exporting {args.ckpt} ({', '.join(model.split_points)}; tasks {', '.join(t.name for t in model.tasks)}) "
@@ -51,6 +55,19 @@ def export_checkpoint(args: argparse.Namespace) -> int:
         if name != DATASET_MEAN:
             print(f"  {name}  {(args.out / name).stat().st_size / 1e6:.1f} MB")
     print(f"  export + check: {time.perf_counter() - start:.1f} s")
+    if args.edge_int8:
+        calibration = training_images(data, args.int8_calibration_images, height, width, args.data_root)
+        classification = [t.output_name for t in model.tasks if t.kind == "classification"]
+        try:
+            report = export_edge_int8(args.out, calibration, images.numpy(), classification, args.int8_calibration_images)
+        except Int8ParityError as err:
+            print(err.report.table())
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(report.table())
+        size, float_size = ((args.out / name).stat().st_size for name in (EDGE_INT8, "edge.onnx"))
+        print(f"  {EDGE_INT8}  {size / 1e6:.1f} MB ({size / float_size:.2f} of edge.onnx), calibrated on "
+              f"{report.calibration_images} training images")
     if args.mean_images and not own_codecs:  # an own codec's bytes are sent whole, never in packets
         means, count = stream_means(model, training_images(data, args.mean_images, height, width, args.data_root))
         path = write_dataset_mean(args.out, means, count)
