@@ -160,11 +160,11 @@ def real_codec(features: torch.Tensor, bits_per_element: float) -> tuple[int, fl
     c, h, w = features.shape
     layout = TileLayout.square(c, h, w)
     q = quantizer.quantize(features)
-    image = tile(q.codes, layout).numpy()
+    image = tile(q.codes, layout)
     target_bytes = bits_per_element * features.numel() / 8
     data = encode_codestream(image, image.size / target_bytes)
-    decoded = torch.from_numpy(decode_codestream(data, image.shape).copy())
-    rec = quantizer.dequantize(untile(decoded, layout), q.side)
+    decoded = decode_codestream(data, image.shape)
+    rec = torch.from_numpy(quantizer.dequantize(untile(decoded, layout), q.side))
     return 8 * len(data), float((rec - features).double().pow(2).mean()), rec
 
 

@@ -44,7 +44,7 @@ def smooth_fields(like: dict[str, torch.Tensor], seed: int) -> dict[str, torch.T
 def single_encode_bits(x: torch.Tensor, target_bits: float) -> int:
     """Stream bits with one OpenJPEG call at the naive ratio (what the search improves on)."""
     q = MinMaxQuantizer().quantize(x)
-    image = tile(q.codes, TileLayout.square(*x.shape)).numpy()
+    image = tile(q.codes, TileLayout.square(*x.shape))
     budget = target_bits / 8 - HEADER_BYTES - q.side.nbytes
     return 8 * (len(jpeg2000.encode_codestream(image, image.size / budget)) + HEADER_BYTES + q.side.nbytes)
 
@@ -80,7 +80,7 @@ def measure(kind: str, tensors: dict[str, torch.Tensor], targets_bpe: np.ndarray
                     "relative_error": 8 * len(data) / target - 1,
                     "single_encode_relative_error": single_encode_bits(x, target) / target - 1,
                     "encodes": calls["n"], "encode_ms": 1e3 * encode_s, "decode_ms": 1e3 * decode_s,
-                    "mse": float((y - x).pow(2).mean()),
+                    "mse": float(((torch.from_numpy(y) - x) ** 2).mean()),
                 })
             print(f"  {kind} {split} #{i}: mean |error| "
                   f"{np.mean([abs(r['relative_error']) for r in rows[-len(targets_bpe):]]):.2%}", flush=True)

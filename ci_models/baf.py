@@ -61,6 +61,7 @@ from cilight.ci_models.multitask import MultiTaskCI
 from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
 from cilight.ci_models.transmission import Transmission, Transmitted
+from cilight.codecs.arrays import astype
 from cilight.codecs.quantizers import FLOAT16_MAX, channel_bounds, code_dtype, uniform_codes, uniform_step, uniform_values
 from cilight.deploy.wire import StreamWire
 from cilight.errors import ConfigError
@@ -145,7 +146,7 @@ def quantize_channels(z: Tensor, bits: int) -> QuantizedStream:
     levels = 2**bits - 1
     step = uniform_step(low, high, levels)
     codes = uniform_codes(z, low[..., None, None], step[..., None, None], levels)
-    return QuantizedStream(codes.to(code_dtype(bits)), low, high)
+    return QuantizedStream(astype(codes, code_dtype(bits)), low, high)
 
 
 def dequantize_channels(stream: QuantizedStream, bits: int) -> tuple[Tensor, Tensor, Tensor]:

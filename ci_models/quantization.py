@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from cilight.codecs.arrays import astype
 from cilight.codecs.quantizers import code_dtype, uniform_codes, uniform_step, uniform_values
 from cilight.errors import ConfigError
 
@@ -72,7 +73,7 @@ class QuantizationLayer(nn.Module):
         minimum, maximum = _per_sample_range(x)
         delta = _expand(self.step(minimum, maximum), x)
         codes = uniform_codes(x, _expand(minimum, x), delta, self.levels)
-        return QuantizedStream(codes.to(code_dtype(self.bits)), minimum.float(), maximum.float())
+        return QuantizedStream(astype(codes, code_dtype(self.bits)), minimum.float(), maximum.float())
 
     def decode(self, stream: QuantizedStream) -> Tensor:
         """Feature tensor reconstructed from codes and range (the cloud side of the Q-layer)."""

@@ -53,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -480,10 +481,45 @@ class BottleneckTransmission(Transmission):
         return {"hyper": (_HyperRows(self, height, width), ("symbols_z",), rows)}
 
     def own_codec(self) -> LearnedCodec:
-        return LearnedCodec(self.bottleneck.eval(), self.require_tables())
+        return LearnedCodec(BottleneckLatents(self.bottleneck.eval()), self.require_tables())
 
     def own_codec_name(self) -> str:
         return LearnedCodec.name
+
+
+class BottleneckLatents:
+    """A trained bottleneck as the learned codec's :class:`~cilight.codecs.LatentModel`: the codec works on
+    numpy arrays (the edge install has no torch), the bottleneck on tensors on its own device; this runs
+    it without gradients and copies its results back to numpy."""
+
+    def __init__(self, bottleneck: LearnedBottleneck) -> None:
+        self.bottleneck = bottleneck
+        self.coding_order = tuple(bottleneck.coding_order)
+
+    @property
+    def channels(self) -> int:
+        return self.bottleneck.channels
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        return self.bottleneck.latent_shapes(height, width)
+
+    def _tensors(self, arrays: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        device = next(self.bottleneck.parameters()).device
+        return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in arrays.items()}
+
+    @torch.no_grad()
+    def symbols(self, features: np.ndarray, tables: dict[str, EntropyTables]) -> dict[str, np.ndarray]:
+        symbols = self.bottleneck.symbols(self._tensors({"f": features})["f"], tables)
+        return {k: v.cpu().numpy() for k, v in symbols.items()}
+
+    @torch.no_grad()
+    def rows(self, name: str, decoded: dict[str, np.ndarray], shape: tuple[int, ...],
+             tables: dict[str, EntropyTables]) -> np.ndarray:
+        return np.asarray(self.bottleneck.rows(name, self._tensors(decoded), shape, tables).cpu())
+
+    @torch.no_grad()
+    def reconstruct(self, symbols: dict[str, np.ndarray], tables: dict[str, EntropyTables]) -> np.ndarray:
+        return self.bottleneck.reconstruct(self._tensors(symbols), tables).float().cpu().numpy()
 
 
 class _HyperRows(nn.Module):

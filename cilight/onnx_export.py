@@ -279,8 +279,8 @@ def stream_means(model, batches) -> tuple[dict[str, np.ndarray], int]:
             quantizer = get_quantizer(wire.quantizer, bits=wire.bits)
             values = [quantizer.dequantize(codes[b], stream_side(low[b].numpy(), high[b].numpy(), wire.quantizer))
                       for b in range(len(codes))]
-            means.setdefault(split, DatasetMean()).update(torch.stack(values))
+            means.setdefault(split, DatasetMean()).update(np.stack(values))
         images += len(batch)
     if not images:
         raise ConfigError("no images to compute the dataset mean on")
-    return {split: m.compute().numpy() for split, m in means.items()}, images
+    return {split: m.compute() for split, m in means.items()}, images

@@ -21,23 +21,25 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from torch import Tensor
-
 from cilight.codecs.operating_point import OperatingPoint, parse_operating_point
 from cilight.codecs.registry import codec_class
 from cilight.errors import ConfigError
 
 
 class StreamCoder(Protocol):
+    """Reconstructions and bits come back as arrays of the coder's kind: numpy from byte codecs (the edge's
+    byte path), tensors from the proxy (which models a codec on the training device); a sweep takes either
+    (``torch.as_tensor``)."""
+
     name: str
 
-    def prepare(self, features: Tensor) -> Any: ...
+    def prepare(self, features: Any) -> Any: ...
 
-    def code(self, state: Any, bits: float) -> tuple[Tensor, Tensor]: ...
+    def code(self, state: Any, bits: float) -> tuple[Any, Any]: ...
 
-    def floor(self, features: Tensor) -> float: ...
+    def floor(self, features: Any) -> float: ...
 
-    def code_at(self, state: Any, **rate) -> tuple[Tensor, Tensor]: ...
+    def code_at(self, state: Any, **rate) -> tuple[Any, Any]: ...
 
 
 def stream_coder(point: str | OperatingPoint) -> StreamCoder:

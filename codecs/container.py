@@ -7,7 +7,8 @@ towards the rate (a JPEG2000 ``target_bits`` includes the header and the side in
 
     offset size  field
     0      4     magic b"CIFT"
-    4      1     container version (1)
+    4      1     container version (2; version 1 is read too, except a learned stream's
+                 payload, whose range coder changed)
     5      1     codec id          (the codec's registered container_id: png 1, jpeg 2, jpeg2000 3)
     6      1     dtype of the tensor that was coded (float32 0, float16 1, bfloat16 2, float64 3)
     7      1     quantizer kind    (minmax 0, channel 1, clip 2, neuron 3; 255 none: a learned codec)
@@ -32,19 +33,20 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from cilight.codecs.arrays import FLOAT_DTYPES
 from cilight.codecs.errors import CodecError
 from cilight.codecs.quantizers import QUANTIZERS, Quantizer
 from cilight.codecs.registry import CODECS, codec_name_for_id, container_id_of
 from cilight.codecs.tiling import TILINGS, TileLayout
 
 MAGIC = b"CIFT"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # versions parse() accepts; a codec whose payload changed refuses the older one by name
 _HEADER = struct.Struct("<4sBBBBBBHHHI")
 HEADER_BYTES = _HEADER.size + 4  # + CRC-32
 
-DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+DTYPES = FLOAT_DTYPES  # by name, so the edge needs no torch: float32, float16, bfloat16, float64
 QUANTIZER_KINDS = tuple(QUANTIZERS)  # ordered by container_id, which is the index
 NO_QUANTIZER, NO_QUANTIZER_ID = "none", 255  # a codec that quantizes its own latents (a learned codec)
 # Tiled images larger than this are refused before decoding (Pillow's bomb limit is ~179 M).
@@ -63,16 +65,18 @@ class Header:
     """Everything the cloud needs to turn a payload back into a tensor, validated on creation."""
 
     codec: str
-    dtype: torch.dtype
+    dtype: str  # the coded tensor's dtype by name (one of DTYPES)
     quantizer: str
     bits: int
     tiling: str
     shape: tuple[int, int, int]
+    version: int = VERSION  # what parse() read; what pack() writes is always VERSION
 
     def __post_init__(self) -> None:
         if container_id_of(self.codec) is None:
             writers = [name for name, cls in CODECS.items() if cls.container_id is not None]
             raise CodecError(f"codec {self.codec!r} has no container id; codecs that write bytes: {', '.join(writers)}")
+        object.__setattr__(self, "dtype", str(self.dtype).removeprefix("torch."))  # a torch dtype names the same
         if self.dtype not in DTYPES:
             raise CodecError(f"tensor dtype {self.dtype} cannot be coded; expected one of {DTYPES}")
         quantizes = getattr(CODECS[self.codec], "quantizes", True)
@@ -150,8 +154,9 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
     magic, version, codec_id, dtype_id, quantizer_id, bits, tiling_id, c, h, w, payload_len = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CodecError(f"not a cilight feature stream: magic {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise CodecError(f"container version {version} is not supported (this cilight reads version {VERSION})")
+    if version not in READS:
+        raise CodecError(f"container version {version} is not supported (this cilight reads versions "
+                         f"{', '.join(map(str, READS))})")
     codec = codec_name_for_id(codec_id)
     if codec is None:
         known = sorted(cls.container_id for cls in CODECS.values() if cls.container_id is not None)
@@ -163,6 +168,7 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
         bits=bits,
         tiling=_lookup(TILINGS, tiling_id, "tiling"),
         shape=(c, h, w),
+        version=version,
     )
     n_side = header.side_bytes
     expected = HEADER_BYTES + n_side + payload_len

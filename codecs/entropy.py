@@ -11,8 +11,12 @@ so bytes written with one build may not decode with another (CompressAI issues #
 
 cilight fixes the tables once: :class:`EntropyTables` holds them as integer arrays, validated on
 creation, stored in the checkpoint and beside the ONNX halves, and :func:`range_encode` /
-:func:`range_decode` read only those arrays (CompressAI's rANS coder, with its escape coding
-for symbols outside a table). Nothing here recomputes a table.
+:func:`range_decode` read only those arrays, with the escape coding CompressAI defines for symbols
+outside a table. Nothing here recomputes a table. The coder is constriction's range coder, not
+CompressAI's rANS extension: CompressAI depends on torch, and the edge install has none; the
+probabilities constriction reads are the tables' integer steps over 2¹⁶, exact in float64, so both
+installs write and read the same bytes (container version 2; version-1 learned streams, coded with
+CompressAI's rANS, are refused by name).
 
 ::
 
@@ -22,6 +26,7 @@ for symbols outside a table). Nothing here recomputes a table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import warnings
@@ -102,6 +107,14 @@ class EntropyTables:
     def rows(self) -> int:
         return len(self.cdf_length)
 
+    @functools.cached_property
+    def probabilities(self) -> np.ndarray:
+        """``[K, L − 1]`` float64: each row's symbol probabilities, exactly its CDF's steps over ``2**precision``
+        (0 past the row's length), as the range coder reads them."""
+        steps = np.diff(self.quantized_cdf.astype(np.int64), axis=1)
+        steps[np.arange(steps.shape[1])[None, :] >= self.cdf_length[:, None] - 1] = 0
+        return steps.astype(np.float64) / (1 << self.precision)
+
     @property
     def digest(self) -> str:
         """``sha256:<12 hex>`` of the tables: bytes coded with other tables are refused by name."""
@@ -134,52 +147,110 @@ class EntropyTables:
         return hash(self.digest)
 
 
-def _coder_arguments(indexes: np.ndarray, tables: EntropyTables) -> tuple[list[int], list, list, list]:
+def _rows_of(indexes, tables: EntropyTables) -> np.ndarray:
     indexes = np.asarray(indexes)
     if not np.issubdtype(indexes.dtype, np.integer):
         raise CodecError(f"entropy-coding indexes must be integers, got {indexes.dtype}")
     if indexes.size and (indexes.min() < 0 or indexes.max() >= tables.rows):
         raise CodecError(f"entropy-coding indexes must lie in 0–{tables.rows - 1} (one per table row), "
                          f"got {indexes.min()}–{indexes.max()}")
-    return (indexes.reshape(-1).tolist(), tables.quantized_cdf.tolist(), tables.cdf_length.tolist(),
-            tables.offset.tolist())
+    return indexes.reshape(-1).astype(np.intp)
 
 
 def compressai_module(name: str) -> ModuleType:
-    """CompressAI's module ``name``, imported on first use and quietly: importing CompressAI takes about
-    half a second (it loads its point-cloud datasets, and with them torch_geometric and pandas), which
-    only a learned codec needs, and warns about two deprecated torch APIs it calls, which no user can act on."""
+    """CompressAI's module ``name``, imported on first use and quietly (the training install's entropy models;
+    the edge never needs it): importing CompressAI takes about half a second (it loads its point-cloud datasets,
+    and with them torch_geometric and pandas), and warns about two deprecated torch APIs it calls, which no user
+    can act on."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return importlib.import_module(name)
 
 
-def range_encode(symbols: np.ndarray, indexes: np.ndarray, tables: EntropyTables) -> bytes:
-    """rANS-code integer ``symbols``, each with the table row its ``indexes`` entry names."""
-    ans = compressai_module("compressai.ans")
+def _constriction():
+    try:
+        return importlib.import_module("constriction")
+    except ImportError:
+        raise ConfigError("the learned codec's range coder needs constriction (pip install constriction, or the edge "
+                          "install: pip install ./edge)") from None
 
+
+def range_encode(symbols: np.ndarray, indexes: np.ndarray, tables: EntropyTables) -> bytes:
+    """Range-code integer ``symbols``, each with the table row its ``indexes`` entry names.
+
+    Each symbol's value ``v = symbol − offset[row]`` is coded with its row's distribution; a value outside
+    the row (``v < 0`` or ``v ≥ L − 2``, ``L`` the row's CDF length) is coded as the row's last symbol, the
+    escape, followed after all symbols by its magnitude in 4-bit chunks (the escape scheme of Ballé et al.'s
+    tables as CompressAI defines them). The coder is constriction's range coder (Bamler, "Understanding
+    entropy coding with asymmetric numeral systems (ANS): a statistician's perspective", arXiv:2201.01741,
+    2022), which runs without torch: the edge and the cloud write and read the same bytes in any install.
+    """
+    constriction = _constriction()
     symbols = np.asarray(symbols)
     if not np.issubdtype(symbols.dtype, np.integer):
         raise CodecError(f"symbols must be integers, got {symbols.dtype}")
     if symbols.shape != np.shape(indexes):
         raise CodecError(f"symbols {symbols.shape} and indexes {np.shape(indexes)} must have the same shape")
-    if symbols.size and np.abs(symbols).max() > 2**24:
+    if symbols.size and np.abs(symbols.astype(np.int64)).max() > 2**24:
         raise CodecError(f"symbol magnitude {np.abs(symbols).max()} exceeds 2**24: the latent is not quantized")
-    return ans.RansEncoder().encode_with_indexes(symbols.reshape(-1).tolist(), *_coder_arguments(indexes, tables))
+    rows = _rows_of(indexes, tables)
+    values = symbols.reshape(-1).astype(np.int64) - tables.offset[rows]
+    escape = tables.cdf_length[rows].astype(np.int64) - 2
+    low, high = values < 0, values >= escape
+    raw = np.where(low, -2 * values - 1, 2 * (values - escape))[low | high]
+    encoder = constriction.stream.queue.RangeEncoder()
+    if rows.size:
+        encoder.encode(np.where(low | high, escape, values).astype(np.int32),
+                       constriction.stream.model.Categorical(perfect=False), tables.probabilities[rows])
+    if raw.size:
+        encoder.encode(_bypass_chunks(raw), constriction.stream.model.Uniform(BYPASS_SIZE))
+    return encoder.get_compressed().astype("<u4").tobytes()
 
 
 def range_decode(data: bytes, indexes: np.ndarray, tables: EntropyTables) -> np.ndarray:
     """The symbols of :func:`range_encode`, shaped like ``indexes`` (int32).
 
-    The rANS decoder cannot detect damage: ``data`` must come from a container whose CRC was
+    A range decoder cannot detect damage: ``data`` must come from a container whose CRC was
     checked (every cilight codec's does).
     """
-    ans = compressai_module("compressai.ans")
-
+    constriction = _constriction()
     if not isinstance(data, (bytes, bytearray)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
-    values = ans.RansDecoder().decode_with_indexes(bytes(data), *_coder_arguments(indexes, tables))
-    return np.asarray(values, dtype=np.int32).reshape(np.shape(indexes))
+    if len(data) % 4:
+        raise CodecError(f"a range-coded string is whole 32-bit words; {len(data)} bytes is not")
+    rows = _rows_of(indexes, tables)
+    if not rows.size:
+        return np.zeros(np.shape(indexes), np.int32)
+    try:
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(bytes(data), "<u4").astype(np.uint32))
+        values = decoder.decode(constriction.stream.model.Categorical(perfect=False),
+                                tables.probabilities[rows]).astype(np.int64)
+        escape = tables.cdf_length[rows].astype(np.int64) - 2
+        uniform = constriction.stream.model.Uniform(BYPASS_SIZE)
+        for i in np.flatnonzero(values == escape):
+            count = int(decoder.decode(uniform, 1)[0])
+            chunks = decoder.decode(uniform, count).astype(np.int64) if count else np.zeros(0, np.int64)
+            raw = int(sum(int(c) << (BYPASS_BITS * j) for j, c in enumerate(chunks)))
+            values[i] = -(raw + 1) // 2 if raw % 2 else escape[i] + raw // 2
+    except (ValueError, RuntimeError, AssertionError) as err:
+        raise CodecError(f"the range-coded string does not decode with these tables: {err}") from None
+    return (values + tables.offset[rows]).astype(np.int32).reshape(np.shape(indexes))
+
+
+BYPASS_BITS = 4  # an escaped value's magnitude goes in 4-bit chunks, as in CompressAI's tables' scheme
+BYPASS_SIZE = 2**BYPASS_BITS
+
+
+def _bypass_chunks(raw: np.ndarray) -> np.ndarray:
+    """Each magnitude as its number of 4-bit chunks, then the chunks, least significant first."""
+    out = []
+    for value in raw.tolist():
+        chunks = []
+        while value:
+            chunks.append(value & (BYPASS_SIZE - 1))
+            value >>= BYPASS_BITS
+        out += [len(chunks), *chunks]
+    return np.asarray(out, dtype=np.int32)
 
 
 __all__ = ["PRECISION", "EntropyTables", "compressai_module", "range_decode", "range_encode"]

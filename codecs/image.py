@@ -13,7 +13,9 @@ unrelated channels — and the image is coded with an image codec.
     bytes ─► parse + validate ─► image decoder ─► untile ─► dequantize ─► features [C,H,W] (original dtype)
 
 Every codec has the same contract: ``encode(features, **rate) -> bytes``,
-``decode(bytes) -> Tensor``; construct them by name with :func:`get_codec`. Each declares its
+``decode(bytes) -> np.ndarray``, on numpy arrays (a torch tensor is accepted and copied to the CPU:
+training calls the same code, the edge install has no torch); construct them by name with
+:func:`get_codec`. Each declares its
 container id and its rate knob (:mod:`cilight.codecs.registry`); :meth:`FeatureCodec.encode_to_bits`
 turns any knob into "this many bits" (a search over the knob, or the codec's own rate control),
 which is what a rate sweep needs (:class:`CodecCoder`).
@@ -33,14 +35,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
 from cilight.codecs import container, jpeg2000
+from cilight.codecs.arrays import as_array, dtype_name
 from cilight.codecs.errors import CodecError
 from cilight.codecs.pillow import pillow_decode
-from cilight.codecs.quantizers import Quantized, Quantizer, get_quantizer
+from cilight.codecs.quantizers import Quantized, Quantizer, code_dtype, get_quantizer
 from cilight.codecs.registry import (
     CODECS,
     RateKnob,
@@ -125,37 +126,40 @@ class FeatureCodec(ABC):
         return CodecCoder(construct(cls, options))
 
     # -- the contract -------------------------------------------------------------------
-    def encode(self, features: Tensor, **rate) -> bytes:
-        """Bytes of ``features`` (``[C, H, W]``, floating point): the container, all included.
+    def encode(self, features, **rate) -> bytes:
+        """Bytes of ``features`` (``[C, H, W]``, floating point; numpy, or a tensor on any device): the
+        container, all included.
 
         ``rate``: this codec's knob (e.g. ``quality=90``), over the constructor's value.
         """
-        return self.encode_quantized(self.quantizer_.quantize(features), features.dtype, **rate)
+        return self.encode_quantized(self.quantizer_.quantize(features), dtype_name(features), **rate)
 
-    def decode(self, data: bytes) -> Tensor:
-        """The tensor coded in ``data``, in its original shape and dtype."""
+    def decode(self, data: bytes) -> np.ndarray:
+        """The array coded in ``data``, in its original shape and dtype; bfloat16, which numpy lacks, as float32
+        (the header still names it: ``decode_quantized(data)[0].dtype``)."""
         header, quantized = self.decode_quantized(data)
-        return self.quantizer_for(header).dequantize(quantized.codes, quantized.side).to(header.dtype)
+        values = self.quantizer_for(header).dequantize(quantized.codes, quantized.side)
+        return values if header.dtype == "bfloat16" else values.astype(header.dtype, copy=False)
 
-    def encode_quantized(self, quantized: Quantized, dtype: torch.dtype = torch.float32, **rate) -> bytes:
+    def encode_quantized(self, quantized: Quantized, dtype: str = "float32", **rate) -> bytes:
         """Bytes of codes that are already quantized (e.g. by an exported edge model).
 
         ``quantized.side`` must be this codec's quantizer's side information; ``dtype`` is the
         dtype :meth:`decode` will restore.
         """
         quantizer = self.quantizer_
-        codes, side = quantized.codes, np.asarray(quantized.side, dtype=quantizer.side_dtype)
-        if codes.dim() != 3 or side.shape != (quantizer.side_numel(codes.shape[0]),):
+        codes, side = as_array(quantized.codes, "codes"), np.asarray(quantized.side, dtype=quantizer.side_dtype)
+        if codes.ndim != 3 or side.shape != (quantizer.side_numel(codes.shape[0]),):
             raise CodecError(f"quantized codes [C, H, W] with {quantizer.kind} side information expected, got codes "
                              f"{tuple(codes.shape)} and side {side.shape}")
-        if codes.is_floating_point() or int(codes.min()) < 0 or int(codes.max()) > quantizer.levels:
+        if codes.dtype.kind not in "ui" or int(codes.min()) < 0 or int(codes.max()) > quantizer.levels:
             raise CodecError(f"codes must be integers from 0 to {quantizer.levels} for {self.bits}-bit quantization")
         if not np.isfinite(side).all():  # what a decoder refuses is never written
             raise CodecError(f"{quantizer.kind} side information is not finite: {side.tolist()[:4]}; the features "
                              "were NaN or infinite")
         header = container.Header(self.name, dtype, quantizer.kind, self.bits, self.tiling, tuple(codes.shape))
-        image = tile(codes, header.layout).numpy()
-        options = self._rate(codes.numel(), **rate)
+        image = tile(codes, header.layout)
+        options = self._rate(codes.size, **rate)
         payload = self._encode_image(image, overhead=container.HEADER_BYTES + side.nbytes, **options)
         return container.pack(header, side, payload)
 
@@ -166,13 +170,13 @@ class FeatureCodec(ABC):
             raise CodecError(f"stream was written by the {header.codec!r} codec, not {self.name!r}")
         quantizer = header.dequantizer()
         image = self._decode_image(payload, header.layout.image_shape, header.bits)
-        codes = untile(torch.from_numpy(image.astype(np.int32)), header.layout)
+        codes = untile(image.astype(np.int32), header.layout)
         if int(codes.max()) > quantizer.levels:
             raise CodecError(f"decoded code {int(codes.max())} exceeds the {header.bits}-bit range")
         side_values = np.frombuffer(side, dtype=quantizer.side_dtype)
         if not np.isfinite(side_values).all():
             raise CodecError(f"{quantizer.kind} side information is not finite: {side_values.tolist()[:4]}")
-        return header, Quantized(codes.to(torch.uint8 if header.bits <= 8 else torch.int32), side_values)
+        return header, Quantized(np.ascontiguousarray(codes, dtype=code_dtype(header.bits)), side_values)
 
     def quantizer_for(self, header: container.Header) -> Quantizer:
         """The quantizer that dequantizes a stream with ``header``: this codec's own when it is of the
@@ -183,11 +187,11 @@ class FeatureCodec(ABC):
         return header.dequantizer()
 
     # -- rate ---------------------------------------------------------------------------
-    def encode_to_bits(self, features: Tensor, target_bits: float) -> bytes:
+    def encode_to_bits(self, features, target_bits: float) -> bytes:
         """The stream of ``features`` whose size (container included) is closest to ``target_bits``."""
-        return self._encode_to_bits(self.quantizer_.quantize(features), features.dtype, float(target_bits))
+        return self._encode_to_bits(self.quantizer_.quantize(features), dtype_name(features), float(target_bits))
 
-    def floor_bits(self, features: Tensor) -> float:
+    def floor_bits(self, features) -> float:
         """Bits of the smallest stream this codec writes for ``features`` (container included)."""
         knob = self.rate
         if knob is None:
@@ -195,7 +199,7 @@ class FeatureCodec(ABC):
         least = knob.low if knob.more_bits_when_higher else knob.high
         return 8.0 * len(self.encode(features, **{knob.name: least}))
 
-    def _encode_to_bits(self, quantized: Quantized, dtype: torch.dtype, target_bits: float) -> bytes:
+    def _encode_to_bits(self, quantized: Quantized, dtype: str, target_bits: float) -> bytes:
         """Search the knob for the size closest to ``target_bits`` (sizes are monotone in it)."""
         knob = self.rate
         if knob is None:
@@ -277,6 +281,8 @@ class CodecCoder:
     ``prepare(features) -> state``, ``code(state, bits) -> (reconstruction [B,C,H,W], bits [B])``
     and ``floor(features) -> bits``: the contract of every stream coder
     (:func:`cilight.codecs.stream_coder`). Rates are the real stream sizes, container included.
+    Features come in as numpy arrays or tensors; reconstructions and bits go out as numpy arrays
+    (float32 and float64).
     """
 
     codec: FeatureCodec
@@ -285,24 +291,23 @@ class CodecCoder:
     def name(self) -> str:
         return self.codec.name
 
-    def prepare(self, features: Tensor) -> Tensor:
-        return features.detach().cpu()
+    def prepare(self, features) -> np.ndarray:
+        return as_array(features).astype(np.float32, copy=False)
 
-    def code(self, features: Tensor, bits: float) -> tuple[Tensor, Tensor]:
+    def code(self, features: np.ndarray, bits: float) -> tuple[np.ndarray, np.ndarray]:
         decoded, sizes = [], []
         for x in features:
             data = self.codec.encode_to_bits(x, bits)
             decoded.append(self.codec.decode(data))
             sizes.append(8 * len(data))
-        return torch.stack(decoded), torch.tensor(sizes, dtype=torch.float64)
+        return np.stack(decoded), np.asarray(sizes, dtype=np.float64)
 
-    def code_at(self, features: Tensor, **rate) -> tuple[Tensor, Tensor]:
+    def code_at(self, features: np.ndarray, **rate) -> tuple[np.ndarray, np.ndarray]:
         """Every sample at one value of the rate knob (an operating point such as ``jpeg:quality=90``)."""
         data = [self.codec.encode(x, **rate) for x in features]
-        return (torch.stack([self.codec.decode(d) for d in data]),
-                torch.tensor([8.0 * len(d) for d in data], dtype=torch.float64))
+        return np.stack([self.codec.decode(d) for d in data]), np.asarray([8.0 * len(d) for d in data])
 
-    def floor(self, features: Tensor) -> float:
+    def floor(self, features) -> float:
         """Bits of the smallest stream any sample can be coded into (header and side info included)."""
         return max(self.codec.floor_bits(x) for x in features)
 
@@ -331,7 +336,7 @@ def codec_of(data: bytes, quantizer: Quantizer | None = None) -> FeatureCodec:
     return CODECS[header.codec](quantizer=chosen, bits=header.bits, tiling=header.tiling)
 
 
-def decode(data: bytes, quantizer: Quantizer | None = None) -> Tensor:
+def decode(data: bytes, quantizer: Quantizer | None = None) -> np.ndarray:
     """Decode a stream of any registered codec (the codec is named in its header)."""
     return codec_of(data, quantizer).decode(data)
 
@@ -430,9 +435,9 @@ class Jpeg2000Codec(FeatureCodec):
     def _encode_to_bits(self, quantized, dtype, target_bits):
         return self.encode_quantized(quantized, dtype, target_bits=target_bits)
 
-    def floor_bits(self, features: Tensor) -> float:
+    def floor_bits(self, features) -> float:
         q = self.quantizer_.quantize(features)
-        image = tile(q.codes, TileLayout.named(self.tiling, *features.shape)).numpy()
+        image = tile(q.codes, TileLayout.named(self.tiling, *q.codes.shape))
         return 8.0 * (jpeg2000.smallest_codestream(image) + container.HEADER_BYTES + q.side.nbytes)
 
     def _encode_image(self, image, *, overhead, target_bits):

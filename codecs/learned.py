@@ -5,8 +5,9 @@ ICLR 2018: the edge computes the integer symbols of every latent (``ŷ``, and a 
 latent ``ẑ`` first), codes each with the discrete distribution its table row gives, and the cloud
 decodes them in the same order — a hyperprior's ``y`` rows come from the decoded ``ẑ`` — and
 synthesises the features. The model that computes symbols, rows and features is a trained
-bottleneck (``cilight.ci_models.bottleneck``) or, in deployment, the ONNX halves; this package
-does not import either, it only asks for a :class:`LatentModel`.
+bottleneck (``cilight.ci_models.bottleneck``, behind the transmission's adapter) or, in deployment,
+the ONNX halves; this package does not import either, it only asks for a :class:`LatentModel`, and
+it runs on numpy arrays: the edge install has no torch.
 
 ::
 
@@ -38,10 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from cilight.codecs import container
+from cilight.codecs.arrays import as_array, dtype_name
 from cilight.codecs.entropy import EntropyTables, range_decode, range_encode
 from cilight.codecs.errors import CodecError
 from cilight.codecs.registry import RateKnob, register_codec
@@ -49,6 +49,7 @@ from cilight.errors import ConfigError
 
 DIGEST_BYTES = 4
 ROWS_CHECK_BYTES = 2
+RANGE_CODER_VERSION = 2  # the first container version whose learned strings are constriction's range coder's
 
 
 def rows_check(rows: np.ndarray) -> bytes:
@@ -78,19 +79,20 @@ def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
 
 
 class LatentModel(Protocol):
-    """What the learned codec needs of a model (a ``LearnedBottleneck`` is one)."""
+    """What the learned codec needs of a model, on numpy arrays (batches of one): a trained
+    ``LearnedBottleneck`` behind its transmission's adapter, or the exported halves."""
 
     channels: int
     coding_order: tuple[str, ...]
 
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]: ...
 
-    def symbols(self, features: Tensor, tables: dict[str, EntropyTables]) -> dict[str, Tensor]: ...
+    def symbols(self, features: np.ndarray, tables: dict[str, EntropyTables]) -> dict[str, np.ndarray]: ...
 
-    def rows(self, name: str, decoded: dict[str, Tensor], shape: tuple[int, ...],
-             tables: dict[str, EntropyTables]) -> Tensor: ...
+    def rows(self, name: str, decoded: dict[str, np.ndarray], shape: tuple[int, ...],
+             tables: dict[str, EntropyTables]) -> np.ndarray: ...
 
-    def reconstruct(self, symbols: dict[str, Tensor], tables: dict[str, EntropyTables]) -> Tensor: ...
+    def reconstruct(self, symbols: dict[str, np.ndarray], tables: dict[str, EntropyTables]) -> np.ndarray: ...
 
 
 def tables_digest(tables: Mapping[str, EntropyTables], order: tuple[str, ...]) -> bytes:
@@ -150,55 +152,58 @@ class LearnedCodec:
                           "measure a curve over models trained at several λ")
 
     # -- the contract -------------------------------------------------------------------
-    def encode(self, features: Tensor, **rate) -> bytes:
-        """Bytes of ``features`` ``[C, H, W]`` (floating point): the container, all included."""
+    def encode(self, features, **rate) -> bytes:
+        """Bytes of ``features`` ``[C, H, W]`` (floating point; numpy, or a tensor on any device): the
+        container, all included."""
         if rate:
             raise ConfigError(f"the learned codec takes no rate options (its rate is set by training), got {sorted(rate)}")
-        if not isinstance(features, Tensor) or features.dim() != 3 or not features.is_floating_point():
-            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-            raise CodecError(f"learned codec: features must be a floating-point [C, H, W] tensor, got {shape}")
-        if features.shape[0] != self.model.channels:
-            raise CodecError(f"learned codec: features have {features.shape[0]} channels, the model's stream "
+        shape = getattr(features, "shape", None)
+        if shape is None or len(shape) != 3 or not dtype_name(features).startswith(("float", "bfloat")):
+            got = (tuple(shape), dtype_name(features)) if shape is not None else type(features).__name__
+            raise CodecError(f"learned codec: features must be a floating-point [C, H, W] array, got {got}")
+        if shape[0] != self.model.channels:
+            raise CodecError(f"learned codec: features have {shape[0]} channels, the model's stream "
                              f"has {self.model.channels}")
-        with torch.no_grad():
-            symbols = self.model.symbols(features[None].float(), dict(self.tables))
-        return self.encode_symbols({k: v[0] for k, v in symbols.items()}, tuple(features.shape), features.dtype)
+        symbols = self.model.symbols(as_array(features).astype(np.float32)[None], dict(self.tables))
+        return self.encode_symbols({k: as_array(v)[0] for k, v in symbols.items()}, tuple(shape), dtype_name(features))
 
-    def decode(self, data: bytes) -> Tensor:
-        """The features coded in ``data``, in their original shape and dtype."""
+    def decode(self, data: bytes) -> np.ndarray:
+        """The features coded in ``data``, in their original shape and dtype (bfloat16 as float32)."""
         header, symbols = self.decode_symbols(data)
-        with torch.no_grad():
-            features = self.model.reconstruct({k: v[None] for k, v in symbols.items()}, dict(self.tables))
-        return features[0].to(header.dtype)
+        features = as_array(self.model.reconstruct({k: v[None] for k, v in symbols.items()}, dict(self.tables)))[0]
+        return features if header.dtype == "bfloat16" else features.astype(header.dtype, copy=False)
 
     # -- symbols, for runtimes whose model halves compute them --------------------------
-    def encode_symbols(self, symbols: Mapping[str, Tensor], shape: tuple[int, int, int],
-                       dtype: torch.dtype = torch.float32) -> bytes:
+    def encode_symbols(self, symbols: Mapping[str, np.ndarray], shape: tuple[int, int, int],
+                       dtype: str = "float32") -> bytes:
         """Bytes of one sample's latent symbols (``{latent: [N, h, w]}`` int) of a ``shape`` stream."""
         expected = self.model.latent_shapes(*shape[1:])
-        batched: dict[str, Tensor] = {}
+        batched: dict[str, np.ndarray] = {}
         for name in self.coding_order:
-            s = symbols.get(name)
-            if s is None or tuple(s.shape) != expected[name] or s.is_floating_point():
-                got = None if s is None else (tuple(s.shape), s.dtype)
+            s = None if symbols.get(name) is None else as_array(symbols[name], f"symbols of latent {name!r}")
+            if s is None or tuple(s.shape) != expected[name] or s.dtype.kind not in "iu":
+                got = None if s is None else (tuple(s.shape), str(s.dtype))
                 raise CodecError(f"learned codec: symbols of latent {name!r} must be integers of shape "
                                  f"{expected[name]} for a {shape} stream, got {got}")
-            batched[name] = s[None].to(torch.int32)
+            batched[name] = s[None].astype(np.int32)
         strings, checks = [], b""
-        with torch.no_grad():
-            for i, name in enumerate(self.coding_order):
-                rows = np.asarray(self.model.rows(name, batched, tuple(batched[name].shape), dict(self.tables)))[0]
-                strings.append(range_encode(batched[name][0].numpy(), rows, self.tables[name]))
-                checks += rows_check(rows) if i else b""
+        for i, name in enumerate(self.coding_order):
+            rows = as_array(self.model.rows(name, batched, tuple(batched[name].shape), dict(self.tables)))[0]
+            strings.append(range_encode(batched[name][0], rows, self.tables[name]))
+            checks += rows_check(rows) if i else b""
         payload = self.digest + b"".join(_varint(len(s)) for s in strings[:-1]) + checks + b"".join(strings)
         header = container.Header(self.name, dtype, container.NO_QUANTIZER, 0, "square", tuple(shape))
         return container.pack(header, np.zeros(0, np.uint8), payload)
 
-    def decode_symbols(self, data: bytes) -> tuple[container.Header, dict[str, Tensor]]:
+    def decode_symbols(self, data: bytes) -> tuple[container.Header, dict[str, np.ndarray]]:
         """The header and every latent's symbols ``[N, h, w]`` (int32) in ``data``."""
         header, _, payload = container.parse(data)
         if header.codec != self.name:
             raise CodecError(f"stream was written by the {header.codec!r} codec, not {self.name!r}")
+        if header.version < RANGE_CODER_VERSION:
+            raise CodecError(f"a container version {header.version} learned stream was range-coded with CompressAI's "
+                             f"rANS coder, which this cilight no longer reads (it writes version {container.VERSION}); "
+                             "encode it again")
         if header.shape[0] != self.model.channels:
             raise CodecError(f"learned stream of {header.shape[0]} channels, the model's stream has {self.model.channels}")
         order = self.coding_order
@@ -217,18 +222,17 @@ class LearnedCodec:
             raise CodecError(f"learned payload: strings of {lengths} bytes announced, {len(payload) - head} present")
         lengths.append(len(payload) - head - sum(lengths))
         shapes = self.model.latent_shapes(*header.shape[1:])
-        decoded: dict[str, Tensor] = {}
+        decoded: dict[str, np.ndarray] = {}
         offset = head
-        with torch.no_grad():
-            for i, (name, length) in enumerate(zip(order, lengths)):
-                shape = (1, *shapes[name])
-                rows = np.asarray(self.model.rows(name, decoded, shape, dict(self.tables)))[0]
-                if i and rows_check(rows) != checks[ROWS_CHECK_BYTES * (i - 1) : ROWS_CHECK_BYTES * i]:
-                    raise CodecError(f"the table rows of latent {name!r} computed here differ from the edge's (their "
-                                     "check does not match): this machine's model disagrees with the encoder's")
-                values = range_decode(payload[offset : offset + length], rows, self.tables[name])
-                decoded[name] = torch.from_numpy(values)[None]
-                offset += length
+        for i, (name, length) in enumerate(zip(order, lengths)):
+            shape = (1, *shapes[name])
+            rows = as_array(self.model.rows(name, decoded, shape, dict(self.tables)))[0]
+            if i and rows_check(rows) != checks[ROWS_CHECK_BYTES * (i - 1) : ROWS_CHECK_BYTES * i]:
+                raise CodecError(f"the table rows of latent {name!r} computed here differ from the edge's (their "
+                                 "check does not match): this machine's model disagrees with the encoder's")
+            values = range_decode(payload[offset : offset + length], rows, self.tables[name])
+            decoded[name] = values[None]
+            offset += length
         return header, {k: v[0] for k, v in decoded.items()}
 
 

@@ -19,11 +19,12 @@ Four ways of choosing the quantization interval, all uniform with ``L = 2ⁿ −
   model, not with every tensor; the per-tensor side information is their 32-bit fingerprint,
   so a decoder holding other statistics refuses the stream instead of decoding garbage.
 
-Every quantizer maps ``[..., C, H, W]`` float tensors to codes of the same shape
-(``uint8`` for ``n ≤ 8``, ``int32`` otherwise) and back. The arithmetic lives in
-:func:`uniform_step`, :func:`uniform_codes` and :func:`uniform_values`, which the Q-layer and
-BaF of ``cilight.ci_models`` and the differentiable proxy share, so there is one definition of
-"n-bit min–max".
+Every quantizer maps a ``[C, H, W]`` float array (numpy, or a tensor, which is copied to the CPU) to
+numpy codes of the same shape (``uint8`` for ``n ≤ 8``, ``int32`` otherwise) and back: the byte path
+needs no torch. The arithmetic lives in :func:`uniform_step`, :func:`uniform_codes` and
+:func:`uniform_values`, written once for numpy arrays and torch tensors alike
+(:mod:`cilight.codecs.arrays`), which the Q-layer and BaF of ``cilight.ci_models``, the differentiable
+proxy and the exported edge halves share, so there is one definition of "n-bit min–max".
 
 The two quantizers an exported edge half computes on the device (:data:`WIRE_QUANTIZERS`,
 :func:`wire_quantizer`) are :class:`BoundsQuantizer` s: their side information is the
@@ -49,9 +50,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import torch
-from torch import Tensor
 
+from cilight.codecs.arrays import amax, amin, as_array, astype
 from cilight.codecs.errors import CodecError
 from cilight.codecs.tiling import DEFAULT_TILING
 from cilight.errors import ConfigError
@@ -60,29 +60,32 @@ from cilight.errors import ConfigError
 MIN_STEP = 1e-12
 
 
-def uniform_step(low: Tensor, high: Tensor, levels: int) -> Tensor:
+def uniform_step(low, high, levels: int):
     """The min–max step ``Δ = (high − low)/levels`` (``levels = 2ⁿ − 1``), at least :data:`MIN_STEP`.
 
     The one definition of the step of every min–max quantizer: per tensor (Alvar & Bajić, ICIP
     2019, §2.1), per channel (Choi et al., ICASSP 2020, eq 4–5), in the Q-layer, in BaF and in
     the JPEG2000 proxy. ``clip`` and ``neuron`` divide their interval into ``2ⁿ`` bins instead and
-    pass ``levels + 1``. Only tensor arithmetic, so it is differentiable and exports to ONNX.
+    pass ``levels + 1``. Only arithmetic that numpy arrays and torch tensors share, so on tensors it is
+    differentiable and exports to ONNX, and on numpy arrays it is the edge's byte path.
     """
-    return ((high - low) / levels).clamp_min(MIN_STEP)
+    return ((high - low) / levels).clip(min=MIN_STEP)
 
 
-def uniform_codes(x: Tensor, low: Tensor, step: Tensor, levels: int) -> Tensor:
-    """``clamp(round((x − low) / step), 0, levels)`` as floats; ``low``/``step`` broadcast."""
-    return torch.round((x - low) / step).clamp(0, levels)
+def uniform_codes(x, low, step, levels: int):
+    """``clamp(round((x − low) / step), 0, levels)`` as floats (round half to even, in numpy and torch);
+    ``low``/``step`` broadcast."""
+    return ((x - low) / step).round().clip(0, levels)
 
 
-def uniform_values(codes: Tensor, low: Tensor, step: Tensor) -> Tensor:
+def uniform_values(codes, low, step):
     """``low + codes·step``: the dequantized values of :func:`uniform_codes`."""
     return low + codes * step
 
 
-def code_dtype(bits: int) -> torch.dtype:
-    return torch.uint8 if bits <= 8 else torch.int32
+def code_dtype(bits: int) -> str:
+    """The dtype of ``bits``-bit codes by name (:func:`cilight.codecs.arrays.astype` casts numpy and torch to it)."""
+    return "uint8" if bits <= 8 else "int32"
 
 
 def _check_bits(bits: object) -> int:
@@ -91,23 +94,32 @@ def _check_bits(bits: object) -> int:
     return bits
 
 
-def _check_features(x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise CodecError(f"features must be a torch.Tensor of shape [C, H, W], got {type(x).__name__}")
-    if x.dim() != 3 or x.numel() == 0:
+def _check_features(x: object) -> np.ndarray:
+    """``x`` (a numpy array or a tensor on any device) as a float32 ``[C, H, W]`` numpy array, checked."""
+    if not (isinstance(x, np.ndarray) or hasattr(x, "shape") and hasattr(x, "dtype")):
+        raise CodecError(f"features must be an array of shape [C, H, W] (numpy or torch), got {type(x).__name__}")
+    x = as_array(x)
+    if x.ndim != 3 or x.size == 0:
         raise CodecError(f"features must have shape [C, H, W] with no empty axis, got {tuple(x.shape)}")
-    if not x.is_floating_point():
+    if not np.issubdtype(x.dtype, np.floating):
         raise CodecError(f"features must be floating point, got {x.dtype}")
-    if not torch.isfinite(x).all():
+    if not np.isfinite(x).all():
         raise CodecError("features contain NaN or infinite values; only finite tensors can be quantized")
-    return x
+    return x.astype(np.float32, copy=False)
+
+
+def _check_codes(codes: object) -> np.ndarray:
+    codes = as_array(codes, "codes")
+    if codes.ndim != 3:
+        raise CodecError(f"codes must have shape [C, H, W], got {tuple(codes.shape)}")
+    return codes
 
 
 @dataclass(frozen=True)
 class Quantized:
     """Integer codes of a ``[C, H, W]`` tensor and the side information that dequantizes them."""
 
-    codes: Tensor  # [C, H, W], uint8 or int32
+    codes: np.ndarray  # [C, H, W], uint8 or int32
     side: np.ndarray  # 1-D, dtype = the quantizer's side_dtype
 
 
@@ -136,26 +148,28 @@ class Quantizer(ABC):
     def side_bytes(self, channels: int) -> int:
         return self.side_numel(channels) * np.dtype(self.side_dtype).itemsize
 
-    def quantize(self, features: Tensor) -> Quantized:
-        x = _check_features(features).detach().to(torch.float32)
+    def quantize(self, features) -> Quantized:
+        """Codes and side information of ``features`` (``[C, H, W]`` float, numpy or a tensor)."""
+        x = _check_features(features)
         low, step, side = self._interval(x)
-        codes = uniform_codes(x, low, step, self.levels).to(code_dtype(self.bits))
+        codes = uniform_codes(x, low, step, self.levels).astype(code_dtype(self.bits))
         return Quantized(codes, side.astype(self.side_dtype))
 
-    def codes_with(self, features: Tensor, side: np.ndarray) -> Tensor:
+    def codes_with(self, features, side: np.ndarray) -> np.ndarray:
         """The codes of ``features`` on the interval that ``side`` describes (not the features' own):
         what a receiver writes into a tensor whose range it already knows (error concealment)."""
-        x = _check_features(features).detach().to(torch.float32)
+        x = _check_features(features)
         side = np.asarray(side, dtype=np.float64)
         if side.shape != (self.side_numel(x.shape[0]),) or not np.isfinite(side).all():
             raise CodecError(f"{self.kind} side information for {x.shape[0]} channels must hold "
                              f"{self.side_numel(x.shape[0])} finite values, got {side.shape}")
         low, step = self._dequantization(side, tuple(x.shape))
-        return uniform_codes(x, low, step, self.levels).to(code_dtype(self.bits))
+        return uniform_codes(x, low, step, self.levels).astype(code_dtype(self.bits))
 
-    def dequantize(self, codes: Tensor, side: np.ndarray) -> Tensor:
-        if codes.dim() != 3:
-            raise CodecError(f"codes must have shape [C, H, W], got {tuple(codes.shape)}")
+    def dequantize(self, codes, side: np.ndarray) -> np.ndarray:
+        """The float32 values of ``codes`` (``[C, H, W]``) on the interval ``side`` describes."""
+        codes = _check_codes(codes)
+        side = np.asarray(side)
         expected = self.side_numel(codes.shape[0])
         if side.shape != (expected,):
             raise CodecError(f"{self.kind} side information must hold {expected} values, got {side.shape}")
@@ -163,14 +177,14 @@ class Quantizer(ABC):
         if not np.isfinite(side).all():
             raise CodecError(f"{self.kind} side information is not finite: {side.tolist()[:4]}")
         low, step = self._dequantization(side, tuple(codes.shape))
-        return uniform_values(codes.to(torch.float32), low, step)
+        return uniform_values(codes.astype(np.float32), low, step)
 
     @abstractmethod
-    def _interval(self, x: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
-        """(low, step) broadcastable to ``x``, and the side information that reproduces them."""
+    def _interval(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(low, step) broadcastable to ``x`` (float32), and the side information that reproduces them."""
 
     @abstractmethod
-    def _dequantization(self, side: np.ndarray, shape: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
+    def _dequantization(self, side: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(low, step) for dequantization, from the side information of a tensor of ``shape``."""
 
 
@@ -243,17 +257,17 @@ class MinMaxQuantizer(BoundsQuantizer):
 
     def _interval(self, x):
         low, high = x.min(), x.max()
-        return low, uniform_step(low, high, self.levels), np.array([low.item(), high.item()])
+        return low, uniform_step(low, high, self.levels), np.array([low, high], dtype=np.float64)
 
     def _dequantization(self, side, shape):
-        low, high = (torch.tensor(v, dtype=torch.float32) for v in side)
+        low, high = (np.float32(v) for v in side)
         return low, uniform_step(low, high, self.levels)
 
 
 FLOAT16_MAX = 65504.0
 
 
-def float16_bounds(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
+def float16_bounds(low, high):
     """``low`` and ``high`` rounded to float16 *outwards* (``m ≤ low``, ``M ≥ high``), as float32.
 
     Each bound is first moved outwards by a little more than half a float16 step (2⁻¹⁰ of its
@@ -264,15 +278,15 @@ def float16_bounds(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
     """
     margin = 2.0**-10
     tiny = 2.0**-24
-    low16 = (low - low.abs() * margin - tiny).to(torch.float16).to(torch.float32)
-    high16 = (high + high.abs() * margin + tiny).to(torch.float16).to(torch.float32)
+    low16 = astype(astype(low - abs(low) * margin - tiny, "float16"), "float32")
+    high16 = astype(astype(high + abs(high) * margin + tiny, "float16"), "float32")
     return low16, high16
 
 
-def channel_bounds(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel float16 ``(m, M)`` of ``x`` ``[..., C, H, W]`` (BaF eq 4), each ``[..., C]``."""
-    flat = x.flatten(-2)
-    return float16_bounds(flat.amin(-1), flat.amax(-1))
+def channel_bounds(x):
+    """Per-channel float16 ``(m, M)`` of ``x`` ``[..., C, H, W]`` (BaF eq 4), each ``[..., C]``; numpy or torch."""
+    flat = x.reshape(*x.shape[:-2], -1)
+    return float16_bounds(amin(flat, -1), amax(flat, -1))
 
 
 @dataclass(frozen=True)
@@ -289,19 +303,19 @@ class ChannelQuantizer(BoundsQuantizer):
 
     def _interval(self, x):
         low, high = channel_bounds(x)
-        if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise CodecError(
-                f"per-channel range [{x.min().item():.4g}, {x.max().item():.4g}] does not fit in float16 "
+                f"per-channel range [{x.min():.4g}, {x.max():.4g}] does not fit in float16 "
                 f"(|value| ≤ {FLOAT16_MAX:g}); use the 'minmax' quantizer for such tensors"
             )
-        side = torch.cat([low, high]).numpy().astype(np.float64)
-        low_t, step = self._dequantization(side, tuple(x.shape))
-        return low_t, step, side
+        side = np.concatenate([low, high]).astype(np.float64)
+        low, step = self._dequantization(side, tuple(x.shape))
+        return low, step, side
 
     def _dequantization(self, side, shape):
         channels = shape[0]
-        low = torch.from_numpy(side[:channels]).float().view(-1, 1, 1)
-        high = torch.from_numpy(side[channels:]).float().view(-1, 1, 1)
+        low = side[:channels].astype(np.float32).reshape(-1, 1, 1)
+        high = side[channels:].astype(np.float32).reshape(-1, 1, 1)
         return low, uniform_step(low, high, self.levels)
 
 
@@ -324,13 +338,14 @@ class ClipQuantizer(Quantizer):
         return 2
 
     def _interval(self, x):
-        mean, half_width = x.double().mean(), x.double().std(correction=0) * self.width
-        side = np.array([mean.item(), half_width.item()]).astype(self.side_dtype).astype(np.float64)
+        wide = x.astype(np.float64)
+        mean, half_width = wide.mean(), wide.std() * self.width
+        side = np.array([mean, half_width]).astype(self.side_dtype).astype(np.float64)
         low, step = self._dequantization(side, tuple(x.shape))
         return low, step, side
 
     def _dequantization(self, side, shape):
-        mean, half_width = (torch.tensor(v, dtype=torch.float32) for v in side)
+        mean, half_width = (np.float32(v) for v in side)
         # N = 2ⁿ bins over a width of 2wσ; centred on 0 rather than μ, so the width is exactly 2wσ
         step = uniform_step(-half_width, half_width, self.levels + 1)
         # Codes k = floor((x − low)/step) are reconstructed at bin midpoints low + (k + ½)·step;
@@ -371,8 +386,8 @@ class NeuronStatistics:
         total = squares = None
         count = 0
         for batch in batches:
-            x = torch.as_tensor(batch).detach().double()
-            if x.dim() != 4:
+            x = as_array(batch, "a batch").astype(np.float64)
+            if x.ndim != 4:
                 raise ConfigError(f"neuron statistics take [B, C, H, W] batches, got shape {tuple(x.shape)}")
             if total is not None and x.shape[1:] != total.shape:
                 raise ConfigError(f"batch of shape {tuple(x.shape)} does not match [B, {', '.join(map(str, total.shape))}]")
@@ -382,8 +397,8 @@ class NeuronStatistics:
         if total is None:
             raise ConfigError("neuron statistics need at least one batch of samples")
         mean = total / count
-        std = (squares / count - mean * mean).clamp_min(0).sqrt()
-        return cls(mean.numpy(), std.numpy())
+        std = np.sqrt(np.maximum(squares / count - mean * mean, 0))
+        return cls(mean, std)
 
     def save(self, path: str | Path) -> None:
         np.savez(path, mean=self.mean, std=self.std)
@@ -431,8 +446,8 @@ class NeuronQuantizer(Quantizer):
                              f"got {list(shape)}")
         return self.statistics
 
-    def _bins(self, statistics: NeuronStatistics) -> tuple[Tensor, Tensor]:
-        mean, std = torch.from_numpy(statistics.mean), torch.from_numpy(statistics.std)
+    def _bins(self, statistics: NeuronStatistics) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = statistics.mean, statistics.std
         half_width = std * self.width
         step = uniform_step(-half_width, half_width, self.levels + 1)  # N = 2ⁿ bins, as for ``clip``
         return mean - half_width + step / 2, step  # midpoints, as for ``clip``

@@ -17,6 +17,9 @@ channel. :func:`untile` drops them.
 
     [C, H, W]  ──tile──►  [rows·H, cols·W]      (also [..., C, H, W] → [..., rows·H, cols·W])
                ◄─untile─
+
+:func:`tile` and :func:`untile` take numpy arrays (the codecs' byte path) and torch tensors (the
+differentiable JPEG2000 proxy tiles what it models) alike: one definition of the grid.
 """
 
 from __future__ import annotations
@@ -24,9 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
-
+from cilight.codecs.arrays import astype, concat, dtype_name
 from cilight.errors import ConfigError
 
 TILINGS = ("square", "power_of_two")
@@ -82,8 +83,8 @@ class TileLayout:
         return self.rows * self.cols - self.channels
 
 
-def tile(features: Tensor, layout: TileLayout) -> Tensor:
-    """``[..., C, H, W]`` → ``[..., rows·H, cols·W]``; empty cells hold the per-sample mean."""
+def tile(features, layout: TileLayout):
+    """``[..., C, H, W]`` → ``[..., rows·H, cols·W]`` (numpy or torch); empty cells hold the per-sample mean."""
     *lead, c, h, w = features.shape
     if (c, h, w) != (layout.channels, layout.height, layout.width):
         raise ConfigError(
@@ -92,18 +93,19 @@ def tile(features: Tensor, layout: TileLayout) -> Tensor:
         )
     if layout.padding:
         flat = features.reshape(*lead, -1)
-        mean = flat.float().mean(-1).round() if not features.is_floating_point() else flat.mean(-1)
-        fill = mean.to(features.dtype).view(*lead, 1, 1, 1).expand(*lead, layout.padding, h, w)
-        features = torch.cat([features, fill], dim=-3)
+        floating = dtype_name(features).startswith(("float", "bfloat"))
+        mean = flat.mean(-1) if floating else astype(flat, "float32").mean(-1).round()  # float32: any device has it
+        fill = features[..., :1, :, :] * 0 + astype(mean, dtype_name(features)).reshape(*lead, 1, 1, 1)
+        features = concat([features, *[fill] * layout.padding], -3)
     grid = features.reshape(*lead, layout.rows, layout.cols, h, w)
-    return grid.transpose(-3, -2).reshape(*lead, layout.rows * h, layout.cols * w)
+    return grid.swapaxes(-3, -2).reshape(*lead, layout.rows * h, layout.cols * w)
 
 
-def untile(image: Tensor, layout: TileLayout) -> Tensor:
-    """Inverse of :func:`tile`: ``[..., rows·H, cols·W]`` → ``[..., C, H, W]``."""
+def untile(image, layout: TileLayout):
+    """Inverse of :func:`tile`: ``[..., rows·H, cols·W]`` → ``[..., C, H, W]`` (numpy or torch)."""
     *lead, height, width = image.shape
     if (height, width) != layout.image_shape:
         raise ConfigError(f"tiled image of shape {tuple(image.shape)} does not match the layout {layout.image_shape}")
     h, w = layout.height, layout.width
-    grid = image.reshape(*lead, layout.rows, h, layout.cols, w).transpose(-3, -2)
+    grid = image.reshape(*lead, layout.rows, h, layout.cols, w).swapaxes(-3, -2)
     return grid.reshape(*lead, layout.rows * layout.cols, h, w)[..., : layout.channels, :, :]

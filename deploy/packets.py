@@ -48,7 +48,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from cilight.codecs import CodecError, Quantized, codec_of, get_quantizer
 from cilight.codecs.quantizers import wire_quantizer
@@ -309,13 +308,13 @@ def _place_group(target: ReceivedStream, first: int, count: int, container: byte
         raise CodecError(f"{where}: container holds {header.quantizer} {header.bits}-bit {list(header.shape)}, expected "
                          f"{meta.quantizer} {meta.bits}-bit {[count, h, w]}")
     quantizer = get_quantizer(meta.quantizer, bits=meta.bits)
-    target.codes[first : first + count] = quantized.codes.numpy()
-    target.features[first : first + count] = quantizer.dequantize(quantized.codes, quantized.side).numpy()
+    target.codes[first : first + count] = quantized.codes
+    target.features[first : first + count] = quantizer.dequantize(quantized.codes, quantized.side)
     target.channels[first : first + count] = True
     target.sides[first] = (count, np.asarray(quantized.side))
 
 
-def stream_side_of(received: ReceivedStream, quantizer: str, filled: torch.Tensor, bits: int) -> np.ndarray:
+def stream_side_of(received: ReceivedStream, quantizer: str, filled: np.ndarray, bits: int) -> np.ndarray:
     """The side information for the cloud half's input of a concealed stream: what arrived, and for
     the rest the range of the filled-in values (``minmax`` with nothing received, or the lost
     channels' bounds for ``channel``)."""

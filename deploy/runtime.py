@@ -28,7 +28,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cilight.codecs import CodecError, conceal, split_streams
 from cilight.deploy.inputs import check_conceal, check_data, check_drop_corrupt, check_images, check_rates
@@ -202,19 +201,19 @@ class CloudRuntime:
         """Codes and side information of one stream with its lost channels filled in (thesis §3.2)."""
         quantizer = self.meta.quantizer
         if received.channels.all():
-            return received.codes, stream_side_of(received, quantizer, torch.from_numpy(received.features), self.meta.bits)
-        features = torch.from_numpy(received.features)
-        mask = torch.from_numpy(received.channels)[:, None, None].expand_as(features)
-        mean = torch.from_numpy(self.dataset_mean()[split]) if method in ("dataset_mean", "hybrid") else None
+            return received.codes, stream_side_of(received, quantizer, received.features, self.meta.bits)
+        features = received.features
+        mask = np.broadcast_to(received.channels[:, None, None], features.shape)
+        mean = self.dataset_mean()[split] if method in ("dataset_mean", "hybrid") else None
         means = received.channel_means
         if method in ("channel_mean", "hybrid") and means is None:
             if mean is None:  # channel_mean without the edge's means packet: the dataset's channel means
-                mean = torch.from_numpy(self.dataset_mean()[split])
-            means = mean.mean(dim=(1, 2)).numpy()  # documented fallback: hybrid becomes dataset_mean
+                mean = self.dataset_mean()[split]
+            means = mean.mean(axis=(1, 2))  # documented fallback: hybrid becomes dataset_mean
         filled = conceal(features, mask, method, dataset_mean=mean,
-                         channel_mean=None if means is None else torch.from_numpy(np.asarray(means, np.float32)))
+                         channel_mean=None if means is None else np.asarray(means, np.float32))
         side = stream_side_of(received, quantizer, filled, self.meta.bits)
-        codes = self.coders[split].dequantizer.codes_with(filled, side).numpy()
+        codes = self.coders[split].dequantizer.codes_with(filled, side)
         return np.where(received.channels[:, None, None], received.codes, codes.astype(received.codes.dtype)), side
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cilight.codecs import (
     CODECS,
@@ -90,7 +89,7 @@ class QuantizedStreamCoder:
         self.codec.check_rate(**self.rate_of(rate))
 
     def quantized(self, tensors: dict[str, np.ndarray]) -> Quantized:
-        return Quantized(torch.from_numpy(np.ascontiguousarray(tensors["codes"])),
+        return Quantized(np.ascontiguousarray(tensors["codes"]),
                          stream_side(tensors["minimum"], tensors["maximum"], self.quantizer))
 
     def encode(self, tensors: dict[str, np.ndarray], rate: dict | None = None) -> bytes:
@@ -107,7 +106,7 @@ class QuantizedStreamCoder:
             return self.codec.encode_quantized(group, **{k: v * share if k == "target_bits" else v for k, v in rate.items()})
 
         groups = channel_groups(q, self.quantizer, encode, mss)
-        means = self.dequantizer.dequantize(q.codes, q.side).mean(dim=(1, 2)).numpy() if channel_means else None
+        means = self.dequantizer.dequantize(q.codes, q.side).mean(axis=(1, 2)) if channel_means else None
         return packetize(frame % 2**32, index, channels, groups, mss, means)
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
@@ -118,7 +117,7 @@ class QuantizedStreamCoder:
                              f"{list(header.shape)}, these halves expect {expected[0]} {expected[1]}-bit "
                              f"{list(expected[2])} (a frame from other halves?)")
         minimum, maximum = stream_range(quantized.side, self.quantizer)
-        return {f"codes_{self.split}": quantized.codes.numpy().astype(np.uint8)[None],
+        return {f"codes_{self.split}": quantized.codes.astype(np.uint8)[None],
                 f"minimum_{self.split}": minimum, f"maximum_{self.split}": maximum}
 
 
@@ -140,7 +139,7 @@ class SymbolStreamCoder:
 
     def encode(self, tensors: dict[str, np.ndarray], rate: dict | None = None) -> bytes:
         self.check_rate(rate)
-        symbols = {name.removeprefix("symbols_"): torch.from_numpy(np.ascontiguousarray(v)) for name, v in tensors.items()}
+        symbols = {name.removeprefix("symbols_"): np.ascontiguousarray(v) for name, v in tensors.items()}
         return self.codec.encode_symbols(symbols, self.meta.stream_shapes[self.split])
 
     def packets(self, *args, **kwargs) -> list[bytes]:
@@ -155,7 +154,7 @@ class SymbolStreamCoder:
         header, symbols = self.codec.decode_symbols(data)
         if header.shape != tuple(self.meta.stream_shapes[self.split]):
             raise CodecError(f"stream {self.split}: {list(header.shape)}, expected {list(self.meta.stream_shapes[self.split])}")
-        return {f"symbols_{latent}_{self.split}": symbols[latent].numpy()[None]
+        return {f"symbols_{latent}_{self.split}": symbols[latent][None]
                 for latent in self.meta.latents[self.split] if f"symbols_{latent}_{self.split}" in self.meta.cloud_inputs}
 
 

@@ -132,15 +132,16 @@ def _code_stream(stream: QuantizedStream, point: OperatingPoint, bits: int) -> t
     codec = _codec(point, bits)
     codes, lows, highs, total = [], [], [], 0
     for b in range(len(stream.codes)):
-        side = ChannelQuantizer.side_of(stream.minimum[b].numpy(), stream.maximum[b].numpy())
-        data = codec.encode_quantized(Quantized(stream.codes[b], side), **point.rate_options)
+        side = ChannelQuantizer.side_of(stream.minimum[b].cpu().numpy(), stream.maximum[b].cpu().numpy())
+        data = codec.encode_quantized(Quantized(stream.codes[b].cpu().numpy(), side), **point.rate_options)
         total += 8 * len(data)
         _, decoded = codec.decode_quantized(data)
         low, high = ChannelQuantizer.range_of(decoded.side)  # [1, C] each: a batch of one
-        codes.append(decoded.codes)
+        codes.append(torch.from_numpy(decoded.codes))
         lows.append(torch.from_numpy(low))
         highs.append(torch.from_numpy(high))
-    return QuantizedStream(torch.stack(codes), torch.cat(lows), torch.cat(highs)), float(total)
+    device = stream.codes.device
+    return QuantizedStream(*(t.to(device) for t in (torch.stack(codes), torch.cat(lows), torch.cat(highs)))), float(total)
 
 
 def arm_of(run_name: str) -> str:

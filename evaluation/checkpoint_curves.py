@@ -37,7 +37,7 @@ def file_sha256(path: Path) -> str:
 
 def git_revision() -> str | None:
     """The commit of the cilight source tree, with ``+dirty`` if it has changes; ``None`` outside git."""
-    root = Path(cilight.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent  # inside the source tree of a checkout
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],

@@ -296,7 +296,7 @@ def measure_curves(model, batches: Sequence[dict[str, Tensor]], families: Sequen
                         if key not in prepared:
                             prepared[key] = [coder.prepare(f) for f in features]
                         coded = [coder.code_at(state, **rate) for state in prepared[key]]
-                        outputs = cloud_outputs(model, [c[0].to(f.dtype) for c, f in zip(coded, features)])
+                        outputs = cloud_outputs(model, [torch.as_tensor(c[0]).to(f) for c, f in zip(coded, features)])
                         coded_bits = [float(c[1].sum()) for c in coded]
                 except CodecError as err:  # e.g. a rate below the smallest stream the codec can write
                     raise ConfigError(f"operating point {point} of curve family {family_name!r}: {err}") from None
@@ -357,7 +357,7 @@ def _own_codec_outputs(model, codecs: list, features: list[Tensor]) -> tuple[dic
     for codec, f in zip(codecs, features):
         data = [codec.encode(sample) for sample in f]
         bits.append(8.0 * sum(len(d) for d in data))
-        decoded.append(torch.stack([codec.decode(d) for d in data]))
+        decoded.append(torch.as_tensor(np.stack([codec.decode(d) for d in data])).to(f))
     return cloud_outputs(model, decoded), bits
 
 

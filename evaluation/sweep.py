@@ -58,9 +58,13 @@ def cloud_outputs(model, streams: list[Tensor], received: bool = False) -> dict[
     A sweep calls the cloud half once per rate tuple, so this is where its time goes. On a CPU,
     inputs in channels-last layout in chunks of :data:`SWEEP_CHUNK` images run the same
     convolutions about 1.5× faster than one contiguous batch (the layout propagates through the
-    layers; the values agree to float rounding). Other devices get the plain call.
+    layers; the values agree to float rounding). Other devices get the plain call. Streams a byte codec
+    decoded come as numpy arrays (:mod:`cilight.codecs` is torch-free); they go to the model's device and dtype.
     """
     cloud = model.decoder if received else model.receive
+    parameter = next(model.parameters())
+    streams = [torch.as_tensor(s).to(device=parameter.device, dtype=parameter.dtype) if not isinstance(s, Tensor) else s
+               for s in streams]
     if streams[0].device.type != "cpu":
         return cloud(streams)
     parts = [cloud([s[i : i + SWEEP_CHUNK].contiguous(memory_format=torch.channels_last) for s in streams])
