@@ -1,5 +1,8 @@
 """One quantizer family: the min–max step, the side-information layouts and the tiling rule,
-each defined once in ``cilight.codecs.quantizers`` and checked here against numpy by hand."""
+each defined once in ``cilight.codecs.quantizers`` and checked here against numpy by hand.
+
+The arithmetic (:func:`uniform_step`, :func:`channel_bounds` …) is one definition for torch tensors (the
+Q-layer, BaF, the proxy) and numpy arrays (the codecs' byte path); the codec quantizers return numpy."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from cilight.codecs.quantizers import (
     MinMaxQuantizer,
     NeuronQuantizer,
     NeuronStatistics,
+    channel_bounds,
     get_quantizer,
     uniform_step,
     wire_quantizer,
@@ -57,16 +61,34 @@ def _np_float16_bounds(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low16, high16
 
 
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("levels", [1, 15, 255, 65535])
-def test_uniform_step_is_the_min_max_step_in_float32(seed, levels):
+def test_uniform_step_is_the_min_max_step_in_float32(seed, levels, kind):
     g = torch.Generator().manual_seed(seed)
     low = torch.randn(17, generator=g) * 10
     high = low + torch.rand(17, generator=g) * torch.tensor([0.0, 1e-9, 1.0, 1e3]).repeat(5)[:17]
-    step = uniform_step(low, high, levels)
-    assert step.dtype == torch.float32
-    np.testing.assert_array_equal(step.numpy(), _np_step(low.numpy(), high.numpy(), levels))
-    assert (step >= torch.tensor(MIN_STEP, dtype=torch.float32)).all()
+    expected = _np_step(low.numpy(), high.numpy(), levels)
+    if kind == "numpy":
+        step = uniform_step(low.numpy(), high.numpy(), levels)
+        assert isinstance(step, np.ndarray) and step.dtype == np.float32
+    else:
+        step = uniform_step(low, high, levels)
+        assert isinstance(step, torch.Tensor) and step.dtype == torch.float32
+    np.testing.assert_array_equal(np.asarray(step), expected)
+    assert (np.asarray(step) >= np.float32(MIN_STEP)).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_channel_bounds_are_one_definition_for_numpy_and_torch(seed):
+    z = _features(seed)
+    low, high = _np_float16_bounds(z.numpy())
+    for x in (z, z.numpy()):
+        got_low, got_high = channel_bounds(x)
+        assert type(got_low) is type(x) and str(got_low.dtype).removeprefix("torch.") == "float32"
+        np.testing.assert_array_equal(np.asarray(got_low), low)
+        np.testing.assert_array_equal(np.asarray(got_high), high)
+    assert (low <= z.numpy().min(axis=(-1, -2))).all() and (high >= z.numpy().max(axis=(-1, -2))).all()
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -108,13 +130,18 @@ def test_channel_quantizer_and_baf_agree_and_minmax_matches_numpy(seed):
     z = _features(seed)
     baf = quantize_channels(z, 8)
     for b in range(len(z)):
-        quantized = ChannelQuantizer(bits=8).quantize(z[b])
-        assert torch.equal(quantized.codes, baf.codes[b])
+        quantized = ChannelQuantizer(bits=8).quantize(z[b].numpy())  # the byte path (numpy) against BaF (torch)
+        assert quantized.codes.dtype == np.uint8 and baf.codes.dtype == torch.uint8
+        np.testing.assert_array_equal(quantized.codes, baf.codes[b].numpy())
         np.testing.assert_array_equal(quantized.side, ChannelQuantizer.side_of(baf.minimum[b], baf.maximum[b]))
+        from_tensor = ChannelQuantizer(bits=8).quantize(z[b])  # a tensor is accepted, with the same result
+        np.testing.assert_array_equal(from_tensor.codes, quantized.codes)
+        assert from_tensor.side.tobytes() == quantized.side.tobytes()
         minmax = MinMaxQuantizer(bits=8).quantize(z[b])
         xn = z[b].numpy()
         step = _np_step(xn.min(), xn.max(), 255)
-        np.testing.assert_array_equal(minmax.codes.numpy(), _np_codes(xn, xn.min(), step, 255).astype(np.uint8))
+        assert minmax.codes.dtype == np.uint8
+        np.testing.assert_array_equal(minmax.codes, _np_codes(xn, xn.min(), step, 255).astype(np.uint8))
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -141,8 +168,9 @@ def test_bin_quantizers_step_is_their_width_over_2_to_the_n(kind):
         half = np.float32(side[1])
         step = _np_step(-half, half, 16)
         low, got_step = quantizer._dequantization(side, tuple(x[0].shape))
-    np.testing.assert_array_equal(got_step.numpy(), np.maximum(np.float32(2) * half / np.float32(16), np.float32(MIN_STEP)))
-    np.testing.assert_array_equal(got_step.numpy(), step)
+    assert isinstance(got_step, np.ndarray | np.float32) and got_step.dtype == np.float32
+    np.testing.assert_array_equal(got_step, np.maximum(np.float32(2) * half / np.float32(16), np.float32(MIN_STEP)))
+    np.testing.assert_array_equal(got_step, step)
 
 
 # ----------------------------------------------------------------------------- side information
@@ -166,7 +194,9 @@ def test_side_of_is_what_the_quantizer_writes_and_range_of_inverts_it(kind):
     again = cls.side_of(minimum[0], maximum[0])  # one image's bounds, as the edge half outputs them
     assert again.dtype == quantizer.side_dtype and again.tobytes() == side.tobytes()
     codes = quantizer.quantize(x).codes
-    assert torch.equal(quantizer.dequantize(codes, again), quantizer.dequantize(codes, side))
+    values = quantizer.dequantize(codes, side)
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(quantizer.dequantize(codes, again), values)
 
 
 def test_side_layouts_by_hand():
