@@ -12,10 +12,10 @@ STAMP := $(VENV)/.cilight-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml edge/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e ./edge -e ".[dev]" -c constraints.txt
 	touch $(STAMP)
 
 train: $(STAMP)

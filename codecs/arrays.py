@@ -36,7 +36,10 @@ def _torch():
 
 def astype(x, dtype: str):
     """``x`` cast to the dtype named ``dtype`` (``"float16"``, ``"uint8"`` …): numpy's ``astype``, torch's ``to``."""
-    return x.to(getattr(_torch(), dtype)) if is_tensor(x) else np.asarray(x).astype(dtype)
+    if is_tensor(x):
+        return x.to(getattr(_torch(), dtype))
+    with np.errstate(over="ignore"):  # as torch does: a value beyond the dtype's range becomes ±inf (callers check)
+        return np.asarray(x).astype(dtype)
 
 
 def amin(x, axis: int):

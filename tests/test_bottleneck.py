@@ -92,10 +92,10 @@ def test_rate_term_matches_the_real_bytes_of_a_trained_toy(name):
         assert torch.equal(decoded[key], symbols[key])  # bit-exact through the bytes
     for key, pieces in strings.items():
         predicted = float(-torch.log2(out.likelihoods[key]).sum())
-        real = 8 * sum(map(len, pieces)) - 32 * len(pieces)  # rANS ends each string with its 32-bit state
+        real = 8 * sum(map(len, pieces))  # the range coder's strings are whole 32-bit words, its flush included
         if predicted / len(pieces) > 200:  # −log₂ p is the real rate within a few percent
             assert -0.02 < (real - predicted) / predicted < 0.04, (key, real, predicted)
-        else:  # a short string (the hyperprior's z): rANS writes whole 32-bit words
-            assert real <= predicted + 32 * len(pieces), (key, real, predicted)
+        else:  # a short string (the hyperprior's z): up to two words beyond −log₂ p
+            assert real <= predicted + 64 * len(pieces), (key, real, predicted)
     relative = float(((out.features - test) ** 2).mean() / (test**2).mean())
     assert relative < 0.5  # it reconstructs the features, not just a constant
