@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from cilight.ci_models.precision import at_least_float32, float32_region
 from cilight.codecs.entropy import EntropyTables, compressai_module
 from cilight.errors import ConfigError
 
@@ -53,8 +54,10 @@ class BottleneckOutput:
     likelihoods: dict[str, Tensor]
 
     def bits(self) -> Tensor:
-        """``Σ −log₂ p`` over every latent, per sample: ``[B]``."""
-        return sum(-torch.log2(p).flatten(1).sum(1) for p in self.likelihoods.values())
+        """``Σ −log₂ p`` over every latent, per sample: ``[B]``, summed in float32 (or float64) whatever the
+        precision of the likelihoods and autocast (:mod:`cilight.ci_models.precision`)."""
+        with float32_region(self.features):
+            return sum(-torch.log2(at_least_float32(p)).flatten(1).sum(1) for p in self.likelihoods.values())
 
 
 def _channel_rows(shape: tuple[int, ...]) -> Tensor:
@@ -106,8 +109,11 @@ class LearnedBottleneck(nn.Module, ABC):
         """The CompressAI entropy model of every coded latent, by name."""
 
     def aux_loss(self) -> Tensor:
-        """CompressAI's auxiliary loss of the factorized priors (their quantiles), for its own optimizer."""
-        return sum(m.loss() for m in self.entropy_models().values() if isinstance(m, entropy_models_module().EntropyBottleneck))
+        """CompressAI's auxiliary loss of the factorized priors (their quantiles), for its own optimizer; in
+        float32 under autocast too (its cumulative densities are matrix products)."""
+        with float32_region(self.g_a[0].weight):
+            return sum(m.loss() for m in self.entropy_models().values()
+                       if isinstance(m, entropy_models_module().EntropyBottleneck))
 
     def aux_parameters(self) -> list[nn.Parameter]:
         """The quantile parameters the auxiliary loss trains (and nothing else trains)."""
@@ -174,7 +180,9 @@ class FactorizedBottleneck(LearnedBottleneck):
         return {"y": self.entropy_y}
 
     def forward(self, features: Tensor) -> BottleneckOutput:
-        y_hat, likelihood = self.entropy_y(self.g_a(features))
+        y = self.g_a(features)
+        with float32_region(y):  # the entropy model in float32, whatever autocast does to g_a and g_s
+            y_hat, likelihood = self.entropy_y(at_least_float32(y))
         return BottleneckOutput(self.g_s(y_hat), {"y": likelihood})
 
     coding_order = ("y",)
@@ -221,8 +229,12 @@ class HyperpriorBottleneck(LearnedBottleneck):
 
     def forward(self, features: Tensor) -> BottleneckOutput:
         y = self.g_a(features)
-        z_hat, z_likelihood = self.entropy_z(self.h_a(torch.abs(y)))
-        y_hat, y_likelihood = self.gaussian_y(y, self.scales(z_hat, y.shape))
+        z = self.h_a(torch.abs(y))
+        with float32_region(z):  # the entropy models in float32, whatever autocast does to the transforms
+            z_hat, z_likelihood = self.entropy_z(at_least_float32(z))
+        scales = self.scales(z_hat, y.shape)
+        with float32_region(y):
+            y_hat, y_likelihood = self.gaussian_y(at_least_float32(y), at_least_float32(scales))
         return BottleneckOutput(self.g_s(y_hat), {"y": y_likelihood, "z": z_likelihood})
 
     coding_order = ("z", "y")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cilight.ci_models.precision import at_least_float32, float32_region
 from cilight.errors import ConfigError
 
 TASK_TYPES = ("classification", "regression")
@@ -49,6 +50,14 @@ def _compressibility_operators(height: int, width: int) -> tuple[Tensor, Tensor,
     return m_c, d_w @ m_r.T, m_c @ d_h.T, m_r.T
 
 
+@functools.lru_cache(maxsize=64)
+def _operators_on(height: int, width: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """The operators of :func:`_compressibility_operators` in ``dtype`` on ``device``, kept: converted
+    from float64 on the CPU (some devices have no float64, MPS among them) and copied to the device once,
+    not in every training step."""
+    return tuple(op.to(dtype=dtype).to(device) for op in _compressibility_operators(height, width))
+
+
 class _AbsUnitGradAtZero(torch.autograd.Function):
     """``|x|`` whose derivative at 0 is 1, as the paper sets it (end of §2.2)."""
 
@@ -74,17 +83,21 @@ def compressibility_loss(features: Tensor) -> Tensor:
         features: ``[B, C, H, W]`` feature tensor (any H, W, C ≥ 1).
 
     Returns:
-        A scalar: the mean of L_r over the batch.
+        A scalar: the mean of L_r over the batch, in float32 for bfloat16 or float16 features and
+        under autocast (in float64 for float64 features).
     """
     if features.dim() != 4:
         raise ValueError(
             f"compressibility_loss expects features of shape [B, C, H, W], got {tuple(features.shape)}"
         )
     _, _, height, width = features.shape
-    ops = _compressibility_operators(height, width)
-    m_c, a, b, m_r_t = (op.to(device=features.device, dtype=features.dtype) for op in ops)
-    transformed = 0.5 * (m_c @ features @ a + b @ features @ m_r_t)
-    return _AbsUnitGradAtZero.apply(transformed).mean(dim=(1, 2, 3)).mean()
+    # float32 under mixed precision too (cilight.ci_models.precision): the mean of |T| over H·W·C
+    # coefficients, and the products before it, lose the rate term in bfloat16's 8 significant bits
+    with float32_region(features):
+        features = at_least_float32(features)
+        m_c, a, b, m_r_t = _operators_on(height, width, features.device, features.dtype)
+        transformed = 0.5 * (m_c @ features @ a + b @ features @ m_r_t)
+        return _AbsUnitGradAtZero.apply(transformed).mean(dim=(1, 2, 3)).mean()
 
 
 class UncertaintyWeighting(nn.Module):

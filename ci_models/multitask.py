@@ -40,6 +40,7 @@ from torch import Tensor
 from cilight.ci_models.backbone import ResNetEncoder, StreamLayout
 from cilight.ci_models.heads import CloudDecoder
 from cilight.ci_models.losses import UncertaintyWeighting
+from cilight.ci_models.precision import at_least_float32, float32_region
 from cilight.ci_models.tasks import TaskContext, TaskMetrics, resolve_tasks
 from cilight.ci_models.transmission import Transmission, Transmitted, build_transmission
 from cilight.deploy.wire import StreamWire
@@ -168,8 +169,9 @@ class MultiTaskCI(pl.LightningModule):
         return {}
 
     def task_metrics(self, sync: bool = True) -> TaskMetrics:
-        """Fresh metrics of this model's tasks (``sync=False``: this process's data only)."""
-        return TaskMetrics(self.tasks, self.task_context, sync=sync)
+        """Fresh metrics of this model's tasks (``sync=False``: this process's data only), on the model's
+        device: a metric's state is updated in place by the outputs, which live there."""
+        return TaskMetrics(self.tasks, self.task_context, sync=sync).to(self.device)
 
     # ----------------------------------------------------------------- the two halves
     def edge(self, images: Tensor) -> list[tuple[Tensor, ...]]:
@@ -206,8 +208,15 @@ class MultiTaskCI(pl.LightningModule):
                 f"image height and width must be multiples of {self.stride} for split point "
                 f"{self.split_points[-1]!r}, got {tuple(images.shape[-2:])}"
             )
-        sent = [t(f, rate=rate) for t, f in zip(self.transmissions, self.encoder(images))]
+        sent = [self._transmit(t, f, rate) for t, f in zip(self.transmissions, self.encoder(images))]
         return self.decoder([s.features for s in sent]), sent
+
+    @staticmethod
+    def _transmit(transmission: Transmission, features: Tensor, rate: bool) -> Transmitted:
+        """One stream's transmission in float32, with autocast off, whatever the trainer's precision: the
+        Q-layer's noise of one step and the rate terms need it (:mod:`cilight.ci_models.precision`)."""
+        with float32_region(features):
+            return transmission(at_least_float32(features), rate=rate)
 
     # ----------------------------------------------------------------- losses
     def losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor], list[Transmitted]]:

@@ -80,6 +80,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cilight.ci_models.dwt import Pyramid, dwt2, idwt2, synthesis_norm
+from cilight.ci_models.precision import at_least_float32, float32_region
 from cilight.codecs.container import HEADER_BYTES
 from cilight.codecs.errors import CodecError
 from cilight.codecs.image import CodecCoder, construct, get_codec
@@ -278,8 +279,9 @@ def _band_layout(keys: tuple[tuple[str, int], ...], shapes: tuple[tuple[int, int
         blocks.append((offset + rows.view(-1, 1) * per_row + cols.view(1, -1)).flatten())
         offset += -(-h // codeblock) * per_row
         norms.append(torch.full((h * w,), 1.0 / (synthesis_norm(name, level) if level else 1.0), dtype=torch.float64))
+    # converted on the CPU, then copied: some devices have no float64 (MPS)
     return _Bands(keys, shapes, tuple(h * w for h, w in shapes), torch.cat(blocks).to(device), offset,
-                  torch.cat(norms).to(dtype=dtype, device=device))
+                  torch.cat(norms).to(dtype=dtype).to(device))
 
 
 def _bands(pyramid: Pyramid, dtype: torch.dtype, device: torch.device) -> _Bands:
@@ -362,8 +364,15 @@ class Jpeg2000Proxy(nn.Module):
 
     # ------------------------------------------------------------------ transform once
     def transform(self, features: Tensor) -> Transformed:
-        """8-bit quantization, tiling, level shift and weighted DWT of ``features`` ``[B, C, H, W]``."""
+        """8-bit quantization, tiling, level shift and weighted DWT of ``features`` ``[B, C, H, W]``.
+
+        In float32 for bfloat16 or float16 features and under autocast (:mod:`cilight.ci_models.precision`):
+        every step and rate after it works on the transformed coefficients, in their dtype."""
         x = self._check_features(features)
+        with float32_region(x):
+            return self._transform(at_least_float32(x))
+
+    def _transform(self, x: Tensor) -> Transformed:
         b, c, h, w = x.shape
         layout = TileLayout.named(MinMaxQuantizer.tiling, c, h, w)
         low, high = torch.aminmax(x.detach().flatten(1), dim=1)
@@ -437,11 +446,17 @@ class Jpeg2000Proxy(nn.Module):
                             torch.ones_like(s)], dim=1)
 
     def _bits(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        indices = self._indices(transformed, s) if indices is None else indices
-        weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
-        return self._rate_features(transformed, s, indices) @ weights
+        # autocast off: it would run the sums over every coefficient and this product in bfloat16
+        with float32_region(s):
+            indices = self._indices(transformed, s) if indices is None else indices
+            weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
+            return self._rate_features(transformed, s, indices) @ weights
 
     def _reconstruct(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        with float32_region(s):
+            return self._reconstruct_float32(transformed, s, indices)
+
+    def _reconstruct_float32(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor] | None) -> Tensor:
         _, magnitude = self._indices(transformed, s) if indices is None else indices
         flat = self._dequantize(transformed, magnitude, s)
         image = idwt2(transformed.bands.pyramid(flat, transformed.coefficients.shape))
@@ -558,7 +573,8 @@ class ProxyCoder:
         transformed = self.proxy.transform(features.detach())
         grid = torch.logspace(math.log10(self.step_range[0]), math.log10(self.step_range[1]), self.steps,
                               dtype=torch.float64)
-        bits = torch.stack([self.proxy.bits(transformed, float(s)).double() for s in grid], dim=1)  # [B, S]
+        # the table lives on the CPU in float64 (code() reads it with numpy; some devices have no float64)
+        bits = torch.stack([self.proxy.bits(transformed, float(s)).cpu().double() for s in grid], dim=1)  # [B, S]
         return transformed, grid.log(), bits.clamp_min(1.0).log()
 
     def code(self, prepared: tuple[Any, Tensor, Tensor], bits: float) -> tuple[Tensor, Tensor]:
@@ -570,12 +586,12 @@ class ProxyCoder:
         # log bits is monotone (non-increasing) in log step: interpolate on the reversed axes
         steps = [math.exp(float(np.interp(target, lb.flip(0).numpy(), log_steps.flip(0).numpy()))) for lb in log_bits]
         reconstruction, predicted = self.proxy.quantize(transformed, torch.tensor(steps, dtype=transformed.image.dtype))
-        return reconstruction, predicted.double() + self.overhead_bits
+        return reconstruction, predicted.detach().cpu().double() + self.overhead_bits  # as CodecCoder's: CPU float64
 
     def code_at(self, prepared: tuple[Any, Tensor, Tensor], step: float) -> tuple[Tensor, Tensor]:
         """Every sample at one dead-zone ``step`` (an operating point ``proxy:step=…``)."""
         reconstruction, predicted = self.proxy.quantize(prepared[0], float(step))
-        return reconstruction, predicted.double() + self.overhead_bits
+        return reconstruction, predicted.detach().cpu().double() + self.overhead_bits
 
     def floor(self, features: Tensor) -> float:
         return CodecCoder(get_codec("jpeg2000")).floor(features)
