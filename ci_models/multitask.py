@@ -303,7 +303,8 @@ class MultiTaskCI(pl.LightningModule):
             raise ConfigError(f"the checkpoint holds the state of {len(states)} transmitted streams, the model has "
                               f"{len(self.transmissions)}")
         for t, state in zip(self.transmissions, states):
-            t.load_checkpoint_state(state)
+            # on the CPU whatever map_location chose: the tables are read with numpy
+            t.load_checkpoint_state({k: v.cpu() if isinstance(v, Tensor) else v for k, v in state.items()})
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> MultiTaskCI:

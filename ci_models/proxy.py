@@ -284,6 +284,13 @@ def _band_layout(keys: tuple[tuple[str, int], ...], shapes: tuple[tuple[int, int
                   torch.cat(norms).to(dtype=dtype).to(device))
 
 
+@functools.lru_cache(maxsize=16)
+def calibration_weights(weights: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The rate model's weights as a tensor on ``device``, made once: the step search evaluates the bits
+    about ten times per batch, and a new tensor from Python numbers is a host-to-device copy each time."""
+    return torch.tensor(weights, dtype=dtype).to(device)
+
+
 def _bands(pyramid: Pyramid, dtype: torch.dtype, device: torch.device) -> _Bands:
     bands = pyramid.bands()
     return _band_layout(tuple((name, level) for name, level, _ in bands),
@@ -449,7 +456,7 @@ class Jpeg2000Proxy(nn.Module):
         # autocast off: it would run the sums over every coefficient and this product in bfloat16
         with float32_region(s):
             indices = self._indices(transformed, s) if indices is None else indices
-            weights = torch.tensor(self.calibration.weights, dtype=s.dtype, device=s.device)
+            weights = calibration_weights(self.calibration.weights, s.device, s.dtype)
             return self._rate_features(transformed, s, indices) @ weights
 
     def _reconstruct(self, transformed: Transformed, s: Tensor, indices: tuple[Tensor, Tensor] | None = None) -> Tensor:

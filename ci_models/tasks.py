@@ -335,11 +335,11 @@ class MajorityClass(Baseline):
     def observe(self, batch: Batch) -> None:
         labels = batch["segmentation"]
         labels = labels[(labels != self.context.ignore_index) & (labels < self.context.num_classes)]
-        self.counts += torch.bincount(labels.flatten(), minlength=self.context.num_classes)
+        self.counts += torch.bincount(labels.flatten(), minlength=self.context.num_classes).cpu()  # kept on the CPU
 
     def predict(self, batch: Batch) -> Tensor:
         b, h, w = batch["segmentation"].shape
-        logits = torch.zeros(b, self.context.num_classes, h, w)
+        logits = torch.zeros(b, self.context.num_classes, h, w, device=batch["segmentation"].device)
         logits[:, int(self.counts.argmax())] = 1.0
         return logits
 
@@ -400,11 +400,13 @@ class MeanDisparity(Baseline):
 
     def observe(self, batch: Batch) -> None:
         valid = batch["disparity_mask"]
-        self.total += batch["disparity"][valid].double().sum().item()
+        # summed in float64 on the CPU: some devices have no float64 (MPS)
+        self.total += batch["disparity"][valid].detach().cpu().double().sum().item()
         self.count += int(valid.sum())
 
     def predict(self, batch: Batch) -> Tensor:
-        return torch.full(batch["disparity"].shape, self.total / max(self.count, 1))
+        target = batch["disparity"]
+        return torch.full(target.shape, self.total / max(self.count, 1), dtype=torch.float32, device=target.device)
 
 
 def _disparity_scale(sample: Batch | None, prediction: np.ndarray) -> float:
@@ -454,13 +456,14 @@ class MeanImage(Baseline):
         self.count = 0
 
     def observe(self, batch: Batch) -> None:
-        summed = batch["image"].double().sum(0)
+        summed = batch["image"].detach().cpu().double().sum(0)  # float64 on the CPU: some devices have none (MPS)
         self.total = summed if self.total is None else self.total + summed
         self.count += batch["image"].shape[0]
 
     def predict(self, batch: Batch) -> Tensor:
-        mean = (self.total / max(self.count, 1)).float()
-        return mean.expand_as(batch["image"])
+        image = batch["image"]
+        mean = (self.total / max(self.count, 1)).to(dtype=torch.float32).to(image.device)
+        return mean.expand_as(image)
 
 
 def _render_image(prediction: Tensor, sample: Batch | None, context: TaskContext) -> np.ndarray:
