@@ -12,7 +12,9 @@ reason its tensor is on the CPU already.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 
 import pytest
 import torch
@@ -139,3 +141,30 @@ def test_no_float64_or_numpy_on_a_tensor_that_may_be_on_an_accelerator():
                     continue
                 found.append(f"{module}:{number}: {line.strip()}")
     assert not found, "move to the CPU first (.detach().cpu()), or say why it is there already:\n" + "\n".join(found)
+
+
+# --------------------------------------------------------------------------- benchmarks/gpu_check.py on the CPU
+@pytest.mark.slow
+def test_gpu_check_runs_on_the_cpu_and_resumes(tmp_path, capsys):
+    """The GPU check's smoke test: a bf16-mixed run of two steps, its export and its curves, on the CPU;
+    run again, every part is read from the JSON instead."""
+    if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the checkout, not of the installed package
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_check import main
+
+    out = tmp_path / "gpu_check.json"
+    argv = ["--accelerator", "cpu", "--steps", "2", "--kinds", "default", "--precisions", "bf16-mixed",
+            "--batch-size", "4", "--num-val", "4", "--num-test", "4", "--curve-images", "4", "--codecs", "png",
+            "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert set(result["parts"]) == {"train/default/bf16-mixed", "export/default/bf16-mixed", "curves/default/bf16-mixed"}
+    train = result["parts"]["train/default/bf16-mixed"]
+    assert train["precision"] == "bf16-mixed" and train["steps"] == 2 and train["steps_per_s"] > 0
+    assert train["peak_memory_mb"] > 0 and train["callback_seconds"]["RateDistortionCallback"] > 0
+    assert result["machine"]["torch"] == torch.__version__ and "cpu" in result["machine"]
+    assert set(result["parts"]["export/default/bf16-mixed"]["files_mb"]) >= {"edge.onnx", "cloud.onnx"}
+    assert result["parts"]["curves/default/bf16-mixed"]["curves"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("done before, skipped") == 3
