@@ -46,11 +46,13 @@ EDGE_INT8 = "edge_int8.onnx"  # beside edge.onnx and cloud.onnx
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 PRECISION_KEY = "edge_precision"  # metadata_props entry of edge_int8.onnx (JSON)
 DEFAULT_CALIBRATION_IMAGES = 64
-# Tolerances of the int8 chain against the float chain, from what the default model measured
-# (benchmarks/edge_int8.py): labels agreed on 98.6% of the pixels, the regression outputs
-# differed by a relative RMS of 0.011 (disparity) and 0.018 (reconstruction).
-INT8_MIN_LABEL_AGREEMENT = 0.95
-INT8_MAX_RELATIVE_ERROR = 0.05
+# Tolerances of the int8 chain against the float chain, set from what the default model measured
+# (benchmarks/edge_int8.py, 128 test images): segmentation labels agreed on 99.67% of the pixels,
+# disparity and reconstruction differed by a relative RMS of 0.0031 and 0.0059, and no task metric
+# moved by more than 0.001. The bounds leave a margin of about 1.5 points of labels and 3× the RMS
+# for other models and the few parity scenes; more than that is not an int8 rounding effect.
+INT8_MIN_LABEL_AGREEMENT = 0.98
+INT8_MAX_RELATIVE_ERROR = 0.02
 
 
 class Int8ParityError(CilightError, RuntimeError):
@@ -72,7 +74,9 @@ class _DropLog(logging.Filter):
 
 
 def _quantization():
+    """``onnxruntime.quantization`` (which needs ``onnx``), or one line naming the extra."""
     try:
+        import onnx  # noqa: F401  (onnxruntime.quantization reads and writes ONNX protos)
         from onnxruntime import quantization
     except ImportError as err:
         raise ConfigError(f"int8 quantization needs onnx and ONNX Runtime's quantization tools ({err}): "
@@ -88,6 +92,7 @@ def check_calibration_images(count) -> int:
 
 def read_metadata(path: Path) -> tuple[dict[str, str], HalfMetadata]:
     """The ``metadata_props`` of an ONNX file and the :class:`HalfMetadata` they hold."""
+    _quantization()
     import onnx
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
