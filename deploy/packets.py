@@ -149,9 +149,12 @@ def channel_groups(quantized: Quantized, quantizer: str, encode: Callable[[Quant
     channels = codes.shape[0]
 
     def coded(size: int) -> list[tuple[int, int, bytes]]:
-        return [(first, min(size, channels - first),
-                 encode(Quantized(codes[first : first + size], group_side(side, quantizer, first, min(size, channels - first)))))
-                for first in range(0, channels, size)]
+        # groups of at most ``size`` channels, as equal as they can be: no small last group, which a codec with a
+        # minimum stream (JPEG2000) could not write at the stream's rate
+        count = math.ceil(channels / size)
+        bounds = [round(i * channels / count) for i in range(count + 1)]
+        return [(first, end - first, encode(Quantized(codes[first:end], group_side(side, quantizer, first, end - first))))
+                for first, end in zip(bounds[:-1], bounds[1:])]
 
     size = channels
     groups = coded(size)

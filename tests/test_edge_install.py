@@ -1,8 +1,8 @@
 """The edge install proves itself: a fresh venv with only ``cilight-edge`` runs the runtime tests against halves
 and golden frames from this (full) install, torch absent there; its frames decode here bit-exactly (both ways).
 
-This file is the full install's side. It exports halves — one stream and two (quantized codes, png), BaF's
-per-channel codes (jpeg2000), a hyperprior bottleneck (the learned codec's range coder) — writes the
+This file is the full install's side. It exports halves — one stream (jpeg2000) and two (png) of quantized
+codes, BaF's per-channel codes (png), a hyperprior bottleneck (the learned codec's range coder) — writes the
 images, frames, packets with a loss pattern and the cloud's outputs for every concealment, builds the edge
 venv (:func:`benchmarks.edge_install.build_edge_venv`: ``pip install ./edge`` and pytest, nothing else),
 runs ``edge/tests`` there, and decodes what the edge wrote: the same bytes, the same outputs, and for the
@@ -23,8 +23,8 @@ import torch
 from helpers import ROOT, smooth_images, tiny_model
 
 from cilight.ci_models.checkpoints import load_task_model
-from cilight.codecs import CONCEALMENT_METHODS
-from cilight.deploy import CloudRuntime, EdgeRuntime
+from cilight.codecs import CONCEALMENT_METHODS, CodecError
+from cilight.deploy import CloudRuntime, EdgeRuntime, Packet
 from cilight.deploy.wire import write_dataset_mean
 from cilight.export_cli import main as export
 from cilight.onnx_export import export_halves, stream_means
@@ -46,6 +46,21 @@ def load_bytes(path: Path) -> list[bytes]:
         return [data[f"item_{i}"].tobytes() for i in range(len(data.files))]
 
 
+def lost_pattern(cloud: CloudRuntime, packets: list[bytes]) -> list[int]:
+    """Every k-th packet from an offset, the first k (3, 4, …) that loses some channels of some frame and leaves
+    every frame some codes (a frame with none cannot be inferred from, whatever the concealment)."""
+    for step in range(3, len(packets) + 1):
+        for first in range(step):
+            lost = set(range(first, len(packets), step))
+            try:
+                reception, _ = cloud.receive([p for i, p in enumerate(packets) if i not in lost], conceal="zero")
+            except CodecError:
+                continue
+            if len(reception.frames) == len({Packet.from_bytes(p).frame for p in packets}) and reception.lost_fraction > 0:
+                return sorted(lost)
+    raise AssertionError(f"no loss pattern over {len(packets)} packets loses channels and keeps codes of every frame")
+
+
 def write_case(folder: Path, images: np.ndarray, learned: bool) -> None:
     """What the edge venv checks against: images, frames, outputs; packets, the loss and each concealment's outputs."""
     edge, cloud = EdgeRuntime(folder / "edge.onnx"), CloudRuntime(folder / "cloud.onnx")
@@ -58,7 +73,7 @@ def write_case(folder: Path, images: np.ndarray, learned: bool) -> None:
         packets = [p for per_image in EdgeRuntime(folder / "edge.onnx").packets(images, mss=MSS, channel_means=True)
                    for p in per_image]
         save_bytes(folder / "packets.npz", packets)
-        spec["lost"] = list(range(1, len(packets), 3))  # every third packet, from the second: codes and means lost
+        spec["lost"] = lost_pattern(cloud, packets)
         kept = [p for i, p in enumerate(packets) if i not in set(spec["lost"])]
         for method in CONCEALMENT_METHODS:
             np.savez(folder / f"outputs_{method}.npz", **cloud.infer(kept, conceal=method))
@@ -68,15 +83,14 @@ def write_case(folder: Path, images: np.ndarray, learned: bool) -> None:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, learned_checkpoint, baf_checkpoint) -> Path:
     root = tmp_path_factory.mktemp("edge_artifacts")
-    for name, splits in (("single", ["layer3"]), ("multi", ["layer2", "layer3"])):
+    for name, splits, codec in (("single", ["layer3"], "jpeg2000:bpe=4"), ("multi", ["layer2", "layer3"], "png")):
         model, images = tiny_model(splits), smooth_images(3, 64, 96, seed=3)
-        export_halves(model, root / name, 64, 96, images, codec="png")
+        export_halves(model, root / name, 64, 96, images, codec=codec)
         means, count = stream_means(model, [images])
         write_dataset_mean(root / name, means, count)
         write_case(root / name, images.numpy(), learned=False)
     for name, ckpt in (("baf", baf_checkpoint), ("learned", learned_checkpoint)):
-        codec = ["--codec", "jpeg2000:bpe=2"] if name == "baf" else []
-        assert export(["--ckpt", str(ckpt), "--out", str(root / name), "--samples", "2", "--mean-images", "8", *codec]) == 0
+        assert export(["--ckpt", str(ckpt), "--out", str(root / name), "--samples", "2", "--mean-images", "8"]) == 0
         write_case(root / name, smooth_images(2, 64, 128, seed=4).numpy(), learned=name == "learned")
     return root
 
