@@ -51,6 +51,9 @@ def export_checkpoint(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return 1
     print(report.table())
+    if (args.out / EDGE_INT8).exists():  # an int8 half of an earlier export does not match these halves
+        (args.out / EDGE_INT8).unlink()
+        print(f"  {EDGE_INT8} of an earlier export removed{'' if args.edge_int8 else ' (--edge-int8 writes a new one)'}")
     for name in sorted(p.name for p in args.out.iterdir() if p.suffix in (".onnx", ".npz")):
         if name != DATASET_MEAN:
             print(f"  {name}  {(args.out / name).stat().st_size / 1e6:.1f} MB")

@@ -109,3 +109,6 @@ def test_export_cli_edge_int8(tiny_checkpoint, tmp_path, capsys):
     assert "calibrated on 4 training images" in stdout and stdout.count("PASSED") == 2
     frames = EdgeRuntime(out / EDGE_INT8).encode(smooth_images(1, 64, 128).numpy())
     assert CloudRuntime(out / "cloud.onnx").infer(frames)["disparity"].shape == (1, 64, 128)
+    assert main(["--ckpt", str(tiny_checkpoint), "--out", str(out), "--samples", "2", "--mean-images", "0"]) == 0
+    assert "edge_int8.onnx of an earlier export removed" in capsys.readouterr().out
+    assert not (out / EDGE_INT8).exists()  # new float halves never sit beside an int8 half of other weights
