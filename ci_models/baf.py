@@ -93,8 +93,9 @@ class ChannelCorrelation:
         if x.shape[-2:] != (2 * z.shape[-2], 2 * z.shape[-1]):
             raise ConfigError(f"x {tuple(x.shape)} must be twice the height and width of z {tuple(z.shape)} "
                               "(the layer has stride 2)")
-        zf = z.detach().double().transpose(0, 1).flatten(1)  # [P, N]
-        phases = torch.stack([x.detach().double()[:, :, i::2, j::2].transpose(0, 1).flatten(1)
+        z, x = z.detach().cpu().double(), x.detach().cpu().double()  # float64 sums on the CPU (MPS has no float64)
+        zf = z.transpose(0, 1).flatten(1)  # [P, N]
+        phases = torch.stack([x[:, :, i::2, j::2].transpose(0, 1).flatten(1)
                               for i, j in STRIDE_PHASES])  # [4, Q, N]
         sums = (zf.sum(1), (zf * zf).sum(1), phases.sum(2), (phases * phases).sum(2), torch.einsum("pn,sqn->spq", zf, phases))
         if self.z_sum is None:

@@ -136,7 +136,7 @@ def stream_statistics(features: list[list[Tensor]]) -> tuple[list[int], list[flo
     from the edge outputs ``features[b][s]`` of batch b, stream s."""
     streams = list(zip(*features))
     numel = [int(s[0][0].numel()) for s in streams]
-    variance = [float(torch.cat([t.flatten() for t in s]).double().var()) for s in streams]
+    variance = [float(torch.cat([t.detach().flatten().cpu() for t in s]).double().var()) for s in streams]  # float64 on the CPU
     means = [torch.cat(list(s)).mean(0, keepdim=True) for s in streams]
     return numel, variance, means
 
