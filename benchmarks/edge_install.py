@@ -5,8 +5,9 @@ training stack. This builds that environment the way a device would — ``python
 ``pip install ./edge`` (numpy, ONNX Runtime, Pillow, constriction; the versions of
 ``constraints.txt``) — then measures it: the venv's size on disk, each installed distribution's share,
 whether torch, lightning or compressai can be imported there (they must not), the import time of
-``cilight.deploy`` and one frame through ``EdgeRuntime``/``CloudRuntime`` halves exported here (when
-``--halves`` names a folder). :func:`build_edge_venv` is what the test suite's edge-install test uses too.
+``cilight.deploy`` and one frame through ``EdgeRuntime``/``CloudRuntime`` in the edge venv, with the halves
+of ``--halves`` or, by default, of the default model (``MultiTaskCI()``, untrained: only the runtime is
+measured) exported here at 64×128. :func:`build_edge_venv` is what the test suite's edge-install test uses too.
 
     python -m benchmarks.edge_install [--venv DIR] [--halves DIR] [--out FILE]
 
@@ -54,6 +55,7 @@ def build_edge_venv(folder: Path, extra: tuple[str, ...] = ()) -> Path:
 
 
 def folder_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (links not followed): what the venv takes on disk."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
@@ -66,14 +68,16 @@ def distribution_sizes(python: Path) -> dict[str, int]:
         "    out[d.metadata['Name']] = sum(os.path.getsize(f) for f in files if os.path.isfile(f))\n"
         "print(json.dumps(out))\n"
     )
-    sizes = json.loads(subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True).stdout)
+    sizes = json.loads(subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True,
+                                      cwd=python.parents[1]).stdout)
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
 def importable(python: Path, modules: tuple[str, ...]) -> dict[str, bool]:
     script = ("import importlib.util, json\n"
               f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {list(modules)!r}}}))")
-    return json.loads(subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True).stdout)
+    return json.loads(subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True,
+                                     cwd=python.parents[1]).stdout)
 
 
 def import_seconds(python: Path, repeats: int = 5) -> float:
@@ -81,7 +85,7 @@ def import_seconds(python: Path, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([str(python), "-c", "import cilight.deploy"], check=True, timeout=120)
+        subprocess.run([str(python), "-c", "import cilight.deploy"], check=True, timeout=120, cwd=python.parents[1])
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
@@ -98,25 +102,43 @@ def one_frame(python: Path, halves: Path) -> dict:
         "print(json.dumps({'frame_bytes': len(frame), 'outputs': {k: list(v.shape) for k, v in out.items()},"
         " 'torch_imported': 'torch' in sys.modules}))\n"
     )
-    proc = subprocess.run([str(python), "-c", script, str(halves)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(python), "-c", script, str(halves.resolve())], capture_output=True, text=True, timeout=300,
+                          cwd=python.parents[1])
     if proc.returncode:
         raise RuntimeError(f"the edge venv could not run the halves in {halves}:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
 
 
+def default_halves(folder: Path) -> Path:
+    """The untrained default model's halves at 64×128 in ``folder`` (exported once; the full install does it)."""
+    if not (folder / "cloud.onnx").is_file():
+        import torch
+
+        from cilight.ci_models import MultiTaskCI
+        from cilight.onnx_export import export_halves
+
+        torch.manual_seed(0)
+        images = torch.rand(2, 3, 64, 128)
+        export_halves(MultiTaskCI().eval(), folder, 64, 128, images)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=ROOT / "runs" / "edge_venv", help="where to build the venv")
-    parser.add_argument("--halves", type=Path, default=None, help="a folder of edge.onnx/cloud.onnx to run one frame")
+    parser.add_argument("--halves", type=Path, default=None,
+                        help="a folder of edge.onnx/cloud.onnx to run one frame (default: the untrained default model's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "edge_install.json")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     python = build_edge_venv(args.venv)
     build_s = time.perf_counter() - start
+    halves = args.halves or default_halves(args.venv.parent / "edge_install_halves")
     sizes = distribution_sizes(python)
     total = folder_bytes(args.venv)
     result = {
         "command": "python -m benchmarks.edge_install" + (f" --halves {args.halves}" if args.halves else ""),
+        "halves": str(halves) if args.halves else "the default model, untrained, 64×128 (MultiTaskCI())",
         "venv_bytes": total,
         "venv_mb": round(total / 2**20, 1),
         "goal_mb": 200,
@@ -125,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_stack_importable": importable(python, TRAINING_STACK),
         "import_cilight_deploy_s": round(import_seconds(python), 3),
         "build_s": round(build_s, 1),
-        "one_frame": one_frame(python, args.halves) if args.halves else None,
+        "one_frame": one_frame(python, halves),
     }
     from benchmarks.report import machine  # the training install's description of this machine
 
