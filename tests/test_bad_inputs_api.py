@@ -259,10 +259,10 @@ CASES = [
           "NaN"),
     fails("a39-decode-zeros", lambda a: decode(b"\x00" * 40), CodecError, "not a cilight feature stream",
           r"b'\x00\x00\x00\x00'"),
-    fails("a40-png-numpy-array", lambda a: len(get_codec("png").encode(np.random.rand(4, 4, 4).astype(np.float32))),
-          CodecError, "torch.Tensor", "ndarray"),
+    fails("a40-png-nested-list", lambda a: len(get_codec("png").encode([[[0.5] * 4] * 4] * 4)),
+          CodecError, "numpy or torch", "got list"),
     fails("a41-jpeg-int64-tensor", lambda a: len(get_codec("jpeg").encode(torch.ones(4, 4, 4, dtype=torch.int64))),
-          CodecError, "floating point", "torch.int64"),
+          CodecError, "floating point", "int64"),
     # -- more of the same kind ------------------------------------------------------------------------------
     accepted("o01-float16-image", lambda a: a.edge.encode(a.good.astype(np.float16)), close_outputs),
     accepted("o02-float64-image-in-range", lambda a: a.edge.encode(a.good.astype(np.float64)),

@@ -56,7 +56,7 @@ def test_curves_match_a_hand_loop(batches):
                 for s, f in enumerate(fs):
                     data = [codec.encode(x) for x in f]
                     bits[s] += sum(8 * len(d) for d in data)
-                    decoded.append(torch.stack([codec.decode(d) for d in data]))
+                    decoded.append(torch.stack([torch.from_numpy(codec.decode(d)) for d in data]))
                 metrics.update(model.decoder(decoded), batch)
             expected = {k: float(v) for k, v in metrics.compute().items()}
             assert point.stream_bits == pytest.approx(tuple(bits / 6), rel=1e-12)

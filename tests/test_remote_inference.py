@@ -238,11 +238,11 @@ def test_webp_feature_codec_round_trips_in_its_own_container():
         data = get_codec("webp").encode(x, quality=quality)
         assert codec_of(data).name == "webp" and data[5] == 5  # the container's codec byte
         y = decode(data)
-        assert y.shape == x.shape and y.dtype == x.dtype
+        assert y.shape == tuple(x.shape) and y.dtype == x.numpy().dtype
         sizes.append(len(data))
     assert sizes[0] > sizes[1] > sizes[2]
     step = float(x.max() - x.min()) / 255
-    assert float((decode(get_codec("webp").encode(x, quality=100)) - x).abs().mean()) < 2 * step
+    assert float(np.abs(decode(get_codec("webp").encode(x, quality=100)) - x.numpy()).mean()) < 2 * step
     with pytest.raises(CodecError):
         decode(get_codec("webp").encode(x)[:-10])
     with pytest.raises(CodecError, match="at most 16383 pixels on a side"):
