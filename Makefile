@@ -15,7 +15,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml edge/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e ./edge -e ".[dev]" -c constraints.txt
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e ./edge -c constraints.txt
+	$(PY) -m pip install --quiet -e ".[dev]" -c constraints.txt
 	touch $(STAMP)
 
 train: $(STAMP)
