@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from cilight.ci_models.backbone import StreamLayout, stream_layouts
 from cilight.ci_models.checkpoints import load_task_model
 from cilight.ci_models.multitask import MultiTaskCI
+from cilight.ci_models.precision import at_least_float32, float32_region
 from cilight.ci_models.quantization import QuantizedStream
 from cilight.ci_models.tasks import TaskMetrics
 from cilight.ci_models.transmission import Transmission, Transmitted
@@ -167,8 +168,11 @@ def consolidate(prediction: Tensor, decoded: Tensor, low: Tensor, step: Tensor, 
 
 
 def charbonnier(target: Tensor, prediction: Tensor, epsilon: float = CHARBONNIER_EPSILON) -> Tensor:
-    """Eq 7, as a mean over elements: ``mean √((Y − σ(Z̃))² + ε²)``."""
-    return torch.sqrt((target - prediction) ** 2 + epsilon**2).mean()
+    """Eq 7, as a mean over elements: ``mean √((Y − σ(Z̃))² + ε²)``, in float32 whatever the inputs (under
+    ``bf16-mixed`` they come from bfloat16 convolutions; a mean over every element wants float32)."""
+    with float32_region(prediction):
+        target, prediction = at_least_float32(target), at_least_float32(prediction)
+        return torch.sqrt((target - prediction) ** 2 + epsilon**2).mean()
 
 
 # ----------------------------------------------------------------------------- the cut network
@@ -692,7 +696,9 @@ class BaFPredictor(pl.LightningModule):
         with torch.no_grad():
             x = self.network.front(images)
             z = self.network.layer(x)
-            decoded, _, _ = dequantize_channels(QuantizedStream(*self.transmission.edge(z)), self.hparams.bits)
+            with float32_region(z):  # BaF's quantizer (eq 4–5) in float32, as every transmission's
+                stream = QuantizedStream(*self.transmission.edge(at_least_float32(z)))
+                decoded, _, _ = dequantize_channels(stream, self.hparams.bits)
         x_tilde, z_tilde = self.predict(decoded)
         relu = self.network.block.relu
         loss = charbonnier(relu(z), relu(z_tilde), self.hparams.epsilon)

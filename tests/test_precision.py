@@ -18,6 +18,7 @@ import torch
 from helpers import ROOT, TINY, callbacks_config, smooth_images, tiny_model, train
 
 from cilight.ci_models import BottleneckTransmission, QLayerTransmission, UncertaintyWeighting, compressibility_loss
+from cilight.ci_models.baf import CHARBONNIER_EPSILON, charbonnier
 from cilight.ci_models.bottleneck import BottleneckOutput, make_bottleneck
 from cilight.ci_models.multitask import RATE_TERM, MultiTaskCI
 from cilight.ci_models.proxy import Jpeg2000Proxy, ProxyCoder
@@ -59,6 +60,16 @@ def test_compressibility_loss_under_autocast_equals_float32():
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
     torch.testing.assert_close(got_grad, grad)
+
+
+def test_baf_charbonnier_of_bfloat16_predictions_is_computed_in_float32():
+    """BaF's eq 7 is a mean over every element of σ(Z) and σ(Z̃), both from bfloat16 convolutions under
+    ``bf16-mixed``: it is taken in float32."""
+    target, prediction = features().bfloat16(), (features() + 0.01 * torch.randn(features().shape)).bfloat16()
+    expected = torch.sqrt((target.float() - prediction.float()) ** 2 + CHARBONNIER_EPSILON**2).mean()
+    got = charbonnier(target, prediction)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 # --------------------------------------------------------------------------- the JPEG2000 proxy
