@@ -26,6 +26,8 @@ within one; that older rule is :mod:`~cilight.evaluation.comparison`).
   whatever range two curves happen to share, every pair is read over the band its anchor defines.
 * :func:`metric_band` — that band, as fractions of the way from a floor (0 for mIoU and IRMSE, the
   trivial predictor's PSNR for reconstruction) to the anchor's uncompressed metric;
+* :func:`covered_band` — a secondary band for curves that do not cover the fixed one (a choice made
+  after seeing data, reported as such);
 * :func:`log_rate_at_levels` — the log rate ratio at equal accuracy at fixed levels of the same scale;
 * :func:`paired_interval` — the paired t-interval and two-sided one-sample t-test of the per-pair values;
 * :func:`holm` — Holm–Bonferroni adjusted p-values (S. Holm, "A simple sequentially rejective multiple
@@ -169,6 +171,40 @@ def metric_band(reference: float, fractions: Sequence[float] = FRACTIONS, floor:
     if len(values) != 2 or values[0] >= values[1]:
         raise ConfigError(f"band fractions {values!r}: expected two shares (lo, hi) with 0 < lo < hi ≤ 1")
     return floor + values[0] * (reference - floor), floor + values[1] * (reference - floor)
+
+
+def covered_band(pairs: Sequence[tuple[tuple, tuple, float]], fractions: Sequence[float] = FRACTIONS, floor: float = 0.0,
+                 step: float = 0.05) -> tuple[float, float] | None:
+    """The band with the lowest share at or above ``fractions[0]`` that every pair's curves cover, or ``None``.
+
+    ``pairs``: per pair ``((anchor_rates, anchor_metric), (test_rates, test_metric), reference)`` with
+    the anchor's uncompressed metric as ``reference``. Only the low share moves, upwards on a grid of
+    ``step`` (0.05: whole 5% steps of the way from the floor), so the result is ``(lo, fractions[1])``;
+    the high share stays. ``None`` when no such band exists: a curve that is not one (fewer than two
+    efficient points), one that does not reach the high share, or a low share that would meet it.
+
+    This is a *secondary* reading for a comparison whose band a curve does not cover (heavy coding
+    leaves some curves short of the band's low end): a band chosen from the curves is a choice made
+    after seeing data, so its result is never a primary verdict, and the report must say so.
+    """
+    lo, hi = metric_band(1.0, fractions)  # on the unit scale the band is its shares: checks 0 < lo < hi ≤ 1
+    if not 0.0 < step < 1.0:
+        raise ConfigError(f"band step {step!r}: expected a share in (0, 1)")
+    needed = lo
+    for (ra, ma), (rt, mt), reference in pairs:
+        ref, bottom = _scale(reference, floor)
+        try:
+            curves = _log_rate(ra, ma, "anchor"), _log_rate(rt, mt, "test")
+        except ConfigError:
+            return None
+        first = max(_range(c)[0] for c in curves)
+        last = min(_range(c)[1] for c in curves)
+        if bottom + hi * (ref - bottom) > last:
+            return None
+        needed = max(needed, (first - bottom) / (ref - bottom))
+    steps = math.ceil(round(needed / step, 9))
+    lo = max(lo, steps * step)
+    return (round(lo, 9), hi) if lo < hi else None
 
 
 @dataclass(frozen=True)
@@ -563,5 +599,5 @@ def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
 
 
 __all__ = ["FRACTIONS", "LEVELS", "MIN_POINTS", "LevelComparison", "PairedComparison", "PairedInterval", "RateAtLevel",
-           "bd_log_rate", "compare_pairs", "holm", "log_rate_at_levels", "metric_band", "paired_interval", "percent",
-           "verdict"]
+           "bd_log_rate", "compare_pairs", "covered_band", "holm", "log_rate_at_levels", "metric_band", "paired_interval",
+           "percent", "verdict"]

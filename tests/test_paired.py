@@ -23,6 +23,7 @@ from cilight.evaluation.paired import (
     RateAtLevel,
     bd_log_rate,
     compare_pairs,
+    covered_band,
     holm,
     log_rate_at_levels,
     metric_band,
@@ -125,6 +126,29 @@ def test_metric_band_by_hand():
             metric_band(0.6, fractions)
     with pytest.raises(ConfigError, match="reference above the floor"):
         metric_band(10.0, floor=12.0)
+
+
+def test_covered_band_raises_only_the_low_share_to_the_next_step_every_pair_covers():
+    steps = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    short = (steps, np.array([0.63, 0.7, 0.8, 0.9, 0.99]))  # starts at 63% of the way: the band 50–95% is not covered
+    full = (steps, np.array([0.40, 0.7, 0.8, 0.9, 0.99]))
+    assert covered_band([(full, full, 1.0)]) == (0.5, 0.95)  # covered already: the band stays
+    assert covered_band([(full, full, 1.0), (full, short, 1.0)]) == (0.65, 0.95)  # the test curve of pair 2 sets it
+    with pytest.raises(ConfigError, match="does not cover"):
+        bd_log_rate(*full, *short, metric_band(1.0))
+    bd_log_rate(*full, *short, metric_band(1.0, covered_band([(full, short, 1.0)])))  # and the new band is read
+    # on a floor's scale: PSNR over a trivial 10 dB, uncompressed 30 dB, the first point at 22 dB is 60% of the way
+    psnr = (steps, np.array([22.0, 24.0, 26.0, 28.0, 29.5]))
+    assert covered_band([(psnr, psnr, 30.0)], floor=10.0) == (0.6, 0.95)
+    assert covered_band([(psnr, psnr, 30.0)], floor=10.0, step=0.25) == (0.75, 0.95)
+    low_top = (steps, np.array([0.4, 0.5, 0.6, 0.7, 0.8]))  # never reaches 95%: no band of the same top
+    assert covered_band([(full, low_top, 1.0)]) is None
+    assert covered_band([(full, (steps, np.full(5, 0.5)), 1.0)]) is None  # one efficient point is no curve
+    assert covered_band([(full, (steps, np.array([0.94, 0.95, 0.96, 0.97, 0.99])), 1.0)]) is None  # lo would meet hi
+    with pytest.raises(ConfigError, match="band step"):
+        covered_band([(full, full, 1.0)], step=0.0)
+    with pytest.raises(ConfigError, match="band fractions"):
+        covered_band([(full, full, 1.0)], fractions=(0.9, 0.5))
 
 
 def test_rate_at_levels_and_the_levels_a_curve_does_not_reach():

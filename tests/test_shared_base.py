@@ -38,10 +38,14 @@ METRICS = {"segmentation_miou": np.array([0.20, 0.32, 0.40, 0.44]), "disparity_i
 REFERENCE = {"segmentation_miou": 0.45, "disparity_irmse": 0.41, "reconstruction_psnr": 23.0}
 
 
-def curves(scale: float, flat: str | None = None, families=("j2k",), png: float | None = None) -> RateAccuracyCurves:
-    """``families`` each the made-up curve at ``scale`` times its rates (the metric ``flat`` does not move), and a
-    lossless point ``png`` at ``png`` bits if given."""
+def curves(scale: float, flat: str | None = None, families=("j2k",), png: float | None = None,
+           short: str | None = None) -> RateAccuracyCurves:
+    """``families`` each the made-up curve at ``scale`` times its rates (the metric ``flat`` does not move, the metric
+    ``short`` starts at 68% of its uncompressed value, short of the band's low end), and a lossless point ``png`` at
+    ``png`` bits if given."""
     metrics = {k: np.full(4, v[-1]) if k == flat else v for k, v in METRICS.items()}
+    if short:
+        metrics[short] = np.array([0.68 * REFERENCE[short], *metrics[short][1:]])
     points = tuple(CurvePoint(f, f"{f}@{i}", float(r), r / 8192, (float(r),), {k: float(v[i]) for k, v in metrics.items()})
                    for f in families for i, r in enumerate(RATES * scale))
     if png is not None:
@@ -98,6 +102,41 @@ def test_statistics_dose_and_the_report_of_a_comparison_that_concludes(shared_ba
     args.out.write_text(json.dumps(result))
     index = shared_base.write_index(args.docs, tmp_path).read_text()
     assert "done, 3 pairs: segmentation: saves" in index and "| [remote](remote.md) |" in index
+
+
+def test_a_refused_task_is_read_again_over_the_band_its_curves_cover_and_labelled_post_hoc(shared_base, tmp_path):
+    args = shared_base.parse_args(["--comparison", "lr", "--pairs", "3", "--out", str(tmp_path / "shared_base_lr.json"),
+                                   "--docs", str(tmp_path / "docs")])
+    experiment = shared_base.Experiment(args)
+    result = experiment.result
+    for seed, (anchor, test) in enumerate(((1.0, 0.80), (1.1, 0.86), (0.95, 0.78))):
+        short = "disparity_irmse" if seed == 1 else None  # one anchor curve starts at 68% of the uncompressed IRMSE
+        for arm, scale, kwargs in (("benchmark", anchor, {"short": short}), ("lr", test, {})):
+            result["curves"][f"{arm}_s{seed}"] = curves(scale, families=("j2k", "jpeg"), png=5e4, **kwargs).as_dict()
+            result["arms"].setdefault(arm, {})[str(seed)] = [f"{arm}_s{seed}"]
+    result["floors"] = {"reconstruction_psnr": 14.0}
+    experiment.statistics([0, 1, 2])
+    refused = [r["task"] for r in result["rows"] if r["refused"]]
+    assert refused == ["disparity", "disparity"]  # j2k and jpeg: the protocol's band stays refused
+    j2k, jpeg = result["post_hoc_rows"]
+    assert j2k["task"] == "disparity" and j2k["band"] == [0.7, 0.95] and j2k["family"] == "j2k" and jpeg["family"] == "jpeg"
+    assert j2k["bands"][0] == pytest.approx((0.7 * 0.41, 0.95 * 0.41))
+    assert j2k["verdict"].startswith("saves")  # the test curves are the anchors' at lower rates
+    assert [j2k["log_ratios"][i] for i in (0, 2)] == pytest.approx([math.log(0.80), math.log(0.78 / 0.95)], abs=1e-9)
+    measured = [r["p"] for r in result["rows"] if r["family"] == "j2k" and not r["refused"]]
+    assert j2k["p_adjusted"] == pytest.approx(max(holm([*measured, j2k["p"]])[-1], j2k["p"]))
+    assert shared_base.POST_HOC_BAND in result["changes_after_seeing_data"]
+    # the report lists them apart, and --table recomputes them from the saved curves alone
+    result.update(status="done", wall_seconds=60.0, post_hoc_rows=[], rows=[])
+    args.out.write_text(json.dumps({**result, "machine": {"cpu": "test", "cores": 2, "gpu": None, "torch": "x",
+                                                          "cilight": "y"}}))
+    assert shared_base.main(["--comparison", "lr", "--table", "--out", str(args.out), "--docs", str(args.docs)]) == 0
+    saved = json.loads(args.out.read_text())
+    assert [r["band"] for r in saved["post_hoc_rows"]] == [[0.7, 0.95], [0.7, 0.95]] and saved["machine"]["cpu"] == "test"
+    page = (args.docs / "lr.md").read_text()
+    assert "## Secondary: refused tasks over the band their curves cover (chosen after seeing data)" in page
+    assert "| disparity (irmse), band 70–95% |" in page
+    assert "disparity: refused (post hoc over 70–95%: saves" in (args.docs / "README.md").read_text()
 
 
 def test_the_learned_headline_is_the_anchor_least_favourable_to_it(shared_base):
