@@ -11,8 +11,9 @@ Shared here: :mod:`benchmarks.report` (where results go, the machine record),
 that decide a recipe comparison are paired: :mod:`cilight.evaluation.paired` (BD-rate as a mean log
 rate ratio per pair, a paired t-interval over pairs, Holm across tasks, a verdict), used by
 :mod:`benchmarks.shared_base` (the shared-base protocol; reports in ``docs/experiments/``). The older
-scripts (``compressibility_bdrate``, ``rate_aware_training``, ``learned_codec``) decided by the
-seed-to-seed noise floor of :mod:`cilight.evaluation.comparison`, a rule the shared-base re-measurement
-retires; their JSON is kept for history. Every README table is rendered by
+from-scratch scripts (``compressibility_bdrate``, ``rate_aware_training``, ``learned_codec``) first decided
+by a seed-to-seed noise floor, a rule retired after their results were seen; their tables now show the
+paired 95% t-interval over the seeds with Holm across tasks (:mod:`cilight.evaluation.comparison`), read
+from their JSON, which is kept for history. Every README table is rendered by
 :func:`cilight.evaluation.tables.markdown_table`.
 """

@@ -1,11 +1,12 @@
 """What the training-recipe experiments share: train an arm's seeds with ``train.py``, compare two
-arms (the statistics are :mod:`cilight.evaluation.comparison`: paired BD-rates against the
-seed-to-seed noise floor) and print each comparison, summarise the arms' lossless points, plot.
+arms (the statistics are :mod:`cilight.evaluation.comparison`: per-seed paired BD-rates, a paired
+95% t-interval over the seeds, Holm across tasks, a verdict) and print each comparison, summarise the
+arms' lossless points, plot.
 
 Used by ``benchmarks.compressibility_bdrate`` (L_r against the benchmark), ``benchmarks.rate_aware_training``
 (every rate option against ``none``) and ``benchmarks.learned_codec`` (learned bottlenecks against JPEG2000);
 ``benchmarks.shared_base`` trains its bases and fine-tunes with :func:`train` (and :func:`finished`) and decides with
-:mod:`cilight.evaluation.paired` instead of the noise floor.
+:mod:`cilight.evaluation.paired` over a metric band fixed in advance.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import time
 from pathlib import Path
 
 from benchmarks.report import ROOT
-from cilight.evaluation.comparison import ArmComparison, Spread, compare_arms
+from cilight.evaluation.comparison import ArmComparison, Spread, compare_arms, holm_by_family
 from cilight.evaluation.curves import PAPER_FAMILY
 from cilight.evaluation.report import plot_rate_accuracy
+from cilight.evaluation.tables import interval_cell
 
 # Curve families more than one recipe measures, defined once here.
 PAPER = PAPER_FAMILY  # ICIP 2019 §3, Table 1: PNG, then JPEG at quality 95, 90, 85, 80; its first point is lossless
@@ -53,17 +55,26 @@ def train(run_root: Path, name: str, seed: int, extra: list[str], epochs: int) -
 def compare(anchor: dict, test: dict, families, label: str, min_overlap: float, dominated: str,
             method: str = "cubic") -> list[ArmComparison]:
     """:func:`~cilight.evaluation.comparison.compare_arms` (``{seed: curves}`` of each arm), each
-    comparison printed as one line starting with ``label``."""
+    comparison printed as one line starting with ``label``: the BD-rate's mean and 95% interval in
+    percent of rate, n, the overlaps and the verdict."""
     table = compare_arms(anchor, test, families, method=method, min_overlap=min_overlap, dominated=dominated)
     for c in table:
-        measured = len(c.bd_rate.values) if c.bd_rate else 0
-        shown = f"{c.bd_rate.mean:+7.2f}% ± {c.bd_rate.std:5.2f}" if c.bd_rate else "refused"
-        floor = "—" if c.noise_floor is None else f"{c.noise_floor:.2f}%"
-        pairs = sum(v is not None for v in c.noise_bd_rates)
-        print(f"{label:>22} {c.family:>6} {c.task:>15}: BD-rate {shown} ({measured}/{c.seeds} seeds; overlap "
-              f"{min(c.overlap):.0%}–{max(c.overlap):.0%}); noise floor {floor} ({pairs}/{len(c.noise_bd_rates)} pairs); "
-              f"saving beyond noise: {c.saving_beyond_noise}", flush=True)
+        print(f"{label:>22} {c.family:>6} {c.task:>15}: BD-rate % {bd_rate_cell(c)} (overlap "
+              f"{min(c.overlap):.0%}–{max(c.overlap):.0%}): {c.verdict}", flush=True)
     return table
+
+
+def bd_rate_cell(c: ArmComparison) -> str:
+    """The table cell "BD-rate % mean [95% interval] (n)" of a comparison; ``refused`` when no seed has a BD-rate."""
+    if c.bd_rate is None:
+        return "refused"
+    return interval_cell(c.interval, c.seeds, missing="no interval")
+
+
+def read_table(entries: list[dict]) -> list[ArmComparison]:
+    """One table of a results file (one :func:`compare` call, the old layout or the new) as comparisons, Holm
+    recomputed across the tasks of each family (an old file has no adjusted p-values)."""
+    return holm_by_family(map(ArmComparison.from_dict, entries))
 
 
 def arm_summaries(arms: dict) -> dict:

@@ -10,8 +10,8 @@
   :mod:`~cilight.evaluation.baf`;
 * two training recipes compared over pairs of models (same seed, or one base): BD-rate as a log rate
   ratio over a metric band fixed in advance, paired t-intervals, Holm across tasks and a verdict in
-  words — :mod:`~cilight.evaluation.paired`; the older rule against the seed-to-seed noise floor —
-  :mod:`~cilight.evaluation.comparison`;
+  words — :mod:`~cilight.evaluation.paired`; the same paired interval over the BD-rates of arms trained
+  from scratch with the same seeds — :mod:`~cilight.evaluation.comparison`;
 * tables, plots, CSV/JSON and W&B logging of the results — :mod:`~cilight.evaluation.report`; the
   markdown table renderer of the README tables — :mod:`~cilight.evaluation.tables`;
 * the training callbacks (the per-epoch rate–distortion experiment, the sample grid) —
@@ -29,7 +29,7 @@ import importlib
 _EXPORTS = {
     "bdrate": ("MIN_OVERLAP", "bd_metric", "bd_rate", "metric_overlap"),
     "callbacks": ("PredictionGrid", "RateDistortionCallback"),
-    "comparison": ("ArmComparison", "Spread", "compare_arms", "noise_floor", "paired_bd_rates", "seed_noise"),
+    "comparison": ("ArmComparison", "Spread", "compare_arms", "holm_by_family", "paired_bd_rates"),
     "curves": ("BdRateRow", "CurvePoint", "Family", "RateAccuracyCurves", "bd_rate_rows", "family_bd_rate_rows",
                "measure_curves", "parse_families"),
     "experiment": ("METHODS", "REFINE_TUPLES", "TUPLES", "UNREFINED", "AllocationRow", "run_allocation",
@@ -89,6 +89,7 @@ __all__ = [
     "distortion_metrics",
     "family_bd_rate_rows",
     "holm",
+    "holm_by_family",
     "image_codecs",
     "local_rate_tuples",
     "log_rate_at_levels",
@@ -96,7 +97,6 @@ __all__ = [
     "measure_curves",
     "metric_band",
     "metric_overlap",
-    "noise_floor",
     "paired_bd_rates",
     "paired_interval",
     "parse_families",
@@ -105,7 +105,6 @@ __all__ = [
     "run_allocation",
     "sample_rate_tuples",
     "scan_budget_line",
-    "seed_noise",
     "task_distortions",
     "verdict",
 ]

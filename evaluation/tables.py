@@ -2,16 +2,16 @@
 
 :func:`markdown_table` turns a header and rows of cells into a GitHub-flavoured markdown table;
 the small formatters beside it write the cells every BD-rate table shares (mean ± sd over seeds,
-a range of overlaps, a yes/no verdict) the same way everywhere.
+a paired interval, a range of overlaps, a yes/no check) the same way everywhere.
 
 ::
 
-    markdown_table(["arm", "BD-rate %"], [["none", "—"], ["dpcm_dct", "-7.8 ± 1.2"]])
+    markdown_table(["arm", "BD-rate % mean [95% interval] (n)"], [["none", "—"], ["dpcm_dct", "-7.8 [-9.9, -5.6] (n = 3)"]])
 
-    | arm | BD-rate % |
+    | arm | BD-rate % mean [95% interval] (n) |
     | --- | --- |
     | none | — |
-    | dpcm_dct | -7.8 ± 1.2 |
+    | dpcm_dct | -7.8 [-9.9, -5.6] (n = 3) |
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from cilight.evaluation.comparison import Spread
+from cilight.evaluation.paired import PairedInterval
 
 MISSING = "—"  # a cell with no value
 
@@ -62,9 +63,24 @@ def mean_sd(spread: Spread | Mapping | None, spec: str = "+.1f", missing: str = 
     return f"{mean:{spec}} ± {std:{spec.lstrip('+')}}"
 
 
-def optional(value: float | None, spec: str = ".1f", missing: str = MISSING) -> str:
-    """``value`` in format ``spec``, or ``missing`` for ``None``."""
-    return missing if value is None else f"{value:{spec}}"
+def interval_cell(interval: PairedInterval | Mapping | None, of: int | None = None, missing: str = MISSING) -> str:
+    """``mean [lo, hi] (n = k)`` of a :class:`~cilight.evaluation.paired.PairedInterval` (or its dict) in percent
+    of rate, signed, one decimal (three significant digits from 10⁵%: a diverged fit's values); ``(n = k of m)``
+    when ``of`` (the pairs or seeds there were) is larger than ``n``; no brackets with one pair; ``missing``
+    for ``None``."""
+    if interval is None:
+        return missing
+    if isinstance(interval, PairedInterval):
+        n, mean, lo, hi = interval.n, interval.percent, interval.lo_percent, interval.hi_percent
+    else:
+        n, mean, lo, hi = interval["n"], interval["percent"], interval["lo_percent"], interval["hi_percent"]
+    span = "" if lo is None else f" [{_percent(lo)}, {_percent(hi)}]"
+    count = f"{n} of {of}" if of is not None and of > n else f"{n}"
+    return f"{_percent(mean)}{span} (n = {count})"
+
+
+def _percent(value: float) -> str:
+    return f"{value:+.1f}" if abs(value) < 1e5 else f"{value:+.2e}"
 
 
 def share_range(shares: Sequence[float]) -> str:
@@ -77,4 +93,4 @@ def yes_no(flag: bool) -> str:
     return "**yes**" if flag else "no"
 
 
-__all__ = ["MISSING", "markdown_table", "mean_sd", "optional", "share_range", "yes_no"]
+__all__ = ["MISSING", "interval_cell", "markdown_table", "mean_sd", "share_range", "yes_no"]
