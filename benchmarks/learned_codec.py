@@ -142,7 +142,8 @@ def anchor_curves(path: Path, seeds) -> dict:
 def best_anchor(tables: Mapping[str, Sequence[ArmComparison]]) -> dict:
     """Per task: the anchor against which the learned codec's mean BD-rate (the paired mean of the log rate
     ratios) is highest, among the anchors with a BD-rate for every seed, its verdict, and whether that
-    verdict is a saving at least as large as ``-TARGET`` percent."""
+    verdict is a saving at least as large as ``-TARGET`` percent. The target is never met while an anchor is
+    refused: the least favourable anchor cannot be known then, and the refused ones are named."""
     out = {}
     for task in dict.fromkeys(c.task for c in next(iter(tables.values()))):
         entries = {arm: next(c for c in table if c.task == task) for arm, table in tables.items()}
@@ -155,7 +156,7 @@ def best_anchor(tables: Mapping[str, Sequence[ArmComparison]]) -> dict:
         c = complete[arm]
         out[task] = {"anchor": arm, "refused_anchors": refused, "interval": c.interval.as_dict(),
                      "p_adjusted": c.p_adjusted, "verdict": c.verdict,
-                     "target_met": c.saves and c.interval.percent <= TARGET}
+                     "target_met": not refused and c.saves and c.interval.percent <= TARGET}
     return out
 
 
