@@ -114,7 +114,7 @@ from cilight.datamodules.from_checkpoint import datamodule_from
 from cilight.errors import ConfigError
 from cilight.evaluation.checkpoint_curves import checkpoint_curves, file_sha256
 from cilight.evaluation.curves import LEARNED, RateAccuracyCurves, parse_families
-from cilight.evaluation.defaults import ALPHA, BAND_FRACTIONS, LEVELS
+from cilight.evaluation.defaults import ALPHA, BAND_FRACTIONS, LEVELS, PRECISION
 from cilight.evaluation.paired import (
     PairedComparison,
     compare_pairs,
@@ -136,7 +136,6 @@ BASE_SEED = 0
 TOLERANCE = 0.005  # mIoU between the last two saved checkpoints of a converged base
 CONVERGENCE_KEY = "segmentation_miou"
 HALF_WIDTH = 5.0  # BD-rate points: a wider JPEG2000 interval asks for more pairs
-PRECISION = 5.0  # of the verdict's "no saving larger than"
 DOSE = -15.0  # percent: the lr arm's PNG bits against the benchmark arm's
 J2K_BPE, IMAGE_J2K_BPE, JPEG_QUALITY = (0.25, 3.0), (0.1, 2.0), (95, 5)  # 0.2 cannot be reached: see rule 4
 LEARNED_BASE_LAMBDA = 1e-5

@@ -51,12 +51,10 @@ from dataclasses import dataclass, replace
 
 from cilight.evaluation.bdrate import MIN_OVERLAP
 from cilight.evaluation.curves import BdRateRow, Family, RateAccuracyCurves, bd_rate_rows
+from cilight.evaluation.defaults import ALPHA, CONFIDENCE, PRECISION
 from cilight.evaluation.paired import PairedInterval, holm, paired_interval, verdict
 
 Key = tuple[str, str]  # (curve family, task)
-CONFIDENCE = 0.95  # of the paired interval
-ALPHA = 0.05  # family-wise level of the verdicts, Holm across the tasks of a family
-PRECISION = 5.0  # percent of rate: the largest saving "no saving larger than" may leave open
 
 
 @dataclass(frozen=True)

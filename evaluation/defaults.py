@@ -17,10 +17,12 @@ MIN_OVERLAP = 0.5  # least share of the union of the two ranges that both curves
 BAND_FRACTIONS = (0.5, 0.95)  # the metric band: shares of the anchor's uncompressed metric (from its floor)
 LEVELS = (0.8, 0.9, 0.95)  # accuracy levels of the rate at equal accuracy, the same shares
 ALPHA = 0.05  # family-wise level of the verdicts (Holm across the tasks of one comparison)
+CONFIDENCE = 0.95  # of the paired t-intervals
+PRECISION = 5.0  # percent of rate: the largest saving a verdict "no saving larger than" may leave open
 
 # the allocation experiment (Alvar & Bajić, IEEE TIP 2021, §VI-A)
 TUPLES = 100  # rate tuples of the §VI-A sweep, as in the paper
 REFINE_TUPLES = 10  # tuples per budget of the local sweep (0: the paper's single sweep)
 
-__all__ = ["ALPHA", "BAND_FRACTIONS", "BD_METHODS", "LEVELS", "DEFAULT_FAMILIES", "DOMINATED",
-           "MIN_OVERLAP", "PAPER_FAMILY", "REFINE_TUPLES", "TUPLES"]
+__all__ = ["ALPHA", "BAND_FRACTIONS", "BD_METHODS", "CONFIDENCE", "LEVELS", "DEFAULT_FAMILIES", "DOMINATED",
+           "MIN_OVERLAP", "PAPER_FAMILY", "PRECISION", "REFINE_TUPLES", "TUPLES"]
