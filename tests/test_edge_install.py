@@ -33,17 +33,11 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the checkout, not of
     sys.path.insert(0, str(ROOT))
 from benchmarks.edge_install import TRAINING_STACK, build_edge_venv  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "edge" / "tests"))  # the byte-list file both installs exchange, defined once there
+from byte_lists import load_bytes, save_bytes  # noqa: E402
+
 pytestmark = pytest.mark.slow
 MSS = 300  # small packets: a stream spans several, so a lost one loses some channels, not all
-
-
-def save_bytes(path: Path, items: list[bytes]) -> None:
-    np.savez(path, **{f"item_{i}": np.frombuffer(b, np.uint8) for i, b in enumerate(items)})
-
-
-def load_bytes(path: Path) -> list[bytes]:
-    with np.load(path) as data:
-        return [data[f"item_{i}"].tobytes() for i in range(len(data.files))]
 
 
 def lost_pattern(cloud: CloudRuntime, packets: list[bytes]) -> list[int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from byte_lists import load_bytes, save_bytes
 
 from cilight.codecs import CONCEALMENT_METHODS, CodecError
 from cilight.deploy import CloudRuntime, EdgeRuntime
@@ -29,16 +30,6 @@ TRAINING_STACK = ("torch", "torchvision", "lightning", "compressai")
 
 def spec(name: str) -> dict:
     return json.loads((ARTIFACTS / name / "spec.json").read_text())
-
-
-def load_bytes(path: Path) -> list[bytes]:
-    with np.load(path) as data:
-        return [data[f"item_{i}"].tobytes() for i in range(len(data.files))]
-
-
-def save_bytes(path: Path, items: list[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{f"item_{i}": np.frombuffer(b, np.uint8) for i, b in enumerate(items)})
 
 
 def assert_outputs(got: dict[str, np.ndarray], path: Path) -> None:
