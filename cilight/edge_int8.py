@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cilight.deploy.wire import IMAGE, NO_QUANTIZER, HalfMetadata, onnx_session
+from cilight.deploy.wire import IMAGE, NO_QUANTIZER, HalfMetadata, onnx_session, save_sealed
 from cilight.errors import CilightError, ConfigError
 
 EDGE_INT8 = "edge_int8.onnx"  # beside edge.onnx and cloud.onnx
@@ -166,7 +166,7 @@ def quantize_edge(folder: Path | str, batches: Iterable, count: int = DEFAULT_CA
     proto.metadata_props.add(key=PRECISION_KEY, value=json.dumps({
         "weights": "int8, per output channel", "activations": "uint8", "format": "QDQ", "ops": list(QUANTIZED_OPS),
         "calibration": "min-max", "calibration_images": reader.seen, "quantizer": "float32 (unchanged)"}))
-    onnx.save_model(proto, str(target), save_as_external_data=False)
+    save_sealed(proto, target)  # its own digest: the float file's, copied with the props, is replaced
     onnx.checker.check_model(str(target), full_check=True)
     return target
 

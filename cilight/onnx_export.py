@@ -36,7 +36,15 @@ from cilight.codecs.concealment import DatasetMean
 from cilight.codecs.learned import tables_digest
 from cilight.codecs.operating_point import parse_operating_point
 from cilight.codecs.quantizers import get_quantizer
-from cilight.deploy.wire import IMAGE, NO_QUANTIZER, HalfMetadata, onnx_session, stream_side, write_entropy_tables
+from cilight.deploy.wire import (
+    IMAGE,
+    NO_QUANTIZER,
+    HalfMetadata,
+    onnx_session,
+    save_sealed,
+    stream_side,
+    write_entropy_tables,
+)
 from cilight.errors import CilightError, ConfigError
 
 DEFAULT_OPSET = 18
@@ -123,7 +131,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, outpu
     proto = program.model_proto
     for key, value in meta.props().items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save_model(proto, str(path), save_as_external_data=False)
+    save_sealed(proto, path)  # with the SHA-256 of its own bytes, which every load checks
     onnx.checker.check_model(str(path), full_check=True)
 
 

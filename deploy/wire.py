@@ -25,7 +25,8 @@ the rest; the codec in between belongs to neither):
 * :func:`stream_tensor_names` — the ONNX input/output names of the streams;
 * :class:`HalfMetadata` — the ``metadata_props`` both files carry, written (:meth:`HalfMetadata.props`)
   and read (:meth:`HalfMetadata.from_props`) by this one class;
-* :func:`onnx_session` / :func:`open_half` — the one ONNX Runtime session factory;
+* :func:`onnx_session` / :func:`open_half` — the one ONNX Runtime session factory, which checks the
+  SHA-256 every exported file carries of its own bytes (:func:`save_sealed`, :func:`check_sealed`);
 * :func:`group_side` — the side information of a channel group (a packet that decodes alone);
 * :func:`latent_tensor_names`, :data:`ENTROPY_TABLES` (:func:`write_entropy_tables`,
   :func:`read_entropy_tables`) — the same for a learned bottleneck;
@@ -42,6 +43,7 @@ training code.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -359,17 +361,69 @@ def is_onnx_runtime_error(err: Exception) -> bool:
     return type(err).__module__.startswith("onnxruntime")
 
 
+# -- the file's own digest ---------------------------------------------------------------------------------
+# A flipped bit in a weight leaves a loadable model that computes something else. Every file the exporter
+# writes carries the SHA-256 of its own bytes in ``metadata_props[file_sha256]``, computed with that value
+# set to 64 zeros; the entry's serialized form (key, then a 64-byte value) is found by its bytes, so checking
+# needs neither the onnx package nor a protobuf parser.
+FILE_DIGEST = "file_sha256"
+_UNSEALED = b"0" * 64
+_DIGEST_ENTRY = b"\x0a" + bytes([len(FILE_DIGEST)]) + FILE_DIGEST.encode() + b"\x12" + bytes([len(_UNSEALED)])
+
+
+def _digest_slot(data: bytes | bytearray) -> int | None:
+    """Where the 64 bytes of the digest value start, or ``None`` for a file without one (an older export)."""
+    at = data.find(_DIGEST_ENTRY)
+    return None if at < 0 else at + len(_DIGEST_ENTRY)
+
+
+def save_sealed(proto, path: str | Path) -> str:
+    """Write the ONNX ``ModelProto`` ``proto`` to ``path`` with the SHA-256 of its own bytes in its metadata
+    (replacing any digest it carried, e.g. a copy's); returns the digest (hex)."""
+    for prop in [p for p in proto.metadata_props if p.key == FILE_DIGEST]:
+        proto.metadata_props.remove(prop)
+    proto.metadata_props.add(key=FILE_DIGEST, value=_UNSEALED.decode())
+    data = bytearray(proto.SerializeToString())
+    at = _digest_slot(data)
+    if at is None or data.find(_DIGEST_ENTRY, at) >= 0:
+        raise ConfigError(f"{path}: the model's bytes hold {FILE_DIGEST!r} other than in its metadata; cannot seal it")
+    digest = hashlib.sha256(data).hexdigest()
+    data[at:at + len(_UNSEALED)] = digest.encode()
+    Path(path).write_bytes(data)
+    return digest
+
+
+def check_sealed(data: bytes, path: str | Path) -> bool:
+    """Whether ``data`` (the bytes of ``path``) carries its digest; a digest that does not match is one
+    :class:`ConfigError` (a file without one, exported before digests, is read as it is)."""
+    at = _digest_slot(data)
+    if at is None:
+        return False
+    written = bytes(data[at:at + len(_UNSEALED)])
+    unsealed = bytearray(data)
+    unsealed[at:at + len(_UNSEALED)] = _UNSEALED
+    found = hashlib.sha256(unsealed).hexdigest()
+    if found.encode() != written:
+        raise ConfigError(f"{path}: its bytes do not match the SHA-256 written into it at export (sha256 {found[:12]}…, "
+                          f"written {written[:12].decode(errors='replace')}…): corrupted in storage or in transfer; "
+                          "copy or export it again")
+    return True
+
+
 def onnx_session(path: str | Path):
-    """An ONNX Runtime session on the CPU, quiet, for ``path`` (which must exist); a file ONNX Runtime
-    cannot load (truncated, corrupt, not ONNX) is one :class:`ConfigError`."""
+    """An ONNX Runtime session on the CPU, quiet, for ``path`` (which must exist); a file whose bytes do not
+    match the digest written into it (:func:`save_sealed`), or that ONNX Runtime cannot load (truncated,
+    corrupt, not ONNX), is one :class:`ConfigError`."""
     import onnxruntime as ort
 
     path = check_onnx_path(path)
+    data = path.read_bytes()
+    check_sealed(data, path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:  # ONNX Runtime prints "EP Error … retrying" on stdout before it gives up on a corrupt file: keep it quiet
         with contextlib.redirect_stdout(io.StringIO()):
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as err:
         if not (is_onnx_runtime_error(err) or isinstance(err, UnicodeDecodeError)):  # corrupt strings in the graph
             raise
@@ -410,6 +464,7 @@ def open_half(path: str | Path, half: str):
 __all__ = [
     "DATASET_MEAN",
     "ENTROPY_TABLES",
+    "FILE_DIGEST",
     "HALVES",
     "IMAGE",
     "STREAM_FIELDS",
@@ -417,6 +472,7 @@ __all__ = [
     "WIRE_QUANTIZERS",
     "HalfMetadata",
     "check_onnx_path",
+    "check_sealed",
     "group_side",
     "is_onnx_runtime_error",
     "onnx_error",
@@ -424,6 +480,7 @@ __all__ = [
     "read_entropy_tables",
     "onnx_session",
     "open_half",
+    "save_sealed",
     "read_dataset_mean",
     "stream_range",
     "stream_side",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ from helpers import smooth_images, tiny_model
 from cilight.ci_models.halves import CloudHalf, EdgeHalf
 from cilight.codecs import CodecError
 from cilight.deploy import CloudRuntime, EdgeRuntime, LatencyModel, Strategy
-from cilight.deploy.wire import HalfMetadata, stream_tensor_names
+from cilight.deploy.wire import FILE_DIGEST, HalfMetadata, save_sealed, stream_tensor_names
 from cilight.errors import ConfigError
 from cilight.onnx_export import export_halves, model_version
 
@@ -44,12 +45,36 @@ def test_files_are_single_checked_and_carry_metadata(exported):
         assert json.loads(meta["quantizer"])["bits"] == 8
         assert meta["model_version"] == model_version(model)
         assert json.loads(meta["outputs"]) == [t.output_name for t in model.tasks]
+        digest = meta.pop(FILE_DIGEST)  # the file's own, beside the half's metadata
+        assert len(digest) == 64 and int(digest, 16) >= 0
         parsed = HalfMetadata.from_props(meta)  # the runtimes' reader of what the exporter wrote
         assert parsed.props() == meta and parsed.codec == "png"
     edge = onnx.load(out / "edge.onnx")
     assert [o.name for o in edge.graph.output] == stream_tensor_names(model.split_points)
     assert edge.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not report.failures
+
+
+def test_every_file_carries_the_sha256_of_its_own_bytes_and_a_changed_bit_is_refused(exported, tmp_path):
+    _, out, _ = exported
+    for half in ("edge", "cloud"):
+        data = (out / f"{half}.onnx").read_bytes()
+        proto = onnx.load_from_string(data)
+        (entry,) = [p for p in proto.metadata_props if p.key == FILE_DIGEST]
+        written = entry.value
+        entry.value = "0" * 64  # independently: the onnx package serialises the file with the value zeroed
+        assert hashlib.sha256(proto.SerializeToString()).hexdigest() == written
+        for offset in (len(data) // 3, len(data) // 2, len(data) - 1):  # weights, and the last byte of the file
+            changed = bytearray(data)
+            changed[offset] ^= 0x01
+            path = tmp_path / f"{half}_{offset}.onnx"
+            path.write_bytes(bytes(changed))
+            with pytest.raises(ConfigError, match=f"{path.name}: its bytes do not match the SHA-256"):
+                (EdgeRuntime if half == "edge" else CloudRuntime)(path)
+    # writing it again seals the same bytes (no timestamp, no randomness)
+    proto = onnx.load(out / "cloud.onnx")
+    assert save_sealed(proto, tmp_path / "again.onnx") == written
+    assert (tmp_path / "again.onnx").read_bytes() == (out / "cloud.onnx").read_bytes()
 
 
 def test_parity_and_dynamic_batch(exported):
