@@ -7,7 +7,8 @@ It does not suit what models the channel, which is float32 wherever cilight comp
 
 * the Q-layer's training noise (Alvar & Bajić, IEEE ICIP 2019, §2.1) is one quantization step
   ``Δ = (max − min) / 255`` at 8 bits — the spacing of bfloat16 numbers near ``max``: added in
-  bfloat16, most of the noise is rounded away. Every transmission therefore runs in float32
+  bfloat16, most of the noise is rounded away. The layer itself computes in float32 (used alone
+  under autocast it returns float32), and every transmission runs in float32
   (:meth:`~cilight.ci_models.MultiTaskCI.run`); the cloud half's first convolution casts its
   output back;
 * the rate terms are sums over every element of a stream: L_r (eq 1–5) of ``|T|`` over

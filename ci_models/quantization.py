@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from cilight.ci_models.precision import at_least_float32
 from cilight.codecs.arrays import astype
 from cilight.codecs.quantizers import code_dtype, uniform_codes, uniform_step, uniform_values
 from cilight.errors import ConfigError
@@ -59,7 +60,16 @@ class QuantizationLayer(nn.Module):
         return uniform_step(minimum, maximum, self.levels)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Noisy (training) or rounded (evaluation) version of ``x`` in the feature domain."""
+        """Noisy (training) or rounded (evaluation) version of ``x`` in the feature domain.
+
+        Computed in float32 whatever ``x`` is: the noise is one step Δ, about the spacing of bfloat16
+        numbers near ``max`` at 8 bits, so added in bfloat16 most of it would round away. Under autocast
+        the float32 result is returned (the next convolution casts it); otherwise ``x``'s dtype.
+        """
+        y = self._noisy_or_rounded(at_least_float32(x))
+        return y if torch.is_autocast_enabled(x.device.type) else y.to(x.dtype)
+
+    def _noisy_or_rounded(self, x: Tensor) -> Tensor:
         minimum, maximum = _per_sample_range(x.detach())
         delta = _expand(self.step(minimum, maximum), x)
         if self.training:

@@ -17,7 +17,13 @@ import pytest
 import torch
 from helpers import ROOT, TINY, callbacks_config, smooth_images, tiny_model, train
 
-from cilight.ci_models import BottleneckTransmission, QLayerTransmission, UncertaintyWeighting, compressibility_loss
+from cilight.ci_models import (
+    BottleneckTransmission,
+    QLayerTransmission,
+    QuantizationLayer,
+    UncertaintyWeighting,
+    compressibility_loss,
+)
 from cilight.ci_models.baf import CHARBONNIER_EPSILON, charbonnier
 from cilight.ci_models.bottleneck import BottleneckOutput, make_bottleneck
 from cilight.ci_models.multitask import RATE_TERM, MultiTaskCI
@@ -40,6 +46,30 @@ def batch_of(images: torch.Tensor, num_classes: int = 5) -> dict[str, torch.Tens
     b, _, h, w = images.shape
     return {"image": images, "segmentation": torch.randint(0, num_classes, (b, h, w), generator=g),
             "disparity": torch.rand(b, h, w, generator=g) * 8, "disparity_mask": torch.ones(b, h, w, dtype=torch.bool)}
+
+
+# --------------------------------------------------------------------------- the Q-layer (ICIP 2019, §2.1)
+def test_the_q_layer_alone_adds_its_noise_in_float32_under_autocast():
+    layer = QuantizationLayer(8).train()
+    conv = torch.nn.Conv2d(16, 16, 1)
+    x = features(shape=(4, 16, 16, 32))
+    with autocast():
+        split = conv(x)
+        assert split.dtype == torch.bfloat16
+        torch.manual_seed(0)
+        noisy = layer(split)
+    assert noisy.dtype == torch.float32
+    reference = split.float()
+    low, high = reference.flatten(1).min(1).values, reference.flatten(1).max(1).values
+    delta = ((high - low) / 255).view(-1, 1, 1, 1)
+    noise = (noisy - reference) / delta  # u ~ U(−½, ½) in units of the step, drawn as in float32
+    torch.manual_seed(0)
+    expected = torch.rand_like(reference) - 0.5
+    torch.testing.assert_close(noise, expected, atol=1e-4, rtol=0)
+    assert abs(float(noise.std()) - (1 / 12) ** 0.5) < 0.01  # uniform on a unit interval
+    # outside autocast a bfloat16 tensor stays bfloat16 (a model cast to bfloat16 as a whole)
+    assert layer(split.detach()).dtype == torch.bfloat16
+    assert layer.eval()(split.detach()).dtype == torch.bfloat16
 
 
 # --------------------------------------------------------------------------- the compressibility loss (eq 1–5)
