@@ -43,11 +43,12 @@ COMMANDS = {
     "import lightning.pytorch (floor)": ["-c", "import lightning.pytorch"],
 }
 PACKAGE_FOLDERS = ("ci_models", "datamodules", "codecs", "allocation", "deploy", "evaluation", "configs")
-DROP_EDITABLE = (
+DROP_EDITABLE = (  # setuptools' finder of this checkout, and the path entry of its edge distribution
     "import sys\n"
     "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')\n"
     "                    and '__editable__' not in type(f).__name__]\n"
     "sys.path_hooks[:] = [h for h in sys.path_hooks if '__editable__' not in repr(h)]\n"
+    f"sys.path[:] = [p for p in sys.path if p.rstrip('/') != {str(ROOT / 'edge')!r}]\n"
 )
 
 
@@ -60,9 +61,14 @@ def baseline_tree(rev: str, folder: Path) -> dict[str, str]:
     """A worktree of ``rev`` in ``folder`` that imports only its own code; the environment to run it with."""
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), rev], check=True,
                    capture_output=True)
+    package = folder / "cilight"
+    edge = folder / "edge" / "cilight"  # since the edge distribution: the package root and errors live there
+    for name in ("__init__.py", "errors.py") if edge.is_dir() else ():
+        if not (package / name).exists():
+            (package / name).symlink_to(edge / name)
     for name in PACKAGE_FOLDERS:
-        if (folder / name).is_dir() and not (folder / "cilight" / name).exists():
-            (folder / "cilight" / name).symlink_to(folder / name)
+        if (folder / name).is_dir() and not (package / name).exists():
+            (package / name).symlink_to(folder / name)
     (folder / "sitecustomize.py").write_text(DROP_EDITABLE)
     return {"PYTHONPATH": str(folder)}
 
