@@ -78,19 +78,28 @@ def test_a_task_the_curves_cannot_compare_is_refused_in_one_line_and_counts_in_h
     assert rule["asks_for_more"] == (rule["widest"] > shared_base.HALF_WIDTH)
 
 
-def test_statistics_dose_and_the_report_of_a_comparison_that_concludes(shared_base, tmp_path):
-    from benchmarks.report import machine
-
+def lr_experiment(shared_base, tmp_path, options) -> tuple:
+    """``(args, result)`` of an ``lr`` comparison of three pairs on made-up curves, its statistics computed: the test
+    arm's curves are the anchor's at 0.80, 0.78 and 0.82 of its rates; ``options(arm, seed)`` more :func:`curves`
+    options."""
     args = shared_base.parse_args(["--comparison", "lr", "--pairs", "3", "--out", str(tmp_path / "shared_base_lr.json"),
                                    "--docs", str(tmp_path / "docs")])
     experiment = shared_base.Experiment(args)
     result = experiment.result
     for seed, (anchor, test) in enumerate(((1.0, 0.80), (1.1, 0.86), (0.95, 0.78))):
-        for arm, scale, png in (("benchmark", anchor, 60e3), ("lr", test, 45e3 + 1e3 * seed)):
-            result["curves"][f"{arm}_s{seed}"] = curves(scale, families=("j2k", "jpeg"), png=png).as_dict()
+        for arm, scale in (("benchmark", anchor), ("lr", test)):
+            result["curves"][f"{arm}_s{seed}"] = curves(scale, families=("j2k", "jpeg"), **options(arm, seed)).as_dict()
             result["arms"].setdefault(arm, {})[str(seed)] = [f"{arm}_s{seed}"]
     result["floors"] = {"reconstruction_psnr": 14.0}
     experiment.statistics([0, 1, 2])
+    return args, result
+
+
+def test_statistics_dose_and_the_report_of_a_comparison_that_concludes(shared_base, tmp_path):
+    from benchmarks.report import machine
+
+    args, result = lr_experiment(shared_base, tmp_path, lambda arm, seed: {"png": 60e3 if arm == "benchmark" else
+                                                                          45e3 + 1e3 * seed})
     assert [r["verdict"][:5] for r in result["rows"]] == ["saves"] * 6
     assert result["dose"]["lr"]["reached"] is True and result["dose"]["lr"]["percent"][0] == pytest.approx(-25.0)
     assert result["pair_rule"]["asks_for_more"] == (result["pair_rule"]["widest"] > 5.0)
@@ -105,17 +114,9 @@ def test_statistics_dose_and_the_report_of_a_comparison_that_concludes(shared_ba
 
 
 def test_a_refused_task_is_read_again_over_the_band_its_curves_cover_and_labelled_post_hoc(shared_base, tmp_path):
-    args = shared_base.parse_args(["--comparison", "lr", "--pairs", "3", "--out", str(tmp_path / "shared_base_lr.json"),
-                                   "--docs", str(tmp_path / "docs")])
-    experiment = shared_base.Experiment(args)
-    result = experiment.result
-    for seed, (anchor, test) in enumerate(((1.0, 0.80), (1.1, 0.86), (0.95, 0.78))):
-        short = "disparity_irmse" if seed == 1 else None  # one anchor curve starts at 68% of the uncompressed IRMSE
-        for arm, scale, kwargs in (("benchmark", anchor, {"short": short}), ("lr", test, {})):
-            result["curves"][f"{arm}_s{seed}"] = curves(scale, families=("j2k", "jpeg"), png=5e4, **kwargs).as_dict()
-            result["arms"].setdefault(arm, {})[str(seed)] = [f"{arm}_s{seed}"]
-    result["floors"] = {"reconstruction_psnr": 14.0}
-    experiment.statistics([0, 1, 2])
+    # one anchor curve (seed 1) starts at 68% of the uncompressed IRMSE
+    args, result = lr_experiment(shared_base, tmp_path, lambda arm, seed: {
+        "png": 5e4, "short": "disparity_irmse" if (arm, seed) == ("benchmark", 1) else None})
     refused = [r["task"] for r in result["rows"] if r["refused"]]
     assert refused == ["disparity", "disparity"]  # j2k and jpeg: the protocol's band stays refused
     j2k, jpeg = result["post_hoc_rows"]
