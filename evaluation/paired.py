@@ -175,36 +175,37 @@ def metric_band(reference: float, fractions: Sequence[float] = FRACTIONS, floor:
 
 def covered_band(pairs: Sequence[tuple[tuple, tuple, float]], fractions: Sequence[float] = FRACTIONS, floor: float = 0.0,
                  step: float = 0.05) -> tuple[float, float] | None:
-    """The band with the lowest share at or above ``fractions[0]`` that every pair's curves cover, or ``None``.
+    """The widest band inside ``fractions`` that every pair's curves cover, on a grid of ``step``, or ``None``.
 
     ``pairs``: per pair ``((anchor_rates, anchor_metric), (test_rates, test_metric), reference)`` with
-    the anchor's uncompressed metric as ``reference``. Only the low share moves, upwards on a grid of
-    ``step`` (0.05: whole 5% steps of the way from the floor), so the result is ``(lo, fractions[1])``;
-    the high share stays. ``None`` when no such band exists: a curve that is not one (fewer than two
-    efficient points), one that does not reach the high share, or a low share that would meet it.
+    the anchor's uncompressed metric as ``reference``. The low share moves up to where the last curve
+    to start starts, the high share down to where the first curve to stop stops, each to a whole
+    ``step`` (0.05: 5% steps of the way from the floor) inside what they cover; a band the curves
+    cover already is returned unchanged. ``None`` when no band is left: a curve that is not one (fewer
+    than two efficient points), or ends that would meet.
 
     This is a *secondary* reading for a comparison whose band a curve does not cover (heavy coding
-    leaves some curves short of the band's low end): a band chosen from the curves is a choice made
-    after seeing data, so its result is never a primary verdict, and the report must say so.
+    leaves some curves short of the band's low end; a recipe that costs accuracy never reaches its
+    top): a band chosen from the curves is a choice made after seeing data, so its result is never a
+    primary verdict, and the report must say so.
     """
     lo, hi = metric_band(1.0, fractions)  # on the unit scale the band is its shares: checks 0 < lo < hi ≤ 1
     if not 0.0 < step < 1.0:
         raise ConfigError(f"band step {step!r}: expected a share in (0, 1)")
-    needed = lo
+    starts, stops = [], []
     for (ra, ma), (rt, mt), reference in pairs:
         ref, bottom = _scale(reference, floor)
         try:
             curves = _log_rate(ra, ma, "anchor"), _log_rate(rt, mt, "test")
         except ConfigError:
             return None
-        first = max(_range(c)[0] for c in curves)
-        last = min(_range(c)[1] for c in curves)
-        if bottom + hi * (ref - bottom) > last:
-            return None
-        needed = max(needed, (first - bottom) / (ref - bottom))
-    steps = math.ceil(round(needed / step, 9))
-    lo = max(lo, steps * step)
-    return (round(lo, 9), hi) if lo < hi else None
+        starts.append((max(_range(c)[0] for c in curves) - bottom) / (ref - bottom))
+        stops.append((min(_range(c)[1] for c in curves) - bottom) / (ref - bottom))
+    if starts and max(starts) > lo:
+        lo = math.ceil(round(max(starts) / step, 9)) * step
+    if stops and min(stops) < hi:
+        hi = math.floor(round(min(stops) / step, 9)) * step
+    return (round(lo, 9), round(hi, 9)) if lo < hi else None
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_metric_band_by_hand():
         metric_band(10.0, floor=12.0)
 
 
-def test_covered_band_raises_only_the_low_share_to_the_next_step_every_pair_covers():
+def test_covered_band_moves_each_end_to_the_next_step_every_pair_covers():
     steps = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
     short = (steps, np.array([0.63, 0.7, 0.8, 0.9, 0.99]))  # starts at 63% of the way: the band 50–95% is not covered
     full = (steps, np.array([0.40, 0.7, 0.8, 0.9, 0.99]))
@@ -141,8 +141,10 @@ def test_covered_band_raises_only_the_low_share_to_the_next_step_every_pair_cove
     psnr = (steps, np.array([22.0, 24.0, 26.0, 28.0, 29.5]))
     assert covered_band([(psnr, psnr, 30.0)], floor=10.0) == (0.6, 0.95)
     assert covered_band([(psnr, psnr, 30.0)], floor=10.0, step=0.25) == (0.75, 0.95)
-    low_top = (steps, np.array([0.4, 0.5, 0.6, 0.7, 0.8]))  # never reaches 95%: no band of the same top
-    assert covered_band([(full, low_top, 1.0)]) is None
+    low_top = (steps, np.array([0.4, 0.5, 0.6, 0.7, 0.83]))  # never reaches 95%: the top comes down to 80%
+    assert covered_band([(full, low_top, 1.0)]) == (0.5, 0.8)
+    assert covered_band([(full, low_top, 1.0), (full, short, 1.0)]) == (0.65, 0.8)  # both ends move
+    assert covered_band([(full, (steps, np.array([0.2, 0.3, 0.4, 0.45, 0.52])), 1.0)]) is None  # stops at 52%
     assert covered_band([(full, (steps, np.full(5, 0.5)), 1.0)]) is None  # one efficient point is no curve
     assert covered_band([(full, (steps, np.array([0.94, 0.95, 0.96, 0.97, 0.99])), 1.0)]) is None  # lo would meet hi
     with pytest.raises(ConfigError, match="band step"):
