@@ -9,7 +9,7 @@ The protocol below was written before any result of it was seen; a change made a
 listed in :data:`CHANGES` (empty at first), and the JSON and the report carry that list.
 
     python -m benchmarks.shared_base --comparison lr|proxy_bits|codec_noise|learned|remote
-        [--pairs 6] [--add-pairs] [--work DIR] [--out JSON] [--docs DIR] [--table]
+        [--pairs 6] [--add-pairs] [--arms ARM …] [--work DIR] [--out JSON] [--docs DIR] [--table]
         [--base-epochs 32] [--chunk-epochs 8] [--base-cap 64] [--finetune-epochs 8] [--num-test 1024] [--rates 12]
 
 PROTOCOL
@@ -174,9 +174,25 @@ class Comparison:
             return ("lr", PRIMARY, ANCHOR, IMAGE_SECONDARY)
         return self.groups()[0]
 
+    def restricted(self, arms: Sequence[str] | None) -> Comparison:
+        """The comparison over ``arms`` only (``None``: all), for a part measured before the rest (rule 6's ``remote``
+        before the learned arm's 30 runs, say); its report says which arms are missing."""
+        if arms is None or set(arms) == set(self.arms):
+            return self
+        unknown = sorted(set(arms) - set(self.arms))
+        required = {ANCHOR} | ({LEARNED_ARM} if self.name == "learned" else set())
+        if unknown or not required <= set(arms) or len(set(arms)) < 2:
+            raise ConfigError(f"--arms {' '.join(arms)} for comparison {self.name!r}: expected at least two of "
+                              f"{', '.join(self.arms)}, {' and '.join(sorted(required))} among them")
+        return replace(self, arms=tuple(a for a in self.arms if a in arms))
+
+    @property
+    def complete(self) -> bool:
+        return self.arms == COMPARISONS[self.name].arms
+
     def groups(self) -> list[tuple[str, str, str, str]]:
         if self.name == "learned":
-            return [(LEARNED_ARM, LEARNED, anchor, PRIMARY) for anchor in Q_ARMS]
+            return [(LEARNED_ARM, LEARNED, anchor, PRIMARY) for anchor in self.arms if anchor != LEARNED_ARM]
         if self.name == "remote":
             return [(arm, family, ANCHOR, image) for arm in self.arms for family in feature_families_of(arm)
                     for image in (IMAGE_PRIMARY, IMAGE_SECONDARY)]
@@ -442,14 +458,14 @@ class Experiment:
 
     def __init__(self, args) -> None:
         self.args, self.start = args, time.perf_counter()
-        self.comparison = COMPARISONS[args.comparison]
+        self.comparison = COMPARISONS[args.comparison].restricted(args.arms)
         previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
         self.before = float(previous.get("wall_seconds", 0.0))
         self.invocation = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0.0, "trained": [], "measured": []}
         self.result = {
             "benchmark": "shared_base", "comparison": self.comparison.name, "title": self.comparison.title,
             "protocol": PROTOCOL, "changes_after_seeing_data": list(CHANGES.get(self.comparison.name, ())),
-            "settings": self.settings(), "bases": {}, "arms": {}, "runs": {},
+            "settings": self.settings(), "arms_measured": list(self.comparison.arms), "bases": {}, "arms": {}, "runs": {},
             "curves": previous.get("curves", {}), "validation": previous.get("validation", {}),
             "floors": None, "pairs": [], "rows": [], "dose": {}, "pair_rule": None, "headlines": [],
             "status": "running", "invocations": [*previous.get("invocations", []), self.invocation],
@@ -603,7 +619,7 @@ class Experiment:
         elif rule["stays_wide_at_max"]:
             print(f"rule 3: intervals stay wider than ±{HALF_WIDTH:g} points at {len(seeds)} pairs; the report must say why",
                   flush=True)
-        self.result["status"] = "done"
+        self.result["status"] = "done" if self.comparison.complete else "partial"
         self.save()
 
 
@@ -659,6 +675,14 @@ def plot_name(row: dict) -> str:
     return f"{row['test']}_vs_{row['anchor']}/compare_{row['family']}_vs_{row['anchor_family']}_{row['task']}.png"
 
 
+def missing_arms(result: dict) -> list[str]:
+    """The report's line on the arms a partial run left out (``--arms``), or nothing."""
+    every = COMPARISONS[result["comparison"]].arms
+    missing = [a for a in every if a not in result.get("arms_measured", every)]
+    return [f"Arms measured: {', '.join(result['arms_measured'])}; **not yet: {', '.join(missing)}** (rerun without "
+            "`--arms` to add them; the runs measured so far are reused).", ""] if missing else []
+
+
 def write_report(result: dict, docs: Path) -> Path:
     """``docs/<comparison>.md`` and its plots in ``docs/<comparison>/`` from the JSON alone; returns the page."""
     name = result["comparison"]
@@ -682,6 +706,7 @@ def write_report(result: dict, docs: Path) -> Path:
            f"wall time so far {result.get('wall_seconds', 0) / 3600:.2f} h over {len(result['invocations'])} invocation(s) on "
            f"{result['machine']['cpu']} ({result['machine']['cores']} cores, gpu: {result['machine']['gpu'] or 'none'}); "
            f"torch {result['machine']['torch']}, cilight {result['machine']['cilight']}.", "",
+           *missing_arms(result),
            "## Protocol (written before any result)", "", result["protocol"], "",
            f"Sizes of this run: base {s['base_epochs']} epochs (checkpoint every {s['chunk_epochs']}, cap {s['base_cap']}), "
            f"fine-tunes {s['finetune_epochs']} epochs, {s['pairs']} pairs to start (at most {s['max_pairs']}), "
@@ -822,6 +847,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "experiments", help="where the report pages go")
     parser.add_argument("--train-args", default="", help="more train.py options for every run (a smoke test's small data); "
                         "not part of the protocol")
+    parser.add_argument("--arms", nargs="+", default=None, choices=[*ARMS, LEARNED_ARM],
+                        help="measure these arms of the comparison only (default all); its status is then 'partial'")
     parser.add_argument("--table", action="store_true",
                         help="recompute the statistics from the curves saved in --out, rewrite the report, print its table")
     args = parser.parse_args(argv)
@@ -834,6 +861,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if value < 1:
             parser.error(f"{option} {value + (1 if option in ('--num-test', '--rates') else 0)}: expected a larger count "
                          "(--num-test and --rates at least 2, the others at least 1)")
+    try:
+        COMPARISONS[args.comparison].restricted(args.arms)
+    except ConfigError as err:
+        parser.error(str(err))
     if args.base_cap < args.base_epochs:
         parser.error(f"--base-cap {args.base_cap}: expected at least --base-epochs ({args.base_epochs})")
     clash = [o for o in args.train_args.split() if o.split("=", 1)[0] in FIXED]
@@ -851,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"error: --out {args.out} does not exist; run the comparison first")
         result = json.loads(args.out.read_text())
         if result["pairs"]:  # the statistics are a function of the saved curves: today's rules, no retraining
-            comparison = COMPARISONS[result["comparison"]]
+            comparison = COMPARISONS[result["comparison"]].restricted(result.get("arms_measured"))
             result.update(statistics(result, comparison, result["pairs"], args.max_pairs),
                           changes_after_seeing_data=list(CHANGES.get(comparison.name, ())))
             args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -140,6 +140,23 @@ def test_a_refused_task_is_read_again_over_the_band_its_curves_cover_and_labelle
     assert "disparity: refused (post hoc over 70–95%: saves" in (args.docs / "README.md").read_text()
 
 
+def test_a_comparison_measured_on_some_arms_first_says_which_are_missing(shared_base, tmp_path, capsys):
+    remote = shared_base.COMPARISONS["remote"].restricted(["benchmark", "lr"])
+    assert remote.arms == ("benchmark", "lr") and not remote.complete
+    assert {g[0] for g in remote.groups()} == {"benchmark", "lr"} and {g[3] for g in remote.groups()} == {"image-j2k",
+                                                                                                          "image-jpeg"}
+    learned = shared_base.COMPARISONS["learned"].restricted(["benchmark", "lr", "learned"])
+    assert learned.groups() == [("learned", "learned", "benchmark", "j2k"), ("learned", "learned", "lr", "j2k")]
+    assert shared_base.COMPARISONS["lr"].restricted(None).complete
+    for comparison, arms in (("learned", ["benchmark", "lr"]), ("remote", ["lr", "codec_noise"]), ("lr", ["lr"])):
+        with pytest.raises(SystemExit):
+            shared_base.parse_args(["--comparison", comparison, "--arms", *arms])
+        assert "--arms" in capsys.readouterr().err
+    result = {"comparison": "remote", "arms_measured": ["benchmark", "lr", "proxy_bits", "codec_noise"]}
+    assert "**not yet: learned**" in shared_base.missing_arms(result)[0]
+    assert shared_base.missing_arms({"comparison": "lr", "arms_measured": ["benchmark", "lr"]}) == []
+
+
 def test_the_learned_headline_is_the_anchor_least_favourable_to_it(shared_base):
     rows = [{"task": "segmentation", "anchor": a, "refused": None if mean is not None else "no band",
              "interval": {"mean": mean}, "verdict": f"verdict {a}"}
