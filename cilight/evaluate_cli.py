@@ -64,6 +64,7 @@ from pathlib import Path
 
 from cilight.entrypoint import ArgumentParser, run_main
 from cilight.errors import ConfigError
+from cilight.evaluate_args import PROTOCOLS, checkpoint_group, resolve_protocol
 from cilight.evaluation.defaults import (
     ALPHA,
     BAND_FRACTIONS,
@@ -157,61 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# §VI-A of the Pareto paper as printed, and cilight's defaults where they differ (README: "Allocation protocol")
-PROTOCOLS = {
-    "paper": {"codec": "jpeg2000", "eval_codec": "jpeg2000", "tuples": TUPLES, "refine_tuples": 0, "fit_fraction": 0.2,
-              "stratified": False},
-    "cilight": {"codec": "proxy", "eval_codec": "jpeg2000", "tuples": TUPLES, "refine_tuples": REFINE_TUPLES,
-                "fit_fraction": 0.2, "stratified": True},
-}
-
-
-def resolve_protocol(args) -> dict:
-    """The protocol's settings with explicit options applied; the paper protocol refuses changes to it."""
-    settings = dict(PROTOCOLS[args.protocol])
-    given = {k: getattr(args, k) for k in settings if getattr(args, k, None) is not None}
-    if args.protocol == "paper":
-        changed = {k: v for k, v in given.items() if v != settings[k]}
-        if changed:
-            flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
-            raise ConfigError(f"--protocol paper runs §VI-A as printed; {flags} would change it "
-                              f"(drop them, or use --protocol cilight)")
-    return {**settings, **given}
-
-
-def parse_weights(values, tasks: int):
-    if not values:
-        return "equal"
-    if len(values) == 1 and values[0] in ("equal", "inverse-mean"):
-        return values[0]
-    try:
-        weights = [float(v) for v in values]
-    except ValueError:
-        weights = []
-    if len(weights) != tasks:
-        raise ConfigError(f"--weights {' '.join(values)}: expected {tasks} numbers (one per task), 'equal' or "
-                          f"'inverse-mean'")
-    return weights
-
-
-def model_names(paths: list[Path | list[Path]]) -> list[str]:
-    """Short unique names: the run folder of each checkpoint (the first, ``+N`` more, for a curve over
-    several checkpoints), else its path."""
-    groups = [p if isinstance(p, list) else [p] for p in paths]
-    names = [(g[0].resolve().parent.parent.name or g[0].stem) + (f"+{len(g) - 1}" if len(g) > 1 else "")
-             for g in groups]
-    return names if len(set(names)) == len(names) else [",".join(map(str, g)) for g in groups]
-
-
-def checkpoint_group(text: str) -> list[Path]:
-    """``CKPT[,CKPT…]``: one model; several checkpoints make one curve, a point (or points) each —
-    a learned codec trained at several λ."""
-    paths = [Path(t) for t in str(text).split(",") if t.strip()]
-    if not paths:
-        raise ConfigError(f"checkpoint list {text!r}: expected CKPT or CKPT,CKPT,…")
-    return paths
-
-
 def check_arguments(args) -> None:
     """What the command line alone decides, checked before a model is loaded or anything measured:
     counts and shares, every checkpoint file, the output folder, the protocol. (Operating points are
@@ -261,13 +207,6 @@ def check_compare(args) -> None:
         raise ConfigError(f"--levels {' '.join(f'{v:g}' for v in args.levels)}: expected shares in (0, 1]")
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha {args.alpha:g}: expected a level in (0, 1)")
-
-
-def anchor_among_tests(anchor: str, tests: list[str]) -> list[str]:
-    """The ``--test`` models that are the anchor itself (the same checkpoint files)."""
-    def files(text: str) -> list[Path]:
-        return [p.resolve() for p in checkpoint_group(text)]
-    return [t for t in tests if files(t) == files(anchor)]
 
 
 def evaluate(argv=None) -> int:

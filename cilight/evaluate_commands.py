@@ -14,7 +14,7 @@ from cilight.ci_models.tasks import trivial_baselines
 from cilight.codecs import parse_operating_points, stream_coder
 from cilight.datamodules.from_checkpoint import datamodule_from, test_batches
 from cilight.errors import ConfigError
-from cilight.evaluate_cli import anchor_among_tests, checkpoint_group, model_names, parse_weights, resolve_protocol
+from cilight.evaluate_args import anchor_among_tests, checkpoint_group, model_names, parse_weights, resolve_protocol
 from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_baf, write_baf
 from cilight.evaluation.checkpoint_curves import checkpoint_curves, git_revision
 from cilight.evaluation.curves import RateAccuracyCurves, bd_rate_rows, parse_families

@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, help="input height (default: the training size)")
     parser.add_argument("--width", type=int, help="input width (default: the training size)")
     parser.add_argument("--samples", type=int, default=4, help="scenes for the parity check (default 4)")
-    parser.add_argument("--codec", default="png",
-                        help="default operating point written in the metadata: png, jpeg:quality=90, jpeg2000:bpe=1 …")
+    parser.add_argument("--codec",
+                        help="default operating point written in the metadata: png (the default), jpeg:quality=90, "
+                             "jpeg2000:bpe=1 …")
     parser.add_argument("--mean-images", type=int, default=256,
                         help="training images for dataset_mean.npz, the concealment fill (default 256; 0: none)")
     parser.add_argument("--data-root", help="the dataset's folder, if it moved since training")

@@ -19,13 +19,14 @@ from cilight.demo import run_demo
 from cilight.deploy.wire import DATASET_MEAN, write_dataset_mean
 from cilight.edge_int8 import EDGE_INT8, Int8ParityError, export_edge_int8
 from cilight.errors import ConfigError
-from cilight.export_cli import build_parser
 from cilight.onnx_export import ParityError, export_halves, stream_means
+
+DEFAULT_CODEC = "png"  # the runtimes' default operating point when --codec is not given
 
 
 def export_checkpoint(args: argparse.Namespace) -> int:
     """Export, check and demo the halves of ``args.ckpt`` (arguments checked by :func:`check_arguments`)."""
-    point = parse_operating_point(args.codec)
+    point = parse_operating_point(DEFAULT_CODEC if args.codec is None else args.codec)
     get_codec(point.codec, **point.codec_options).check_rate(**point.rate_options)  # before minutes of export
     model, data = load_model(args.ckpt, accept=(MultiTaskCI, BaFPredictor))
     height = args.height or data.get("height")
@@ -33,7 +34,7 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     if not height or not width:
         raise ConfigError("the checkpoint does not record its image size: pass --height and --width")
     own_codecs = sorted({w.codec for w in model.wires(height, width).values() if w.codec})
-    if own_codecs and args.codec != build_parser().get_default("codec"):
+    if own_codecs and args.codec is not None:
         raise ConfigError(f"--codec {args.codec}: this checkpoint's streams are coded by their transmission's own codec "
                           f"({', '.join(own_codecs)}; its rate is set by training); leave --codec out")
     if own_codecs and args.edge_int8:
