@@ -182,7 +182,7 @@ def covered_band(pairs: Sequence[tuple[tuple, tuple, float]], fractions: Sequenc
     to start starts, the high share down to where the first curve to stop stops, each to a whole
     ``step`` (0.05: 5% steps of the way from the floor) inside what they cover; a band the curves
     cover already is returned unchanged. ``None`` when no band is left: a curve that is not one (fewer
-    than two efficient points), or ends that would meet.
+    than two efficient points), an uncompressed metric at or below the floor, or ends that would meet.
 
     This is a *secondary* reading for a comparison whose band a curve does not cover (heavy coding
     leaves some curves short of the band's low end; a recipe that costs accuracy never reaches its
@@ -194,8 +194,8 @@ def covered_band(pairs: Sequence[tuple[tuple, tuple, float]], fractions: Sequenc
         raise ConfigError(f"band step {step!r}: expected a share in (0, 1)")
     starts, stops = [], []
     for (ra, ma), (rt, mt), reference in pairs:
-        ref, bottom = _scale(reference, floor)
         try:
+            ref, bottom = _scale(reference, floor)
             curves = _log_rate(ra, ma, "anchor"), _log_rate(rt, mt, "test")
         except ConfigError:
             return None

@@ -147,6 +147,7 @@ def test_covered_band_moves_each_end_to_the_next_step_every_pair_covers():
     assert covered_band([(full, (steps, np.array([0.2, 0.3, 0.4, 0.45, 0.52])), 1.0)]) is None  # stops at 52%
     assert covered_band([(full, (steps, np.full(5, 0.5)), 1.0)]) is None  # one efficient point is no curve
     assert covered_band([(full, (steps, np.array([0.94, 0.95, 0.96, 0.97, 0.99])), 1.0)]) is None  # lo would meet hi
+    assert covered_band([(psnr, psnr, 9.0)], floor=10.0) is None  # an uncompressed model worse than the trivial one
     with pytest.raises(ConfigError, match="band step"):
         covered_band([(full, full, 1.0)], step=0.0)
     with pytest.raises(ConfigError, match="band fractions"):
