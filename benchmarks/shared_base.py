@@ -881,10 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.out.is_file():
             raise SystemExit(f"error: --out {args.out} does not exist; run the comparison first")
         result = json.loads(args.out.read_text())
+        comparison = COMPARISONS[result["comparison"]].restricted(result.get("arms_measured"))
+        result["changes_after_seeing_data"] = list(CHANGES.get(comparison.name, ()))
         if result["pairs"]:  # the statistics are a function of the saved curves: today's rules, no retraining
-            comparison = COMPARISONS[result["comparison"]].restricted(result.get("arms_measured"))
-            result.update(statistics(result, comparison, result["pairs"], args.max_pairs),
-                          changes_after_seeing_data=list(CHANGES.get(comparison.name, ())))
+            result.update(statistics(result, comparison, result["pairs"], args.max_pairs))
             args.out.write_text(json.dumps(result, indent=2) + "\n")
     else:
         args.work.mkdir(parents=True, exist_ok=True)
