@@ -12,7 +12,6 @@ import importlib
 import json
 import math
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -221,16 +220,13 @@ def test_a_tiny_comparison_runs_resumes_and_writes_its_report(shared_base, tmp_p
     # a second invocation trains nothing, measures nothing and writes no checkpoint
     checkpoints = {p: p.stat().st_mtime_ns for p in work.rglob("*.ckpt")}
     folders = sorted(work.iterdir())
-    start = time.perf_counter()
     assert shared_base.main(argv) == 0
-    seconds = time.perf_counter() - start
     again = json.loads(out.read_text())
     assert again["invocations"][-1]["trained"] == [] and again["invocations"][-1]["measured"] == []
     assert {p: p.stat().st_mtime_ns for p in work.rglob("*.ckpt")} == checkpoints and sorted(work.iterdir()) == folders
     assert again["rows"] == rows and again["wall_seconds"] > result["wall_seconds"]
     page = (docs / "lr.md").read_text()
     assert "over 2 invocation(s)" in page
-    assert seconds < 30, seconds  # loading and plotting only; one tiny training takes ~7 s in a process of its own
 
     # --table: the page again from the JSON alone
     (docs / "lr.md").unlink()
