@@ -487,6 +487,12 @@ class Experiment:
         self.result["wall_seconds"] = self.before + self.invocation["seconds"]
         write_result(self.args.out, self.result)
 
+    def report(self) -> Path:
+        """The report page and the index from the JSON as saved (status ``running`` until the end)."""
+        page = write_report(json.loads(self.args.out.read_text()), self.args.docs)
+        write_index(self.args.docs, self.args.out.parent)
+        return page
+
     def progress(self, text: str) -> None:
         print(f"[{time.perf_counter() - self.start:7.0f} s] {text}", flush=True)
 
@@ -603,8 +609,9 @@ class Experiment:
             for seed in range(len(seeds), pairs):
                 self.pair(seed, bases, per_pair * pairs)
                 seeds.append(seed)
-            self.statistics(seeds)
-            self.save()
+                self.statistics(seeds)
+                self.save()
+                self.report()  # a run of hours shows its verdicts so far after every finished pair
             rule = self.result["pair_rule"]
             if not (rule["asks_for_more"] and a.add_pairs):
                 break
@@ -890,7 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.work.mkdir(parents=True, exist_ok=True)
         experiment = Experiment(args)
         experiment.run()
-        result = experiment.result | {"machine": json.loads(args.out.read_text())["machine"]}
+        result = json.loads(args.out.read_text())
     page = write_report(result, args.docs)
     index = write_index(args.docs, args.out.parent)
     print(rows_table(result["rows"]) if result["rows"] else "no rows yet")
