@@ -328,7 +328,7 @@ def compare_group(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
         key = anchors[0].tasks[task]
         if isinstance(value, PairedComparison):
             if value.p is not None:
-                value = replace(value, p_adjusted=max(adjusted[i], value.p))
+                value = replace(value, p_adjusted=adjusted[i])
             rows.append({**value.as_dict(), "anchor_family": anchor_family, "refused": None})
             continue
         floor = floors.get(key, 0.0)
@@ -342,23 +342,33 @@ def post_hoc_rows(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
                   anchor_family: str, labels: Sequence[str], floors: dict[str, float], rows: list[dict]) -> list[dict]:
     """:data:`POST_HOC_BAND`: each refused task of a group read over the band its pairs' curves cover.
 
-    A task whose curves cover no band of the same top stays refused and gets no row. The p-value is
-    Holm-adjusted together with the group's measured tasks, as if the refused task had been measured.
+    A task whose curves cover no band of the same top stays refused and gets no row. The p-values are
+    Holm-adjusted across all the tasks of the group, as if the refused tasks had been measured: the
+    measured tasks' p, each post-hoc reading's p, and p = 1 for a task that stays refused.
     """
-    measured = [r["p"] for r in rows if not r["refused"] and r["p"] is not None]
-    out = []
+    readings: list[tuple[PairedComparison, tuple[float, float]] | None] = []
     for row in (r for r in rows if r["refused"]):
         task, key = row["task"], row["metric"]
         floor = floors.get(key, 0.0)
         band = covered_band([(a.curve(task, anchor_family), t.curve(task, family), a.reference[key])
                              for a, t in zip(anchors, tests)], BAND_FRACTIONS, floor)
         if band is None or band == tuple(BAND_FRACTIONS):
+            readings.append(None)
             continue
         alone = [replace(c, tasks={task: key}) for c in anchors], [replace(c, tasks={task: key}) for c in tests]
         (value,) = compare_pairs(*alone, family, fractions=band, floors=floors, levels=LEVELS, alpha=ALPHA,
                                  labels=labels, precision=PRECISION, anchor_family=anchor_family)
+        readings.append((value, band))
+    measured = [r["p"] for r in rows if not r["refused"] and r["p"] is not None]
+    family = [*measured, *(1.0 if r is None or r[0].p is None else r[0].p for r in readings)]
+    adjusted = holm(family)[len(measured):] if family else ()
+    out = []
+    for reading, p_adjusted in zip(readings, adjusted):
+        if reading is None:
+            continue
+        value, band = reading
         if value.p is not None:
-            value = replace(value, p_adjusted=max(holm([*measured, value.p])[-1], value.p))
+            value = replace(value, p_adjusted=p_adjusted)
         out.append({**value.as_dict(), "anchor_family": anchor_family, "refused": None, "band": list(band)})
     return out
 

@@ -202,10 +202,22 @@ def covered_band(pairs: Sequence[tuple[tuple, tuple, float]], fractions: Sequenc
         starts.append((max(_range(c)[0] for c in curves) - bottom) / (ref - bottom))
         stops.append((min(_range(c)[1] for c in curves) - bottom) / (ref - bottom))
     if starts and max(starts) > lo:
-        lo = math.ceil(round(max(starts) / step, 9)) * step
+        lo = _on_grid(max(starts), step, up=True)
     if stops and min(stops) < hi:
-        hi = math.floor(round(min(stops) / step, 9)) * step
-    return (round(lo, 9), round(hi, 9)) if lo < hi else None
+        hi = _on_grid(min(stops), step, up=False)
+    return (lo, hi) if lo < hi else None
+
+
+def _on_grid(share: float, step: float, up: bool) -> float:
+    """The nearest multiple of ``step`` at or above (``up``) or at or below ``share``, rounded to 9 digits.
+
+    Rounded so a band reads 0.65, not 0.6500000000000001; stepped on when the rounding crossed
+    ``share``, so the band never claims the last 1e-10 of a curve's range that is not there.
+    """
+    k = math.ceil(share / step) if up else math.floor(share / step)
+    while (round(k * step, 9) < share) if up else (round(k * step, 9) > share):
+        k += 1 if up else -1
+    return round(k * step, 9)
 
 
 @dataclass(frozen=True)

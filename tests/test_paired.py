@@ -148,6 +148,11 @@ def test_covered_band_moves_each_end_to_the_next_step_every_pair_covers():
     assert covered_band([(full, (steps, np.full(5, 0.5)), 1.0)]) is None  # one efficient point is no curve
     assert covered_band([(full, (steps, np.array([0.94, 0.95, 0.96, 0.97, 0.99])), 1.0)]) is None  # lo would meet hi
     assert covered_band([(psnr, psnr, 9.0)], floor=10.0) is None  # an uncompressed model worse than the trivial one
+    # a curve that starts a hair above a step: the band moves on to the next step, which the curve covers
+    hair = (steps, np.array([0.65 + 3e-12, 0.7, 0.8, 0.9, 0.99]))
+    assert covered_band([(full, hair, 1.0)]) == (0.7, 0.95)
+    bd_log_rate(*full, *hair, metric_band(1.0, covered_band([(full, hair, 1.0)])))
+    assert covered_band([(full, (steps, np.array([0.40, 0.5, 0.6, 0.7, 0.8 - 3e-12])), 1.0)]) == (0.5, 0.75)
     with pytest.raises(ConfigError, match="band step"):
         covered_band([(full, full, 1.0)], step=0.0)
     with pytest.raises(ConfigError, match="band fractions"):
