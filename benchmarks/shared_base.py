@@ -218,8 +218,9 @@ POST_HOC_BAND = (
     "disparity under JPEG2000 (the seed-0 benchmark arm's curve starts at 63% of the uncompressed IRMSE), when only "
     "the low end moved; the high end moves too since the `proxy_bits` comparison, whose arm never reaches 95% of the "
     "benchmark's uncompressed mIoU or PSNR. Applied the same way to every comparison; those rows are listed apart "
-    "from the protocol's, each with its band, and p is Holm-adjusted with the group's measured tasks. They answer "
-    "over a band chosen from the data, so they are never the protocol's verdict.")
+    "from the protocol's, each with its band, and p is Holm-adjusted across every task of the group (the measured tasks' p, each "
+    "post-hoc reading's p, p = 1 for a task still refused). They answer over a band chosen from the data, so they are "
+    "never the protocol's verdict.")
 CHANGES: dict[str, tuple[str, ...]] = dict.fromkeys(COMPARISONS, (POST_HOC_BAND,))
 
 
