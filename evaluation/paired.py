@@ -406,7 +406,8 @@ def verdict(interval: PairedInterval, p_adjusted: float | None, alpha: float = 0
     4. otherwise (the interval contains 0, or excludes it only before the Holm adjustment), when
        ``lo% ≥ −precision`` → ``no saving larger than B%`` with ``B = max(0, −lo%)``: the interval
        rules out any saving larger than B, which is within ``precision`` points of percent (it says
-       nothing about costs: the rate change interval is written beside it);
+       nothing about costs: the rate change interval is written beside it; B is the task's own bound,
+       not adjusted across tasks as ``p_adjusted`` is);
     5. otherwise → ``inconclusive`` (the interval still allows a saving larger than ``precision``).
 
     Args:
