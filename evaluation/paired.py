@@ -28,6 +28,8 @@ within one; that older rule is :mod:`~cilight.evaluation.comparison`).
   trivial predictor's PSNR for reconstruction) to the anchor's uncompressed metric;
 * :func:`covered_band` — a secondary band for curves that do not cover the fixed one (a choice made
   after seeing data, reported as such);
+* :func:`meet_curves` — for curves that share no such band: the BD-rate over the accuracies they do
+  share, or a bound from their nearest points (also a choice made after seeing data);
 * :func:`log_rate_at_levels` — the log rate ratio at equal accuracy at fixed levels of the same scale;
 * :func:`paired_interval` — the paired t-interval and two-sided one-sample t-test of the per-pair values;
 * :func:`holm` — Holm–Bonferroni adjusted p-values (S. Holm, "A simple sequentially rejective multiple
@@ -218,6 +220,60 @@ def _on_grid(share: float, step: float, up: bool) -> float:
     while (round(k * step, 9) < share) if up else (round(k * step, 9) > share):
         k += 1 if up else -1
     return round(k * step, 9)
+
+
+@dataclass(frozen=True)
+class CurveMeeting:
+    """Where two curves meet in accuracy, for curves that share no band of the fixed scale.
+
+    ``kind``: ``overlap`` — both curves cover ``band`` (their common metric range) and ``log_ratio`` is
+    the BD-rate over it, exact; ``test above`` — the test curve's least accurate point is at least as
+    accurate as the anchor's most accurate one, with fewer bits, and ``log_ratio`` is the log ratio of
+    those two points' rates, an *upper bound* on the log rate ratio at equal accuracy (the anchor needs
+    at least its top point's bits to reach the test's accuracy: the test saves at least that); ``test
+    below`` — the mirror image, a *lower bound* (the test costs at least that); ``apart`` — neither:
+    one curve is more accurate but also dearer everywhere, so no rate at equal accuracy follows without
+    extrapolating, and ``log_ratio`` is ``None``. ``band`` is the common range for ``overlap``, else
+    ``(top of the less accurate curve, bottom of the more accurate one)``.
+    """
+
+    kind: str
+    log_ratio: float | None
+    band: tuple[float, float]
+
+    KINDS = ("overlap", "test above", "test below", "apart")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS or (self.log_ratio is None) != (self.kind == "apart"):
+            raise ConfigError(f"curve meeting {self.kind!r} with log ratio {self.log_ratio!r}: expected one of "
+                              f"{self.KINDS}, with a log ratio unless 'apart'")
+
+    @property
+    def bound(self) -> bool:
+        """Whether ``log_ratio`` is a bound, not a value at equal accuracy."""
+        return self.kind in ("test above", "test below")
+
+
+def meet_curves(anchor_rates, anchor_metric, test_rates, test_metric) -> CurveMeeting:
+    """The :class:`CurveMeeting` of two curves (efficient points, PCHIP of ln R as for :func:`bd_log_rate`).
+
+    For curves that do not both reach a fixed band — a learned codec whose every operating point is
+    more accurate than 95% of the anchor's uncompressed model, say — this is what can still be said
+    without extrapolating: the BD-rate where their accuracies overlap, or, where they do not, how far
+    apart in rate their nearest points are.
+    """
+    anchor = _log_rate(anchor_rates, anchor_metric, "anchor")
+    test = _log_rate(test_rates, test_metric, "test")
+    (a0, a1), (t0, t1) = _range(anchor), _range(test)
+    lo, hi = max(a0, t0), min(a1, t1)
+    if lo < hi:
+        return CurveMeeting("overlap", bd_log_rate(anchor_rates, anchor_metric, test_rates, test_metric, (lo, hi)),
+                            (lo, hi))
+    if t0 >= a1:  # the test curve lies wholly at or above the anchor's accuracy
+        bound = float(test(t0) - anchor(a1))
+        return CurveMeeting("test above", bound, (a1, t0)) if bound < 0 else CurveMeeting("apart", None, (a1, t0))
+    bound = float(test(t1) - anchor(a0))  # wholly at or below
+    return CurveMeeting("test below", bound, (t1, a0)) if bound > 0 else CurveMeeting("apart", None, (t1, a0))
 
 
 @dataclass(frozen=True)
@@ -612,6 +668,6 @@ def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
                  for i, (task, key, bands, values, interval, level_rows) in enumerate(columns))
 
 
-__all__ = ["FRACTIONS", "LEVELS", "MIN_POINTS", "LevelComparison", "PairedComparison", "PairedInterval", "RateAtLevel",
-           "bd_log_rate", "compare_pairs", "covered_band", "holm", "log_rate_at_levels", "metric_band", "paired_interval",
-           "percent", "verdict"]
+__all__ = ["FRACTIONS", "LEVELS", "MIN_POINTS", "CurveMeeting", "LevelComparison", "PairedComparison", "PairedInterval",
+           "RateAtLevel", "bd_log_rate", "compare_pairs", "covered_band", "holm", "log_rate_at_levels", "meet_curves",
+           "metric_band", "paired_interval", "percent", "verdict"]

@@ -26,6 +26,7 @@ from cilight.evaluation.paired import (
     covered_band,
     holm,
     log_rate_at_levels,
+    meet_curves,
     metric_band,
     paired_interval,
     percent,
@@ -126,6 +127,33 @@ def test_metric_band_by_hand():
             metric_band(0.6, fractions)
     with pytest.raises(ConfigError, match="reference above the floor"):
         metric_band(10.0, floor=12.0)
+
+
+def test_curves_that_share_no_band_meet_where_their_accuracies_overlap_or_are_bounded_by_their_nearest_points():
+    anchor = (np.array([1000.0, 2000.0, 4000.0, 8000.0]), np.array([0.20, 0.32, 0.40, 0.44]))
+    # overlap: the BD-rate over the accuracies both reach, by quad on independent PCHIPs
+    test = (np.array([500.0, 900.0, 3000.0]), np.array([0.36, 0.42, 0.47]))
+    meeting = meet_curves(*anchor, *test)
+    a, t = (PchipInterpolator(m, np.log(r)) for r, m in (anchor, test))
+    expected = integrate.quad(lambda m: t(m) - a(m), 0.36, 0.44, points=[*a.x, *t.x], epsabs=1e-13)[0] / 0.08
+    assert meeting.kind == "overlap" and meeting.band == (0.36, 0.44) and not meeting.bound
+    assert meeting.log_ratio == pytest.approx(expected, abs=1e-10)
+    # wholly above with fewer bits: the log ratio of the nearest points, an upper bound (the test saves at least that)
+    above = (np.array([900.0, 1500.0, 2600.0, 5000.0]), np.array([0.45, 0.455, 0.46, 0.40]))  # the last is dominated
+    meeting = meet_curves(*anchor, *above)
+    assert meeting.kind == "test above" and meeting.bound and meeting.band == (0.44, 0.45)
+    assert meeting.log_ratio == pytest.approx(math.log(900.0 / 8000.0), abs=1e-12)
+    # the mirror image, read the other way round: the negative of the same bound
+    mirror = meet_curves(*above, *anchor)
+    assert mirror.kind == "test below" and mirror.log_ratio == pytest.approx(-meeting.log_ratio, abs=1e-12)
+    # more accurate and dearer everywhere: nothing follows without extrapolating
+    dear = (np.array([9000.0, 12000.0]), np.array([0.45, 0.47]))
+    assert meet_curves(*anchor, *dear).kind == "apart" and meet_curves(*anchor, *dear).log_ratio is None
+    assert meet_curves(*dear, *anchor).kind == "apart"
+    with pytest.raises(ConfigError, match="efficient point"):
+        meet_curves(*anchor, np.array([1.0, 2.0]), np.array([0.5, 0.5]))
+    with pytest.raises(ConfigError, match="curve meeting"):
+        type(meeting)("overlap", None, (0.1, 0.2))
 
 
 def test_covered_band_moves_each_end_to_the_next_step_every_pair_covers():

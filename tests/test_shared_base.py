@@ -149,7 +149,7 @@ def test_a_refused_task_is_read_again_over_the_band_its_curves_cover_and_labelle
     saved = json.loads(args.out.read_text())
     assert [r["band"] for r in saved["post_hoc_rows"]] == [[0.7, 0.95], [0.7, 0.95]] and saved["machine"]["cpu"] == "test"
     page = (args.docs / "lr.md").read_text()
-    assert "## Secondary: refused tasks over the band their curves cover (chosen after seeing data)" in page
+    assert "## Secondary: refused tasks read again (chosen after seeing data)" in page
     assert "| disparity (irmse), band 70–95% |" in page
     assert "disparity: refused (post hoc over 70–95%: saves" in (args.docs / "README.md").read_text()
 
@@ -176,7 +176,55 @@ def test_the_learned_headline_is_the_anchor_least_favourable_to_it(shared_base):
              "interval": {"mean": mean}, "verdict": f"verdict {a}"}
             for a, mean in (("benchmark", -0.4), ("lr", -0.1), ("proxy_bits", None), ("codec_noise", -0.3))]
     (headline,) = shared_base.learned_headlines(rows)
-    assert headline == {"task": "segmentation", "anchor": "lr", "verdict": "verdict lr", "refused_anchors": ["proxy_bits"]}
+    assert headline == {"task": "segmentation", "anchor": "lr", "verdict": "verdict lr", "refused_anchors": ["proxy_bits"],
+                        "post_hoc": False}
+    # refused against every anchor: the same rule over the post-hoc readings, labelled so
+    refused = [{**r, "refused": "no band"} for r in rows]
+    post_hoc = [{"task": "segmentation", "anchor": a, "interval": {"mean": mean}, "verdict": f"at least {a}",
+                 "meetings": ["test above"]} for a, mean in (("benchmark", -2.0), ("codec_noise", -1.5))]
+    (headline,) = shared_base.learned_headlines(refused, post_hoc)
+    assert headline["anchor"] == "codec_noise" and headline["post_hoc"] is True
+    assert headline["verdict"] == "refused against every anchor (post hoc where the curves meet: at least codec_noise)"
+    assert shared_base.learned_headlines(refused)[0]["verdict"] == "refused against every anchor"
+
+
+def learned_like(scale: float, above: bool = True) -> RateAccuracyCurves:
+    """A learned codec's curve: four points at 1,000–4,000 bits times ``scale`` whose metrics all lie above (or, with
+    ``above`` False, below) the made-up anchor's, for every task."""
+    top = {k: v[-1] for k, v in METRICS.items()}
+    metrics = {k: (top[k] + (0.001 if k != "reconstruction_psnr" else 0.05) * np.arange(1, 5)) if above else
+               (METRICS[k][0] - (0.04 if k != "reconstruction_psnr" else 1.0) * np.arange(4, 0, -1)) for k in METRICS}
+    rates = np.array([1000.0, 2000.0, 3000.0, 4000.0]) * scale * (1 if above else 0.1)
+    points = tuple(CurvePoint("learned", f"learned@{i}", float(r), r / 8192, (float(r),),
+                              {k: float(v[i]) for k, v in metrics.items()}) for i, r in enumerate(rates))
+    return RateAccuracyCurves(points, dict(REFERENCE), dict(TASKS), 8192, 16)
+
+
+def test_curves_that_share_no_band_are_read_where_they_meet_with_verdicts_only_bounds_support(shared_base):
+    anchors = [curves(1.0), curves(1.1), curves(0.95)]
+    tests = [learned_like(0.9), learned_like(1.0), learned_like(1.2)]  # cheaper than the anchor's top, more accurate
+    labels = ["seed 0", "seed 1", "seed 2"]
+    rows = shared_base.compare_group(anchors, tests, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})
+    assert all(r["refused"] for r in rows)  # above 95% of the uncompressed metric: the fixed band is not reached
+    post_hoc = shared_base.post_hoc_rows(anchors, tests, "learned", "j2k", labels, {"reconstruction_psnr": 14.0}, rows)
+    assert [r["task"] for r in post_hoc] == list(TASKS) and all(r["meetings"] == ["test above"] * 3 for r in post_hoc)
+    # the bound: the test's least accurate point against the anchor's most accurate one, both read off the points
+    expected = [math.log(1000.0 * t / (8000.0 * a)) for a, t in ((1.0, 0.9), (1.1, 1.0), (0.95, 1.2))]
+    for row in post_hoc:
+        assert row["log_ratios"] == pytest.approx(expected, abs=1e-9)
+        assert row["verdict"].startswith(f"saves at least {-row['interval']['hi_percent']:.1f}% (3 of 3 pairs")
+    assert [r["p_adjusted"] for r in post_hoc] == pytest.approx(holm([r["p"] for r in post_hoc]))
+    named = [{**r, "test": "learned", "anchor": "benchmark"} for r in post_hoc]
+    assert "where the curves meet" in shared_base.rows_table(named) and "≤ -" in shared_base.pairs_table(named)
+    # wholly below and dearer: costs at least; below and cheaper ("apart"): no reading at all
+    below = [learned_like(s, above=False) for s in (1.0, 1.1, 1.2)]
+    cheap_anchors = [curves(0.01 * s) for s in (1.0, 1.1, 0.95)]
+    rows = shared_base.compare_group(cheap_anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})
+    costs = shared_base.post_hoc_rows(cheap_anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0}, rows)
+    assert costs and all(r["meetings"] == ["test below"] * 3 and r["verdict"].startswith("costs at least") for r in costs)
+    assert shared_base.post_hoc_rows(anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0},
+                                     shared_base.compare_group(anchors, below, "learned", "j2k", labels,
+                                                               {"reconstruction_psnr": 14.0})) == []
 
 
 def test_the_protocol_is_in_the_docstring_and_the_families_follow_it(shared_base):
@@ -186,8 +234,9 @@ def test_the_protocol_is_in_the_docstring_and_the_families_follow_it(shared_base
     assert families["jpeg"] == "jpeg=jpeg:quality=95,87,79,70,62,54,46,38,30,21,13,5"
     assert families["image-jpeg"] == "image-jpeg=image:jpeg:quality=95,87,79,70,62,54,46,38,30,21,13,5"
     assert families["image-j2k"].startswith("image-j2k=image:jpeg2000:bpe=0.1,") and families["image-j2k"].endswith(",2")
-    # the one change made after seeing data, the same in every comparison: a secondary, labelled reading
-    assert all(shared_base.CHANGES[name] == (shared_base.POST_HOC_BAND,) for name in shared_base.COMPARISONS)
+    # the changes made after seeing data, the same in every comparison: secondary, labelled readings
+    assert all(shared_base.CHANGES[name] == (shared_base.POST_HOC_BAND, shared_base.WHERE_CURVES_MEET)
+               for name in shared_base.COMPARISONS)
 
 
 # -- the command, tiny --------------------------------------------------------------------------------
@@ -205,7 +254,8 @@ def test_a_tiny_comparison_runs_resumes_and_writes_its_report(shared_base, tmp_p
             "--out", str(out), "--docs", str(docs), "--train-args", tiny_train_args()]
     assert shared_base.main(argv) == 0
     result = json.loads(out.read_text())
-    assert result["protocol"] == shared_base.PROTOCOL and result["changes_after_seeing_data"] == [shared_base.POST_HOC_BAND]
+    assert result["protocol"] == shared_base.PROTOCOL and result["changes_after_seeing_data"] == [shared_base.POST_HOC_BAND,
+                                                                                           shared_base.WHERE_CURVES_MEET]
     assert result["settings"]["pairs"] == 2 and result["machine"]["cores"] >= 1 and result["status"] == "done"
     # tolerance 0: never converged, so one chunk of further training, then the cap
     base = result["bases"]["base"]
