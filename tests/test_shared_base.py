@@ -75,6 +75,12 @@ def test_a_task_the_curves_cannot_compare_is_refused_in_one_line_and_counts_in_h
     rule = shared_base.pair_rule([{**r, "test": "lr", "anchor": "benchmark"} for r in rows], 3, 10)
     assert rule["widest"] == pytest.approx(max(shared_base.half_width(by_task[t]) for t in ("segmentation", "reconstruction")))
     assert rule["asks_for_more"] == (rule["widest"] > shared_base.HALF_WIDTH)
+    # the same rule read on post-hoc rows, in words: every row over the limit named, none when inside
+    wide = {**rule, "wider_than_limit": ["lr j2k vs benchmark j2k, segmentation"], "widest": 7.04}
+    assert shared_base.post_hoc_precision(wide).endswith("wider than ±5: lr j2k vs benchmark j2k, segmentation.")
+    assert "±7.0 points at 3 pairs" in shared_base.post_hoc_precision(wide)
+    assert shared_base.post_hoc_precision({**rule, "wider_than_limit": [], "widest": 1.25}).endswith("±1.2 points, inside ±5.")
+    assert shared_base.post_hoc_precision(None) == "No post-hoc JPEG2000 interval was measured."
 
 
 def lr_experiment(shared_base, tmp_path, options) -> tuple:
@@ -235,7 +241,8 @@ def test_the_protocol_is_in_the_docstring_and_the_families_follow_it(shared_base
     assert families["image-jpeg"] == "image-jpeg=image:jpeg:quality=95,87,79,70,62,54,46,38,30,21,13,5"
     assert families["image-j2k"].startswith("image-j2k=image:jpeg2000:bpe=0.1,") and families["image-j2k"].endswith(",2")
     # the changes made after seeing data, the same in every comparison: secondary, labelled readings
-    assert all(shared_base.CHANGES[name] == (shared_base.POST_HOC_BAND, shared_base.WHERE_CURVES_MEET)
+    assert all(shared_base.CHANGES[name] == (shared_base.POST_HOC_BAND, shared_base.WHERE_CURVES_MEET,
+                                           shared_base.POST_HOC_PAIRS)
                for name in shared_base.COMPARISONS)
 
 
