@@ -117,13 +117,11 @@ from cilight.evaluation.curves import LEARNED, RateAccuracyCurves, parse_familie
 from cilight.evaluation.defaults import ALPHA, BAND_FRACTIONS, LEVELS, PRECISION
 from cilight.evaluation.paired import (
     PairedComparison,
-    compare_pairs,
-    covered_band,
-    holm,
+    compare_tasks,
     log_rate_at_levels,
-    meet_curves,
     paired_interval,
     percent,
+    read_refused,
 )
 from cilight.evaluation.report import plot_paired
 from cilight.evaluation.tables import MISSING, markdown_table
@@ -324,110 +322,34 @@ def _levels_beside(anchors, tests, task: str, key: str, family: str, anchor_fami
     return rows
 
 
-def compare_group(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str,
-                  anchor_family: str, labels: Sequence[str], floors: dict[str, float]) -> list[dict]:
-    """One row per task: :meth:`PairedComparison.as_dict` with ``refused: None``, or the refusal in one line.
+def _options(labels: Sequence[str], floors: dict[str, float], anchor_family: str) -> dict:
+    return {"fractions": BAND_FRACTIONS, "floors": floors, "levels": LEVELS, "alpha": ALPHA, "labels": labels,
+            "precision": PRECISION, "anchor_family": anchor_family}
 
-    Each task is compared on its own, so that one refused task leaves the others their BD-rates; the
-    p-values are then Holm-adjusted across all the tasks of the group, a refused one counting as a test
-    with p = 1, so a refusal never makes the others' adjustment milder.
+
+def compare_group(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str,
+                  anchor_family: str, labels: Sequence[str], floors: dict[str, float]) -> tuple[list[dict], list[dict]]:
+    """A row group's rows and its post-hoc rows.
+
+    One row per task (:func:`~cilight.evaluation.paired.compare_tasks`): :meth:`PairedComparison.as_dict`
+    with ``refused: None``, or the refusal in one line with the rate at equal accuracy recorded beside it.
+    Then :data:`POST_HOC_BAND` and :data:`WHERE_CURVES_MEET` (:func:`~cilight.evaluation.paired.read_refused`):
+    each refused task read again, one row per reading, p Holm-adjusted across every task of the group.
     """
     options = {"fractions": BAND_FRACTIONS, "floors": floors, "levels": LEVELS, "alpha": ALPHA, "labels": labels,
                "precision": PRECISION, "anchor_family": anchor_family}
-    outcome: dict[str, PairedComparison | str] = {}
-    for task, key in anchors[0].tasks.items():
-        alone = [replace(c, tasks={task: key}) for c in anchors], [replace(c, tasks={task: key}) for c in tests]
-        try:
-            (outcome[task],) = compare_pairs(*alone, family, **options)
-        except ConfigError as err:
-            outcome[task] = str(err)
-    tested = [isinstance(v, PairedComparison) and v.p is not None for v in outcome.values()]
-    adjusted = holm([v.p if ok else 1.0 for v, ok in zip(outcome.values(), tested)]) if any(tested) else ()
+    outcome = compare_tasks(anchors, tests, family, **options)
     rows = []
-    for i, (task, value) in enumerate(outcome.items()):
-        key = anchors[0].tasks[task]
+    for task, value in outcome.items():
         if isinstance(value, PairedComparison):
-            if value.p is not None:
-                value = replace(value, p_adjusted=adjusted[i])
             rows.append({**value.as_dict(), "anchor_family": anchor_family, "refused": None})
             continue
-        floor = floors.get(key, 0.0)
+        key = anchors[0].tasks[task]
         rows.append({"task": task, "family": family, "anchor_family": anchor_family, "metric": key, "n": len(labels),
                      "labels": list(labels), "refused": value, "verdict": f"refused: {value}",
-                     "levels": _levels_beside(anchors, tests, task, key, family, anchor_family, floor)})
-    return rows
-
-
-def post_hoc_rows(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str,
-                  anchor_family: str, labels: Sequence[str], floors: dict[str, float], rows: list[dict]) -> list[dict]:
-    """:data:`POST_HOC_BAND` and :data:`WHERE_CURVES_MEET`: each refused task of a group read again.
-
-    Over the band its pairs' curves cover, if there is one of the same top; else where its curves meet
-    (:func:`meeting_reading`); else it stays refused and gets no row. The p-values are Holm-adjusted
-    across all the tasks of the group, as if the refused tasks had been measured: the measured tasks'
-    p, each post-hoc reading's p, and p = 1 for a task that stays refused.
-    """
-    readings: list[tuple[PairedComparison, dict] | None] = []
-    for row in (r for r in rows if r["refused"]):
-        task, key = row["task"], row["metric"]
-        floor = floors.get(key, 0.0)
-        pairs = [(a.curve(task, anchor_family), t.curve(task, family)) for a, t in zip(anchors, tests)]
-        band = covered_band([(*pair, a.reference[key]) for pair, a in zip(pairs, anchors)], BAND_FRACTIONS, floor)
-        if band is None or band == tuple(BAND_FRACTIONS):
-            readings.append(meeting_reading(pairs, task, key, family, anchor_family, labels))
-            continue
-        alone = [replace(c, tasks={task: key}) for c in anchors], [replace(c, tasks={task: key}) for c in tests]
-        (value,) = compare_pairs(*alone, family, fractions=band, floors=floors, levels=LEVELS, alpha=ALPHA,
-                                 labels=labels, precision=PRECISION, anchor_family=anchor_family)
-        readings.append((value, {"band": list(band)}))
-    measured = [r["p"] for r in rows if not r["refused"] and r["p"] is not None]
-    family_p = [*measured, *(1.0 if r is None or r[0].p is None else r[0].p for r in readings)]
-    adjusted = holm(family_p)[len(measured):] if family_p else ()
-    out = []
-    for reading, p_adjusted in zip(readings, adjusted):
-        if reading is None:
-            continue
-        value, extra = reading
-        if value.p is not None:
-            value = replace(value, p_adjusted=p_adjusted)
-        row = {**value.as_dict(), "anchor_family": anchor_family, "refused": None, **extra}
-        if "meetings" in extra:
-            row["verdict"] = meeting_verdict(value, extra["meetings"])
-        out.append(row)
-    return out
-
-
-def meeting_reading(pairs: Sequence[tuple[tuple, tuple]], task: str, key: str, family: str, anchor_family: str,
-                    labels: Sequence[str]) -> tuple[PairedComparison, dict] | None:
-    """:data:`WHERE_CURVES_MEET` for one task: its comparison (p not yet adjusted) and the kinds of meeting,
-    or ``None`` when a pair's curves are apart or one is not a curve."""
-    try:
-        meetings = [meet_curves(*anchor, *test) for anchor, test in pairs]
-    except ConfigError:
-        return None
-    if any(m.log_ratio is None for m in meetings):
-        return None
-    values = [m.log_ratio for m in meetings]
-    interval = paired_interval(values)
-    value = PairedComparison(task, family, key, labels, [m.band for m in meetings], values, interval, interval.p, (),
-                             ALPHA, PRECISION, anchor_family if anchor_family != family else None)
-    return value, {"meetings": [m.kind for m in meetings]}
-
-
-def meeting_verdict(value: PairedComparison, kinds: Sequence[str]) -> str:
-    """The verdict of a :func:`meeting_reading`: :func:`~cilight.evaluation.paired.verdict` where every pair's curves
-    overlap; where a pair gives a bound, only what bounds support (*saves at least*, *costs at least*)."""
-    bounds = sum(kind != "overlap" for kind in kinds)
-    interval = value.interval
-    if not bounds or not interval.has_interval:
-        return value.verdict
-    lo, hi, mean = interval.lo_percent, interval.hi_percent, interval.percent
-    why = f"{bounds} of {len(kinds)} pairs' curves share no accuracy: bounds from their nearest points"
-    if set(kinds) <= {"overlap", "test above"} and hi < 0 and value.p_adjusted < value.alpha:
-        return f"saves at least {-hi:.1f}% ({why}; mean {-mean:.1f}%)"
-    if set(kinds) <= {"overlap", "test below"} and lo > 0 and value.p_adjusted < value.alpha:
-        return f"costs at least {lo:.1f}% ({why}; mean {mean:.1f}%)"
-    return f"inconclusive ({why}; rate change {lo:+.1f}% to {hi:+.1f}%)"
+                     "levels": _levels_beside(anchors, tests, task, key, family, anchor_family, floors.get(key, 0.0))})
+    readings = read_refused(anchors, tests, family, outcome, **options)
+    return rows, [{**r.as_dict(), "anchor_family": anchor_family, "refused": None} for r in readings.values()]
 
 
 def half_width(row: dict) -> float | None:
@@ -503,10 +425,9 @@ def statistics(result: dict, comparison: Comparison, seeds: list[int], max_pairs
     for test, family, anchor, anchor_family in comparison.groups():
         anchors = [arm_curves(result, anchor, s) for s in seeds]
         tests = [arm_curves(result, test, s) for s in seeds]
-        group = compare_group(anchors, tests, family, anchor_family, labels, result["floors"])
+        group, again = compare_group(anchors, tests, family, anchor_family, labels, result["floors"])
         rows += [{"test": test, "anchor": anchor, **row} for row in group]
-        post_hoc += [{"test": test, "anchor": anchor, **row}
-                     for row in post_hoc_rows(anchors, tests, family, anchor_family, labels, result["floors"], group)]
+        post_hoc += [{"test": test, "anchor": anchor, **row} for row in again]
     return {"pairs": seeds, "rows": rows, "post_hoc_rows": post_hoc, "dose": dose(result, comparison.arms, seeds),
         "uncompressed": uncompressed(result, comparison.arms, seeds),
             "pair_rule": pair_rule(rows, len(seeds), max_pairs),

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -668,6 +668,143 @@ def compare_pairs(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAcc
                  for i, (task, key, bands, values, interval, level_rows) in enumerate(columns))
 
 
+# --------------------------------------------------------------------------- task by task, and read again
+def compare_tasks(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str,
+                  **options) -> dict[str, PairedComparison | str]:
+    """:func:`compare_pairs` one task at a time: task → its comparison, or its refusal in one line.
+
+    A task whose band a curve of a pair does not cover is refused and leaves the other tasks their
+    BD-rates; the p-values are Holm-adjusted across *all* the tasks, a refused one counting as a test
+    with p = 1, so a refusal never makes the others' adjustment milder. ``options`` are
+    :func:`compare_pairs`'s; errors that are not about one task (unequal arms, other tasks or images,
+    a family not measured) still raise.
+    """
+    _check_arms(anchors, tests, family, options.get("labels"), options.get("anchor_family") or family)
+    outcome: dict[str, PairedComparison | str] = {}
+    for task, key in anchors[0].tasks.items():
+        alone = [replace(c, tasks={task: key}) for c in anchors], [replace(c, tasks={task: key}) for c in tests]
+        try:
+            (outcome[task],) = compare_pairs(*alone, family, **options)
+        except ConfigError as err:
+            outcome[task] = str(err)
+    return _holm_across(outcome, {})
+
+
+def _holm_across(outcome: Mapping[str, PairedComparison | str], fixed: Mapping[str, float]) -> dict:
+    """Every comparison of ``outcome`` with its p Holm-adjusted across all of its tasks: the measured p, a
+    refused task's p = 1, and the p of a task in ``fixed`` (one already counted elsewhere, left as it is)."""
+    tested = {t: v.p for t, v in outcome.items() if isinstance(v, PairedComparison) and v.p is not None}
+    if not tested:
+        return dict(outcome)
+    family_p = [fixed.get(t, tested.get(t, 1.0)) for t in outcome]
+    adjusted = dict(zip(outcome, holm(family_p)))
+    return {t: replace(v, p_adjusted=adjusted[t]) if t in tested and t not in fixed else v for t, v in outcome.items()}
+
+
+@dataclass(frozen=True)
+class PostHocReading:
+    """A refused task read again, over a band or a meeting chosen after seeing the curves: never a primary verdict.
+
+    ``band`` (shares of the way to the anchor's uncompressed metric, :func:`covered_band`) for a reading
+    over the band every pair's curves cover; else ``meetings``, each pair's :attr:`CurveMeeting.kind`,
+    for a reading where the curves meet (:func:`meet_curves`), whose ``comparison.bands`` are the
+    meetings' metric ranges and whose verdict says only what bounds support.
+    """
+
+    comparison: PairedComparison
+    band: tuple[float, float] | None = None
+    meetings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "meetings", tuple(self.meetings))
+        if (self.band is None) == (not self.meetings) or (self.meetings and len(self.meetings) != self.comparison.n):
+            raise ConfigError(f"post-hoc reading of task {self.comparison.task!r} with band {self.band!r} and meetings "
+                              f"{list(self.meetings)}: expected a band, or one meeting per pair ({self.comparison.n})")
+
+    @property
+    def where(self) -> str:
+        """Where the reading was taken, in words: ``over 50–85%`` or ``where the curves meet``."""
+        if self.band is None:
+            return "where the curves meet"
+        return f"over {100 * self.band[0]:.0f}–{100 * self.band[1]:.0f}%"
+
+    @property
+    def verdict(self) -> str:
+        """:func:`verdict` where every pair is read at equal accuracy; where a pair's curves share no accuracy,
+        only what its bound supports (*saves at least*, *costs at least*, else *inconclusive*)."""
+        value = self.comparison
+        bounds = sum(kind != "overlap" for kind in self.meetings)
+        interval = value.interval
+        if not bounds or not interval.has_interval:
+            return value.verdict
+        lo, hi, mean = interval.lo_percent, interval.hi_percent, interval.percent
+        why = f"{bounds} of {len(self.meetings)} pairs' curves share no accuracy: bounds from their nearest points"
+        if set(self.meetings) <= {"overlap", "test above"} and hi < 0 and value.p_adjusted < value.alpha:
+            return f"saves at least {-hi:.1f}% ({why}; mean {-mean:.1f}%)"
+        if set(self.meetings) <= {"overlap", "test below"} and lo > 0 and value.p_adjusted < value.alpha:
+            return f"costs at least {lo:.1f}% ({why}; mean {mean:.1f}%)"
+        return f"inconclusive ({why}; rate change {lo:+.1f}% to {hi:+.1f}%)"
+
+    def as_dict(self) -> dict:
+        """:meth:`PairedComparison.as_dict` with this verdict and the ``band`` or the ``meetings``."""
+        where = {"band": list(self.band)} if self.band is not None else {"meetings": list(self.meetings)}
+        return {**self.comparison.as_dict(), "verdict": self.verdict, **where}
+
+
+def _meeting(anchors, tests, task: str, key: str, family: str, anchor_family: str, labels, alpha: float,
+             confidence: float, precision: float) -> PostHocReading | None:
+    try:
+        meetings = [meet_curves(*a.curve(task, anchor_family), *t.curve(task, family)) for a, t in zip(anchors, tests)]
+    except ConfigError:
+        return None
+    if any(m.log_ratio is None for m in meetings):
+        return None
+    values = [m.log_ratio for m in meetings]
+    interval = paired_interval(values, confidence)
+    value = PairedComparison(task, family, key, labels, [m.band for m in meetings], values, interval, interval.p, (),
+                             alpha, precision, anchor_family if anchor_family != family else None)
+    return PostHocReading(value, meetings=[m.kind for m in meetings])
+
+
+def read_refused(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], family: str,
+                 outcome: Mapping[str, PairedComparison | str], *, fractions: Sequence[float] = FRACTIONS,
+                 floors: Mapping[str, float] = MappingProxyType({}), levels: Sequence[float] = LEVELS,
+                 alpha: float = 0.05, labels: Sequence[str] | None = None, confidence: float = 0.95,
+                 precision: float = 5.0, anchor_family: str | None = None) -> dict[str, PostHocReading]:
+    """Each task :func:`compare_tasks` refused, read again where the curves allow: task → its reading.
+
+    Over the widest band inside ``fractions`` that every pair's curves cover (:func:`covered_band`, on
+    the same top: a band the curves already cover is not a new one); else where the curves meet
+    (:func:`meet_curves`); else the task gets no reading (a pair's curves apart, or one not a curve).
+    The p-values are Holm-adjusted across *every* task of ``outcome``, as if the refused ones had been
+    measured: the measured tasks' p (left as they were), each reading's p, p = 1 for a task that
+    stays refused. Both readings are choices made after seeing data: report them apart, as such.
+    """
+    labels = _check_arms(anchors, tests, family, labels, anchor_family or family)
+    anchor_family = anchor_family or family
+    options = {"floors": floors, "levels": levels, "alpha": alpha, "labels": labels, "confidence": confidence,
+               "precision": precision, "anchor_family": anchor_family}
+    readings: dict[str, PostHocReading | None] = {}
+    for task, value in outcome.items():
+        if isinstance(value, PairedComparison):
+            continue
+        key = anchors[0].tasks[task]
+        floor = float(floors.get(key, 0.0))
+        pairs = [(a.curve(task, anchor_family), t.curve(task, family), a.reference[key]) for a, t in zip(anchors, tests)]
+        band = covered_band(pairs, fractions, floor)
+        if band is None or band == tuple(fractions):
+            readings[task] = _meeting(anchors, tests, task, key, family, anchor_family, labels, alpha, confidence,
+                                      precision)
+            continue
+        alone = [replace(c, tasks={task: key}) for c in anchors], [replace(c, tasks={task: key}) for c in tests]
+        (comparison,) = compare_pairs(*alone, family, fractions=band, **options)
+        readings[task] = PostHocReading(comparison, band=band)
+    measured = {t: v.p for t, v in outcome.items() if isinstance(v, PairedComparison) and v.p is not None}
+    pooled = {t: readings[t].comparison if readings.get(t) else "refused" for t in outcome if t not in measured}
+    adjusted = _holm_across({**{t: outcome[t] for t in measured}, **pooled}, measured)
+    return {t: replace(r, comparison=adjusted[t]) for t, r in readings.items() if r is not None}
+
+
 __all__ = ["FRACTIONS", "LEVELS", "MIN_POINTS", "CurveMeeting", "LevelComparison", "PairedComparison", "PairedInterval",
-           "RateAtLevel", "bd_log_rate", "compare_pairs", "covered_band", "holm", "log_rate_at_levels", "meet_curves",
-           "metric_band", "paired_interval", "percent", "verdict"]
+           "PostHocReading", "RateAtLevel", "bd_log_rate", "compare_pairs", "compare_tasks", "covered_band", "holm",
+           "log_rate_at_levels", "meet_curves", "metric_band", "paired_interval", "percent", "read_refused", "verdict"]

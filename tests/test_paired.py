@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,9 +21,11 @@ from cilight.evaluation.curves import CurvePoint, RateAccuracyCurves
 from cilight.evaluation.paired import (
     PairedComparison,
     PairedInterval,
+    PostHocReading,
     RateAtLevel,
     bd_log_rate,
     compare_pairs,
+    compare_tasks,
     covered_band,
     holm,
     log_rate_at_levels,
@@ -30,6 +33,7 @@ from cilight.evaluation.paired import (
     metric_band,
     paired_interval,
     percent,
+    read_refused,
     verdict,
 )
 
@@ -408,6 +412,41 @@ def test_compare_pairs_refusals_are_one_line_naming_the_value():
                                           r"band 18.6–27.675"):
         shifted = [tests[0], curves(BASE_RATES, psnr_shift=1.0), tests[2]]
         compare_pairs(anchors, shifted, "paper", floors=FLOORS, fractions=(0.4, 0.95), labels=["s0", "s1", "s2"])
+
+
+def test_compare_tasks_refuses_one_task_alone_and_read_refused_reads_it_over_the_band_every_pair_covers():
+    anchors, tests = pairs()
+    labels = ["s0", "s1", "s2"]
+    # no PSNR floor: reconstruction's band starts at 14.25 dB, below every curve; segmentation is unaffected
+    outcome = compare_tasks(anchors, tests, "paper", floors={}, labels=labels)
+    seg, rec = outcome["segmentation"], outcome["reconstruction"]
+    assert isinstance(rec, str) and "band 14.25–27.075" in rec and "\n" not in rec
+    (alone,) = compare_pairs([replace_tasks(c) for c in anchors], [replace_tasks(c) for c in tests], "paper",
+                             labels=labels)
+    assert seg.log_ratios == alone.log_ratios and seg.p_adjusted == pytest.approx(holm([seg.p, 1.0])[0])
+    readings = read_refused(anchors, tests, "paper", outcome, floors={}, labels=labels)
+    assert list(readings) == ["reconstruction"]
+    reading = readings["reconstruction"]
+    # the band by hand: every curve starts at 18 dB or above (shifts 0, 0.2, 0.4) of the way 0 → 28.5: 18.4/28.5
+    # = 64.6%, so 65% on the 5% grid; the top 95% = 27.075 dB lies under every curve's end
+    expected_band = covered_band([(a.curve("reconstruction", "paper"), t.curve("reconstruction", "paper"), 28.5)
+                                  for a, t in zip(anchors, tests)])
+    assert reading.band == expected_band == (0.65, 0.95) and reading.where == "over 65–95%" and not reading.meetings
+    expected = [bd_log_rate(*a.curve("reconstruction", "paper"), *t.curve("reconstruction", "paper"),
+                            (0.65 * 28.5, 0.95 * 28.5)) for a, t in zip(anchors, tests)]
+    assert reading.comparison.log_ratios == pytest.approx(expected, abs=1e-12)
+    # Holm across both tasks: the measured one's raw p and the reading's
+    assert reading.comparison.p_adjusted == pytest.approx(holm([seg.p, reading.comparison.p])[1])
+    data = reading.as_dict()
+    assert data["band"] == [0.65, 0.95] and data["verdict"] == reading.verdict == reading.comparison.verdict
+    # a reading is over a band or where the curves meet, one kind of meeting per pair
+    for band, meetings in ((None, ()), ((0.6, 0.9), ("overlap",) * 3), (None, ("overlap",))):
+        with pytest.raises(ConfigError, match="expected a band, or one meeting per pair"):
+            PostHocReading(reading.comparison, band, meetings)
+
+
+def replace_tasks(c: RateAccuracyCurves) -> RateAccuracyCurves:
+    return replace(c, tasks={"segmentation": "segmentation_miou"})
 
 
 def test_the_package_exports_the_names_and_the_module_imports_no_torch():

@@ -55,8 +55,8 @@ def curves(scale: float, flat: str | None = None, families=("j2k",), png: float 
 def test_a_task_the_curves_cannot_compare_is_refused_in_one_line_and_counts_in_holm(shared_base):
     anchors = [curves(1.0), curves(1.1), curves(0.95)]
     tests = [curves(0.80), curves(0.86), curves(0.78, flat="disparity_irmse")]
-    rows = shared_base.compare_group(anchors, tests, "j2k", "j2k", ["seed 0", "seed 1", "seed 2"],
-                                     {"reconstruction_psnr": 14.0})
+    rows, _ = shared_base.compare_group(anchors, tests, "j2k", "j2k", ["seed 0", "seed 1", "seed 2"],
+                                        {"reconstruction_psnr": 14.0})
     by_task = {r["task"]: r for r in rows}
     assert list(by_task) == list(TASKS)
     refused = by_task["disparity"]
@@ -210,9 +210,8 @@ def test_curves_that_share_no_band_are_read_where_they_meet_with_verdicts_only_b
     anchors = [curves(1.0), curves(1.1), curves(0.95)]
     tests = [learned_like(0.9), learned_like(1.0), learned_like(1.2)]  # cheaper than the anchor's top, more accurate
     labels = ["seed 0", "seed 1", "seed 2"]
-    rows = shared_base.compare_group(anchors, tests, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})
+    rows, post_hoc = shared_base.compare_group(anchors, tests, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})
     assert all(r["refused"] for r in rows)  # above 95% of the uncompressed metric: the fixed band is not reached
-    post_hoc = shared_base.post_hoc_rows(anchors, tests, "learned", "j2k", labels, {"reconstruction_psnr": 14.0}, rows)
     assert [r["task"] for r in post_hoc] == list(TASKS) and all(r["meetings"] == ["test above"] * 3 for r in post_hoc)
     # the bound: the test's least accurate point against the anchor's most accurate one, both read off the points
     expected = [math.log(1000.0 * t / (8000.0 * a)) for a, t in ((1.0, 0.9), (1.1, 1.0), (0.95, 1.2))]
@@ -225,12 +224,9 @@ def test_curves_that_share_no_band_are_read_where_they_meet_with_verdicts_only_b
     # wholly below and dearer: costs at least; below and cheaper ("apart"): no reading at all
     below = [learned_like(s, above=False) for s in (1.0, 1.1, 1.2)]
     cheap_anchors = [curves(0.01 * s) for s in (1.0, 1.1, 0.95)]
-    rows = shared_base.compare_group(cheap_anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})
-    costs = shared_base.post_hoc_rows(cheap_anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0}, rows)
+    _, costs = shared_base.compare_group(cheap_anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})
     assert costs and all(r["meetings"] == ["test below"] * 3 and r["verdict"].startswith("costs at least") for r in costs)
-    assert shared_base.post_hoc_rows(anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0},
-                                     shared_base.compare_group(anchors, below, "learned", "j2k", labels,
-                                                               {"reconstruction_psnr": 14.0})) == []
+    assert shared_base.compare_group(anchors, below, "learned", "j2k", labels, {"reconstruction_psnr": 14.0})[1] == []
 
 
 def test_the_protocol_is_in_the_docstring_and_the_families_follow_it(shared_base):
