@@ -19,7 +19,7 @@ W&B run.
 
     python evaluate.py compare --anchor A_SEED0 A_SEED1 … --test B_SEED0 B_SEED1 … [--pair-by position|seed]
                                [--codecs FAMILY …] [--remote FAMILY …] [--band 0.5 0.95] [--levels 0.8 0.9 0.95]
-                               [--alpha 0.05] [--out DIR]
+                               [--alpha 0.05] [--post-hoc] [--out DIR]
 
 ``compare`` compares two training recipes ("arms") over paired checkpoints (the same seed, or fine-tuned
 from one base with the same fine-tune seed): per pair and task, the BD-rate as a mean log rate ratio
@@ -29,7 +29,9 @@ the mean with a paired 95% t-interval, Holm-adjusted p-values across tasks and a
 (:mod:`cilight.evaluation.paired`). ``--remote`` adds remote-inference families (the anchor models on
 their coded input images): every test family is also compared against them. Writes ``compare.json``,
 ``compare.csv`` and one plot per family and task (each pair faint, each arm's mean bold) to ``--out``;
-logs them to an active W&B run.
+logs them to an active W&B run. A band a curve does not cover refuses the command; with ``--post-hoc``
+it refuses that task only and reads it again where the curves allow (``read_refused``: over the
+band every pair covers, or where the curves meet, bounds saying *at least*), apart and labelled.
 
     python evaluate.py baf --ckpt BAF_CKPT [BAF_CKPT …] [--codecs png jpeg:quality=90 …] [--images N] [--out DIR]
 
@@ -124,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--levels", type=float, nargs="+", default=list(LEVELS),
                    help="accuracy levels of the rate at equal accuracy, the same shares (default: %(default)s)")
     m.add_argument("--alpha", type=float, default=ALPHA, help="family-wise level of the verdicts (default %(default)s)")
+    m.add_argument("--post-hoc", action="store_true",
+                   help="compare each task alone: a task whose band a curve does not cover is refused in one line, not "
+                        "the command, and read again over the band every pair covers or where the curves meet (a "
+                        "reading chosen after seeing the curves, printed and saved apart, never a verdict of --band)")
     m.add_argument("--out", type=Path, help="folder for compare.json/csv and the plots (default: <first anchor run>/compare/)")
     f = commands.add_parser("baf", help="Back-and-Forth prediction: coded size against task accuracy (Fig. 3-4)")
     f.add_argument("--ckpt", required=True, type=Path, nargs="+", help="BaFPredictor checkpoints, one per (C, n)")

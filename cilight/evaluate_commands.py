@@ -19,7 +19,7 @@ from cilight.evaluation.baf import arm_of, baf_table, baf_wandb_table, measure_b
 from cilight.evaluation.checkpoint_curves import checkpoint_curves, git_revision
 from cilight.evaluation.curves import RateAccuracyCurves, bd_rate_rows, parse_families
 from cilight.evaluation.experiment import run_allocation, split_batches
-from cilight.evaluation.paired import compare_pairs
+from cilight.evaluation.paired import PairedComparison, compare_pairs, compare_tasks, read_refused
 from cilight.evaluation.report import (
     allocation_table,
     bd_rate_table,
@@ -210,26 +210,37 @@ def compare(args) -> int:
     floors = band_floors(pairs[0][1], args)
     options = {"fractions": tuple(args.band), "floors": floors, "levels": tuple(args.levels), "alpha": args.alpha,
                "labels": labels}
-    rows = []
+    rows, refused, post_hoc = [], [], []
     for family in families:
-        name = family.name
-        rows += compare_pairs(anchors, tests, name, **options)
-        for anchor_family in remote:
-            rows += compare_pairs(anchors, tests, name, anchor_family=anchor_family.name, **options)
+        for anchor_family in (family.name, *(f.name for f in remote)):
+            if not args.post_hoc:  # any task a curve does not cover refuses the whole command
+                rows += compare_pairs(anchors, tests, family.name, anchor_family=anchor_family, **options)
+                continue
+            outcome = compare_tasks(anchors, tests, family.name, anchor_family=anchor_family, **options)
+            rows += [v for v in outcome.values() if isinstance(v, PairedComparison)]
+            refused += [f"{family.name} vs {anchor_family}, {task}: {v}" for task, v in outcome.items()
+                        if isinstance(v, str)]
+            post_hoc += read_refused(anchors, tests, family.name, outcome, anchor_family=anchor_family,
+                                     **options).values()
     print(f"{len(pairs)} pairs ({args.pair_by}); BD-rate as the mean log rate ratio over "
           f"{args.band[0]:g}–{args.band[1]:g} of the anchor's uncompressed metric"
           + (f" (from the trivial predictor for {', '.join(floors)})" if floors else "")
           + "; negative = fewer bits at equal accuracy")
-    print(comparison_table(rows))
+    print(comparison_table(rows) if rows else "no task compared over the fixed band")
+    if refused:
+        print("refused over the fixed band:\n" + "\n".join(f"  {line}" for line in refused))
+        print("read again after seeing the curves (over the band every pair covers, or where the curves meet; "
+              "not verdicts of the fixed band):")
+        print(comparison_table(post_hoc) if post_hoc else "  no task could be read again (curves apart)")
     out = args.out or pairs[0][1].resolve().parent.parent / "compare"
     settings = {"pairs": [{"label": label, "anchor": str(a), "test": str(t)} for label, a, t in pairs],
                 "pair_by": args.pair_by, "families": [str(f) for f in families], "remote": [str(f) for f in remote],
-                "band": list(args.band), "floors": floors, "levels": list(args.levels), "alpha": args.alpha,
-                "cilight": cilight.__version__, "git": git_revision()}
-    written = write_comparison(out, rows, anchors, tests, settings)
+                "band": list(args.band), "read_refused": args.post_hoc, "floors": floors, "levels": list(args.levels),
+                "alpha": args.alpha, "cilight": cilight.__version__, "git": git_revision()}
+    written = write_comparison(out, rows, anchors, tests, settings, post_hoc, refused)
     print("wrote " + ", ".join(str(p) for p in written))
     plots = {f"compare/{p.stem}": p for p in written if p.suffix == ".png"}
-    if log_to_active_run(plots, {"compare/table": comparison_wandb_table(rows)}):
+    if log_to_active_run(plots, {"compare/table": comparison_wandb_table([*rows, *post_hoc])}):
         print("logged the table and plots to the active W&B run")
     return 0
 

@@ -22,7 +22,7 @@ from cilight.allocation.distortion import total_distortion
 from cilight.allocation.surface import DistortionSurface
 from cilight.evaluation.curves import BdRateRow, RateAccuracyCurves
 from cilight.evaluation.experiment import AllocationRow, rows_as_dicts
-from cilight.evaluation.paired import PairedComparison
+from cilight.evaluation.paired import PairedComparison, PostHocReading
 from cilight.evaluation.sweep import RateSweep
 from cilight.evaluation.tables import markdown_table
 
@@ -244,18 +244,28 @@ __all__ = ["allocation_table", "bd_rate_table", "bd_rate_wandb_table", "curves_t
 
 
 # ----------------------------------------------------------------------------------- paired comparisons
-def comparison_table(rows: Sequence[PairedComparison]) -> str:
+def _reading(r: PairedComparison | PostHocReading) -> tuple[PairedComparison, str, str]:
+    """``(comparison, where it was read, verdict)``: the fixed band, or a post-hoc reading's band or meeting."""
+    if isinstance(r, PostHocReading):
+        return r.comparison, f"post hoc {r.where}", r.verdict
+    return r, "fixed band", r.verdict
+
+
+def comparison_table(rows: Sequence[PairedComparison | PostHocReading]) -> str:
     """One line per family and task: n pairs, the mean BD-rate with its 95% interval (percent of rate, from
-    the mean log rate ratio), the Holm-adjusted p and the verdict in words."""
+    the mean log rate ratio), the Holm-adjusted p and the verdict in words; with post-hoc readings
+    (:class:`~cilight.evaluation.paired.PostHocReading`), a column says where each row was read."""
     header = ["test family", "anchor family", "task", "metric", "n", "BD-rate %", "95% interval %", "p (Holm)", "verdict"]
+    post_hoc = any(isinstance(r, PostHocReading) for r in rows)
     lines = []
-    for r in rows:
+    for row in rows:
+        r, where, words = _reading(row)
         interval = r.interval
         span = f"[{interval.lo_percent:+.1f}, {interval.hi_percent:+.1f}]" if interval.has_interval else "—"
         p = f"{r.p_adjusted:.3g}" if r.p_adjusted is not None else "—"
-        lines.append([r.family, r.anchor_family or r.family, r.task, r.metric, r.n, f"{interval.percent:+.1f}", span, p,
-                      r.verdict])
-    return markdown_table(header, lines)
+        cells = [r.family, r.anchor_family or r.family, r.task, r.metric, r.n, f"{interval.percent:+.1f}", span, p, words]
+        lines.append([*cells[:4], where, *cells[4:]] if post_hoc else cells)
+    return markdown_table([*header[:4], "read", *header[4:]] if post_hoc else header, lines)
 
 
 def plot_paired(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccuracyCurves], task: str, family: str,
@@ -284,31 +294,42 @@ def plot_paired(anchors: Sequence[RateAccuracyCurves], tests: Sequence[RateAccur
 
 
 def write_comparison(out: Path, rows: Sequence[PairedComparison], anchors: Sequence[RateAccuracyCurves],
-                     tests: Sequence[RateAccuracyCurves], settings: dict) -> list[Path]:
-    """``compare.json`` (rows, settings, every pair's curves), ``compare.csv`` (one row per family and task) and
-    ``compare_<family>_<task>.png``."""
+                     tests: Sequence[RateAccuracyCurves], settings: dict, post_hoc: Sequence[PostHocReading] = (),
+                     refused: Sequence[str] = ()) -> list[Path]:
+    """``compare.json`` (rows, settings, every pair's curves; with ``refused`` tasks and their ``post_hoc``
+    readings apart), ``compare.csv`` (one row per family and task, its ``read`` column ``fixed band`` or the
+    post-hoc reading's) and ``compare_<family>_vs_<anchor family>_<task>.png``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps({"rows": [r.as_dict() for r in rows], **settings,
+    extra = {"refused": list(refused), "post_hoc": [r.as_dict() for r in post_hoc]} if refused else {}
+    (out / "compare.json").write_text(json.dumps({"rows": [r.as_dict() for r in rows], **extra, **settings,
                                                   "anchor_curves": [c.as_dict() for c in anchors],
                                                   "test_curves": [c.as_dict() for c in tests]}, indent=1))
     with open(out / "compare.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["family", "anchor_family", "task", "metric", "n", "bd_rate_percent", "lo_percent",
-                         "hi_percent", "p", "p_holm", "verdict"])
-        for r in rows:
+                         "hi_percent", "p", "p_holm", "verdict", "read"])
+        for row in (*rows, *post_hoc):
+            r, where, words = _reading(row)
             i = r.interval
             writer.writerow([r.family, r.anchor_family or r.family, r.task, r.metric, r.n, i.percent,
                              i.lo_percent if i.has_interval else "", i.hi_percent if i.has_interval else "",
-                             r.p if r.p is not None else "", r.p_adjusted if r.p_adjusted is not None else "", r.verdict])
-    plots = [plot_paired(anchors, tests, r.task, r.family, r.anchor_family or r.family,
-                         out / f"compare_{r.family}_vs_{r.anchor_family or r.family}_{r.task}.png") for r in rows]
-    return [out / "compare.json", out / "compare.csv", *plots]
+                             r.p if r.p is not None else "", r.p_adjusted if r.p_adjusted is not None else "", words,
+                             where])
+    plots = {}
+    for r in (*rows, *(reading.comparison for reading in post_hoc)):
+        path = out / f"compare_{r.family}_vs_{r.anchor_family or r.family}_{r.task}.png"
+        plots[path] = plot_paired(anchors, tests, r.task, r.family, r.anchor_family or r.family, path)
+    return [out / "compare.json", out / "compare.csv", *plots.values()]
 
 
-def comparison_wandb_table(rows: Sequence[PairedComparison]) -> tuple[list[str], list[list]]:
-    columns = ["family", "anchor_family", "task", "metric", "n", "bd_rate_percent", "lo_percent", "hi_percent",
+def comparison_wandb_table(rows: Sequence[PairedComparison | PostHocReading]) -> tuple[list[str], list[list]]:
+    columns = ["family", "anchor_family", "task", "metric", "read", "n", "bd_rate_percent", "lo_percent", "hi_percent",
                "p_holm", "verdict"]
-    return columns, [[r.family, r.anchor_family or r.family, r.task, r.metric, r.n, r.interval.percent,
-                      r.interval.lo_percent if r.interval.has_interval else None,
-                      r.interval.hi_percent if r.interval.has_interval else None, r.p_adjusted, r.verdict]
-                     for r in rows]
+    data = []
+    for row in rows:
+        r, where, words = _reading(row)
+        i = r.interval
+        data.append([r.family, r.anchor_family or r.family, r.task, r.metric, where, r.n, i.percent,
+                     i.lo_percent if i.has_interval else None, i.hi_percent if i.has_interval else None, r.p_adjusted,
+                     words])
+    return columns, data

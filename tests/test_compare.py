@@ -21,7 +21,7 @@ from helpers import run_entry_point
 
 from cilight.ci_models.checkpoints import datamodule_hparams, read_checkpoint
 from cilight.evaluate_cli import main
-from cilight.evaluation import CurvePoint, RateAccuracyCurves, compare_pairs, parse_families
+from cilight.evaluation import CurvePoint, RateAccuracyCurves, compare_pairs, compare_tasks, parse_families, read_refused
 from cilight.evaluation.checkpoint_curves import file_sha256
 
 FAMILY = "j=jpeg:quality=95,75,50,25,10"
@@ -44,12 +44,13 @@ def runs(tmp_path_factory, tiny_checkpoint) -> dict[str, Path]:
     return paths
 
 
-def known_curves(ckpt: Path, log_shift: float, seed: int) -> RateAccuracyCurves:
-    """Curves of the checkpoint's tasks that rise with rate, the rate scaled by ``exp(log_shift)``, saved as the
-    cache ``evaluate.py`` reads for ``FAMILY`` on all test images."""
+def known_curves(ckpt: Path, log_shift: float, seed: int, shares=(0.97, 0.9, 0.75, 0.55, 0.3)) -> RateAccuracyCurves:
+    """Curves of the checkpoint's tasks that rise with rate, the rate scaled by ``exp(log_shift)``, each point at
+    ``shares`` of the way to the uncompressed metric, saved as the cache ``evaluate.py`` reads for ``FAMILY`` on
+    all test images."""
     rng = np.random.default_rng(seed)
     rates = np.array([60_000.0, 30_000, 18_000, 10_000, 5_000]) * np.exp(log_shift + rng.normal(0, 0.02))
-    shares = np.array([0.97, 0.9, 0.75, 0.55, 0.3])
+    shares = np.asarray(shares)
     reference = {"segmentation_miou": 0.5, "disparity_irmse": 0.4, "reconstruction_psnr": 22.0}
     def metric(key, share):
         floor = TRIVIAL_PSNR if key == "reconstruction_psnr" else 0.0
@@ -101,6 +102,34 @@ def test_the_report_is_the_paired_statistics_of_the_curves(runs, tmp_path):
     assert sorted(p.name for p in out.glob("*.png")) == [f"compare_j_vs_j_{t}.png"
                                                          for t in sorted(("segmentation", "disparity", "reconstruction"))]
     assert (out / "compare.csv").read_text().count("\n") == 4
+
+
+def test_post_hoc_refuses_one_task_and_reads_it_again_apart(runs, tmp_path):
+    anchors = [known_curves(runs[f"anchor{s}"], 0.0, s) for s in (0, 1)]
+    # the test arm's least accurate point sits at 65% of the way: the band 50–95% is not covered
+    tests = [known_curves(runs[f"test{s}"], np.log(0.8), 10 + s, shares=(0.97, 0.9, 0.8, 0.72, 0.65)) for s in (0, 1)]
+    argv = ["compare", "--anchor", runs["anchor0"], runs["anchor1"], "--test", runs["test0"], runs["test1"],
+            "--codecs", FAMILY, "--out", tmp_path / "out"]
+    proc = run_entry_point(main, "evaluate.py", argv, tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "does not cover the band" in errors[0], proc.stderr[-2000:]
+    proc = run_entry_point(main, "evaluate.py", [*argv, "--post-hoc"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no task compared over the fixed band" in proc.stdout and "read again after seeing the curves" in proc.stdout
+    saved = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert saved["rows"] == [] and saved["post_hoc"] and len(saved["refused"]) == 3
+    assert saved["refused"][0].startswith("j vs j, segmentation: 'pair 1', task 'segmentation'")
+    options = {"floors": {"reconstruction_psnr": TRIVIAL_PSNR}, "labels": ["pair 1", "pair 2"]}
+    outcome = compare_tasks(anchors, tests, "j", **options)
+    expected = read_refused(anchors, tests, "j", outcome, **options)
+    assert [r["task"] for r in saved["post_hoc"]] == list(expected)
+    for row, want in zip(saved["post_hoc"], expected.values()):
+        assert row["band"] == [0.65, 0.95] == list(want.band)  # moved up to the test curves' first point
+        np.testing.assert_allclose(row["log_ratios"], want.comparison.log_ratios, rtol=1e-9)
+        assert row["verdict"] == want.verdict and row["p_adjusted"] == pytest.approx(want.comparison.p_adjusted)
+    assert "post hoc over 65–95%" in proc.stdout
+    csv_rows = (tmp_path / "out" / "compare.csv").read_text().splitlines()
+    assert len(csv_rows) == 4 and all(line.endswith("post hoc over 65–95%") for line in csv_rows[1:])
 
 
 @pytest.mark.parametrize(("argv", "names"), [
