@@ -237,9 +237,12 @@ def test_the_protocol_is_in_the_docstring_and_the_families_follow_it(shared_base
     assert families["image-jpeg"] == "image-jpeg=image:jpeg:quality=95,87,79,70,62,54,46,38,30,21,13,5"
     assert families["image-j2k"].startswith("image-j2k=image:jpeg2000:bpe=0.1,") and families["image-j2k"].endswith(",2")
     # the changes made after seeing data, the same in every comparison: secondary, labelled readings
-    assert all(shared_base.CHANGES[name] == (shared_base.POST_HOC_BAND, shared_base.WHERE_CURVES_MEET,
-                                           shared_base.POST_HOC_PAIRS)
-               for name in shared_base.COMPARISONS)
+    common = (shared_base.POST_HOC_BAND, shared_base.WHERE_CURVES_MEET, shared_base.POST_HOC_PAIRS)
+    assert all(shared_base.CHANGES[name][:3] == common for name in shared_base.COMPARISONS)
+    # the wider λ grid only where the learned arm is measured, and its runs named as the first grid's
+    assert [n for n in shared_base.COMPARISONS if shared_base.CHANGES[n][3:] == (shared_base.WIDER_LAMBDA_GRID,)] == [
+        "learned", "remote"]
+    assert shared_base.LAMBDAS == (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 # -- the command, tiny --------------------------------------------------------------------------------
