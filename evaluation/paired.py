@@ -36,6 +36,10 @@ within one; that older rule is :mod:`~cilight.evaluation.comparison`).
   test procedure", Scand. J. Statist. 6(2), 1979) across the tasks of one comparison;
 * :func:`verdict` — the decision in words, which the interval and the adjusted p-value alone support;
 * :func:`compare_pairs` — all of it for two lists of curves, one :class:`PairedComparison` per task.
+* :func:`compare_tasks` — the same one task at a time, a task the curves cannot compare refused in one
+  line while the others keep their BD-rates (Holm still counts it, as p = 1);
+* :func:`read_refused` — each refused task read again over :func:`covered_band` or where the curves meet
+  (:func:`meet_curves`), a :class:`PostHocReading`: chosen after seeing data, reported apart.
 
 **Why log.** Everything is computed on ``ln(rate)`` and turned into percent of rate only for display,
 ``100·expm1(value)`` (:func:`percent`). The log ratio is antisymmetric — the pair read the other way
